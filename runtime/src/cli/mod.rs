@@ -1,0 +1,85 @@
+//! Argument parsing and dispatch: one clap struct per subcommand, each with
+//! an `execute` method (the shape of wasmtime's `src/commands`).
+
+mod stage;
+pub(crate) mod terminal;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// How `cairn` exits. The numbers are part of the interface: scripts and CI
+/// read them, and the README documents them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Status {
+    /// Everything asked for succeeded.
+    Success = 0,
+    /// A stage ran and failed (returned an error, trapped, exited non-zero,
+    /// or crossed a bound).
+    StageFailed = 1,
+    /// Bad usage, an invalid file, or a component that cannot be loaded:
+    /// nothing ran.
+    Usage = 2,
+    /// Interrupted by Ctrl-C; nothing half-written was kept.
+    Interrupted = 130,
+}
+
+impl From<Status> for ExitCode {
+    fn from(status: Status) -> Self {
+        ExitCode::from(status as u8)
+    }
+}
+
+/// Hermetic DevOps pipelines whose every stage is a sandboxed WebAssembly component.
+#[derive(Debug, Parser)]
+#[command(name = "cairn", version, about, propagate_version = true)]
+pub(crate) struct Cli {
+    /// Show more of what cairn does (-v: debug logs of stages, -vv: cairn's own tracing).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub(crate) verbose: u8,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run, build or inspect a single stage component.
+    #[command(subcommand)]
+    Stage(stage::StageCommand),
+}
+
+impl Cli {
+    /// Runs the chosen subcommand.
+    pub(crate) fn execute(self) -> anyhow::Result<Status> {
+        let verbose = self.verbose;
+        match self.command {
+            Command::Stage(command) => command.execute(verbose),
+        }
+    }
+}
+
+/// Sends cairn's own tracing (not stage logs) to stderr: warnings by default,
+/// everything with `-vv`, or what `CAIRN_LOG` says.
+pub(crate) fn init_tracing(verbose: u8) {
+    let default = if verbose >= 2 { "debug" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,356 @@
+//! `cairn stage run` and `cairn stage inspect`: one component, no pipeline.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand, ValueEnum};
+
+use cairn::component;
+use cairn::sandbox::{Clock, Random};
+use cairn::units::{ByteSize, HumanDuration};
+use cairn::{CacheDir, Invocation, Limits, Runtime, Sandbox, output_dir, standard_stages};
+
+use super::Status;
+use super::terminal::{StageLogPrinter, Style, elapsed, paint};
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum StageCommand {
+    /// Run one component in the sandbox: a stage, a WASI command, or a preview1 module.
+    Run(RunArgs),
+    /// Print what a component is, imports and exports.
+    Inspect(InspectArgs),
+}
+
+impl StageCommand {
+    pub(crate) fn execute(self, verbose: u8) -> anyhow::Result<Status> {
+        match self {
+            StageCommand::Run(args) => args.execute(verbose),
+            StageCommand::Inspect(args) => args.execute(),
+        }
+    }
+}
+
+/// Which clock the stage reads.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ClockArg {
+    /// Wall clock fixed at `SOURCE_DATE_EPOCH` (0 when unset).
+    Pinned,
+    /// The host's clock.
+    Real,
+}
+
+/// Which randomness the stage reads.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum RandomArg {
+    /// Deterministic, seeded from the component and the invocation.
+    Seeded,
+    /// The host's cryptographic generator.
+    Secure,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    /// A component or preview1 module (`.wasm`), or `std:NAME` for a standard stage.
+    component: String,
+
+    /// Show this folder to the stage, read-only, at /src.
+    #[arg(long, value_name = "DIR")]
+    src: Option<PathBuf>,
+
+    /// Show a folder to the stage, read-only, at /in/NAME (repeatable).
+    #[arg(long = "in", value_name = "NAME=DIR", value_parser = parse_pair::<PathBuf>)]
+    inputs: Vec<(String, PathBuf)>,
+
+    /// Move what the stage writes to /out here (merged into an existing folder).
+    /// Default: cairn-out/NAME, replaced on each successful run.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+
+    /// Set an environment variable for the stage (repeatable); nothing is inherited.
+    #[arg(long, value_name = "KEY=VALUE", value_parser = parse_pair::<String>)]
+    env: Vec<(String, String)>,
+
+    /// Set a `with` config entry for a stage component (repeatable).
+    #[arg(long = "with", value_name = "KEY=VALUE", value_parser = parse_pair::<String>)]
+    config: Vec<(String, String)>,
+
+    /// Grant the secret NAME, read from cairn's environment variable NAME (repeatable).
+    #[arg(long = "secret", value_name = "NAME")]
+    secrets: Vec<String>,
+
+    /// Allow connecting to HOST:PORT (repeatable); no network otherwise.
+    #[arg(long, value_name = "HOST:PORT")]
+    network: Vec<String>,
+
+    /// The clock the stage reads.
+    #[arg(long, value_enum, default_value_t = ClockArg::Pinned)]
+    clock: ClockArg,
+
+    /// The randomness the stage reads.
+    #[arg(long, value_enum, default_value_t = RandomArg::Seeded)]
+    random: RandomArg,
+
+    /// Stop the stage after this long.
+    #[arg(long, value_name = "DURATION", default_value_t = HumanDuration(Limits::default().timeout))]
+    timeout: HumanDuration,
+
+    /// Most linear memory the stage may use.
+    #[arg(long, value_name = "SIZE", default_value_t = Limits::default().memory)]
+    memory: ByteSize,
+
+    /// Most the stage may write to /out (and, separately, to /tmp).
+    #[arg(long, value_name = "SIZE", default_value_t = Limits::default().max_output)]
+    max_output: ByteSize,
+
+    /// Most log output kept and shown; the rest is counted and dropped.
+    #[arg(long, value_name = "SIZE", default_value_t = Limits::default().max_log)]
+    max_log: ByteSize,
+
+    /// The stage's name in messages and in cairn-out/ (default: the file's name).
+    #[arg(long)]
+    name: Option<String>,
+
+    /// Arguments for the component, after `--`.
+    #[arg(last = true, value_name = "ARGS")]
+    args: Vec<String>,
+}
+
+impl RunArgs {
+    fn execute(self, verbose: u8) -> anyhow::Result<Status> {
+        let (bytes, default_name) = read_component(&self.component)?;
+        let name = self.name.clone().unwrap_or(default_name);
+        let secrets = self
+            .secrets
+            .iter()
+            .map(|secret| {
+                std::env::var(secret).map(|value| (secret.clone(), value)).with_context(|| {
+                    format!("the secret `{secret}` was granted, but cairn's environment has no variable `{secret}`")
+                })
+            })
+            .collect::<anyhow::Result<BTreeMap<_, _>>>()?;
+        for (_, dir) in self
+            .src
+            .iter()
+            .map(|src| ("src", src))
+            .chain(self.inputs.iter().map(|(n, d)| (n.as_str(), d)))
+        {
+            if !dir.is_dir() {
+                bail!("`{}` is not a folder", dir.display());
+            }
+        }
+        let clock = match self.clock {
+            ClockArg::Real => Clock::Real,
+            ClockArg::Pinned => Clock::Pinned {
+                source_date_epoch: source_date_epoch()?,
+            },
+        };
+        let invocation = Invocation {
+            stage: name.clone(),
+            args: self.args,
+            config: self.config.into_iter().collect(),
+        };
+        let env: BTreeMap<String, String> = self.env.into_iter().collect();
+        let random = match self.random {
+            RandomArg::Secure => Random::Secure,
+            RandomArg::Seeded => Random::Seeded(seed(&bytes, &invocation, &env)),
+        };
+        let sandbox = Sandbox {
+            invocation,
+            env,
+            src: self.src,
+            inputs: self.inputs.into_iter().collect(),
+            secrets,
+            network: self.network,
+            clock,
+            random,
+            limits: Limits {
+                timeout: self.timeout.0,
+                memory: self.memory,
+                max_output: self.max_output,
+                max_log: self.max_log,
+            },
+        };
+
+        let cache = CacheDir::from_env()?;
+        let executor = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?;
+        executor.block_on(async {
+            let runtime = Runtime::new(&cache)?;
+            let component = runtime
+                .load(bytes.into())
+                .await
+                .with_context(|| format!("cannot load `{}`", self.component))?;
+            tracing::debug!(kind = %component.kind(), compiled = component.compiled_now(), "loaded");
+            let observer = Arc::new(StageLogPrinter { verbose: verbose > 0 });
+            let run = tokio::select! {
+                run = runtime.run(&component, &sandbox, observer) => run?,
+                _ = tokio::signal::ctrl_c() => {
+                    eprintln!("{} stage `{name}` interrupted; its outputs were discarded", paint("error:", Style::Error));
+                    return Ok(Status::Interrupted);
+                }
+            };
+            if run.log.dropped_bytes > 0 {
+                eprintln!(
+                    "{} {} of log output beyond the limit were dropped",
+                    paint("warn:", Style::Warn),
+                    ByteSize(run.log.dropped_bytes)
+                );
+            }
+            let elapsed = elapsed(run.duration);
+            match &run.result {
+                Ok(outcome) => {
+                    let destination = match &self.out {
+                        Some(out) => {
+                            output_dir::merge(run.outputs(), out)?;
+                            out.clone()
+                        }
+                        None => {
+                            let destination = Path::new("cairn-out").join(&name);
+                            output_dir::replace(run.outputs(), &destination)?;
+                            destination
+                        }
+                    };
+                    eprintln!("{} stage `{name}` succeeded in {elapsed}", paint("ok:", Style::Success));
+                    if let Some(summary) = &outcome.summary {
+                        eprintln!("  {summary}");
+                    }
+                    for (key, value) in &outcome.outputs {
+                        eprintln!("  output {key} = {value}");
+                    }
+                    if run.output_totals.files > 0 {
+                        eprintln!(
+                            "  {} files ({}) in {}",
+                            run.output_totals.files,
+                            ByteSize(run.output_totals.bytes),
+                            destination.display()
+                        );
+                    }
+                    Ok(Status::Success)
+                }
+                Err(failure) => {
+                    eprintln!("{} stage `{name}` {failure}", paint("error:", Style::Error));
+                    if let Some(hint) = failure.hint() {
+                        eprintln!("{}", paint(&format!("hint: {hint}"), Style::Hint));
+                    }
+                    Ok(Status::StageFailed)
+                }
+            }
+        })
+    }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct InspectArgs {
+    /// A component or preview1 module (`.wasm`), or `std:NAME`.
+    component: String,
+
+    /// Print the component's whole WIT world instead of a summary.
+    #[arg(long)]
+    wit: bool,
+}
+
+impl InspectArgs {
+    fn execute(self) -> anyhow::Result<Status> {
+        let (bytes, _) = read_component(&self.component)?;
+        let cache = CacheDir::from_env()?;
+        let executor = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?;
+        let runtime = Runtime::new(&cache)?;
+        let loaded = executor
+            .block_on(runtime.load(Arc::from(bytes.as_slice())))
+            .with_context(|| format!("cannot load `{}`", self.component))?;
+        let description = component::describe(&component::to_component(&bytes)?)
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("cannot decode the interface of `{}`", self.component))?;
+        if self.wit {
+            print!("{}", description.wit);
+            return Ok(Status::Success);
+        }
+        println!(
+            "component  {} ({})",
+            self.component,
+            ByteSize(loaded.size() as u64)
+        );
+        println!("digest     {}", loaded.digest());
+        println!("kind       {}", loaded.kind());
+        println!("world      {}", loaded.kind().world());
+        println!("imports");
+        for import in &description.imports {
+            println!("  {import}");
+        }
+        println!("exports");
+        for export in &description.exports {
+            println!("  {export}");
+        }
+        Ok(Status::Success)
+    }
+}
+
+/// The bytes of a component named on the command line, and a default stage
+/// name for it (the file stem, or the standard stage's name).
+fn read_component(reference: &str) -> anyhow::Result<(Vec<u8>, String)> {
+    if let Some(name) = reference.strip_prefix("std:") {
+        let bytes = standard_stages::get(name).with_context(|| {
+            let known: Vec<_> = standard_stages::names().collect();
+            format!(
+                "there is no standard stage `{reference}` (there are: std:{})",
+                known.join(", std:")
+            )
+        })?;
+        return Ok((bytes.to_vec(), name.to_owned()));
+    }
+    let path = Path::new(reference);
+    let bytes =
+        std::fs::read(path).with_context(|| format!("cannot read the component `{reference}`"))?;
+    let name = path.file_stem().map_or_else(
+        || "stage".to_owned(),
+        |stem| stem.to_string_lossy().into_owned(),
+    );
+    Ok((bytes, name))
+}
+
+/// `KEY=VALUE` on the command line.
+fn parse_pair<T: From<String>>(text: &str) -> Result<(String, T), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), T::from(value.to_owned()))),
+        _ => Err(format!("`{text}` is not KEY=VALUE")),
+    }
+}
+
+/// The pinned clock's reading: `SOURCE_DATE_EPOCH` from cairn's environment, or 0.
+fn source_date_epoch() -> anyhow::Result<u64> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(value) if !value.trim().is_empty() => value
+            .trim()
+            .parse()
+            .with_context(|| format!("SOURCE_DATE_EPOCH is `{value}`, not a number of seconds")),
+        _ => Ok(0),
+    }
+}
+
+/// The random seed of a single run: everything that identifies the run, so
+/// the same run draws the same numbers and a different one different numbers.
+fn seed(component: &[u8], invocation: &Invocation, env: &BTreeMap<String, String>) -> [u8; 32] {
+    let mut hasher = blake3::Hasher::new_derive_key("cairn 2026 stage run seed");
+    hasher.update(blake3::hash(component).as_bytes());
+    for part in std::iter::once(&invocation.stage)
+        .chain(&invocation.args)
+        .chain(
+            invocation
+                .config
+                .iter()
+                .flat_map(|(key, value)| [key, value]),
+        )
+        .chain(env.iter().flat_map(|(key, value)| [key, value]))
+    {
+        hasher.update(&(part.len() as u64).to_le_bytes());
+        hasher.update(part.as_bytes());
+    }
+    *hasher.finalize().as_bytes()
+}

@@ -1,0 +1,96 @@
+//! Content digests: the names cairn gives bytes.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A blake3 digest. Printed and parsed as `blake3:<64 hex digits>`, so a digest
+/// in a log, a lock file or a cache path says which hash it is.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Digest([u8; 32]);
+
+/// A string that is not `blake3:` followed by 64 hex digits.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a digest (expected `blake3:` and 64 hex digits)")]
+pub struct DigestParseError(String);
+
+impl Digest {
+    /// The digest of `bytes`.
+    pub fn of(bytes: &[u8]) -> Self {
+        Digest(*blake3::hash(bytes).as_bytes())
+    }
+
+    /// Wraps a finished hasher.
+    pub fn from_hasher(hasher: &blake3::Hasher) -> Self {
+        Digest(*hasher.finalize().as_bytes())
+    }
+
+    /// The raw 32 bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// The 64 lower-case hex digits, without the `blake3:` prefix (for file names).
+    pub fn to_hex(&self) -> String {
+        blake3::Hash::from_bytes(self.0).to_hex().to_string()
+    }
+
+    /// The first 12 hex digits, for messages where the full digest is noise.
+    pub fn short(&self) -> String {
+        self.to_hex()[..12].to_owned()
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(formatter, "blake3:{}", self.to_hex())
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, formatter)
+    }
+}
+
+impl FromStr for Digest {
+    type Err = DigestParseError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let error = || DigestParseError(text.to_owned());
+        let hex = text.strip_prefix("blake3:").ok_or_else(error)?;
+        blake3::Hash::from_hex(hex)
+            .map(|hash| Digest(*hash.as_bytes()))
+            .map_err(|_| error())
+    }
+}
+
+impl Serialize for Digest {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Digest {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digests_print_and_parse_with_their_algorithm() {
+        let digest = Digest::of(b"cairn");
+        let text = digest.to_string();
+        assert!(text.starts_with("blake3:"));
+        assert_eq!(text.len(), "blake3:".len() + 64);
+        assert_eq!(text.parse::<Digest>(), Ok(digest));
+        assert!("sha256:00".parse::<Digest>().is_err());
+        assert!("blake3:xyz".parse::<Digest>().is_err());
+    }
+}

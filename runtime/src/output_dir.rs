@@ -1,0 +1,158 @@
+//! Moving a finished stage's outputs to where the user looks for them.
+//!
+//! A stage writes into a fresh scratch folder; only when it succeeded are its
+//! outputs moved into place, so a failed or interrupted stage never leaves
+//! half an output behind. Moves are renames when the scratch folder is on
+//! the same file system, copies otherwise.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// A failure to put outputs in place; names the path involved.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot move outputs to `{path}`")]
+pub struct PublishError {
+    /// The path being written.
+    pub path: PathBuf,
+    /// What the operating system said.
+    #[source]
+    pub source: io::Error,
+}
+
+fn at(path: &Path) -> impl FnOnce(io::Error) -> PublishError + '_ {
+    move |source| PublishError {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Makes `to` hold exactly what `from` holds, replacing whatever `to` held.
+/// For folders cairn owns (`cairn-out/<stage>`).
+pub fn replace(from: &Path, to: &Path) -> Result<(), PublishError> {
+    let parent = to.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(parent).map_err(at(parent))?;
+    // Build the new tree beside the destination first, so the swap itself
+    // is two renames and the destination is never half-written.
+    let staged = tempfile::Builder::new()
+        .prefix(".cairn-new-")
+        .tempdir_in(parent)
+        .map_err(at(parent))?;
+    let staged_path = staged.path().join("tree");
+    move_tree(from, &staged_path)?;
+    if fs::symlink_metadata(to).is_ok() {
+        let old = tempfile::Builder::new()
+            .prefix(".cairn-old-")
+            .tempdir_in(parent)
+            .map_err(at(parent))?;
+        fs::rename(to, old.path().join("tree")).map_err(at(to))?;
+        fs::rename(&staged_path, to).map_err(at(to))?;
+        drop(old);
+    } else {
+        fs::rename(&staged_path, to).map_err(at(to))?;
+    }
+    Ok(())
+}
+
+/// Moves everything in `from` into `to`, replacing files of the same name and
+/// leaving other files of `to` alone. For folders the user named (`--out`),
+/// which may hold files cairn did not write.
+pub fn merge(from: &Path, to: &Path) -> Result<(), PublishError> {
+    fs::create_dir_all(to).map_err(at(to))?;
+    for entry in fs::read_dir(from).map_err(at(from))? {
+        let entry = entry.map_err(at(from))?;
+        let source = entry.path();
+        let destination = to.join(entry.file_name());
+        if entry.file_type().map_err(at(&source))?.is_dir() {
+            merge(&source, &destination)?;
+        } else {
+            if let Ok(existing) = fs::symlink_metadata(&destination)
+                && existing.is_dir()
+            {
+                return Err(PublishError {
+                    path: destination,
+                    source: io::Error::new(
+                        io::ErrorKind::IsADirectory,
+                        "a folder is in the way of an output file",
+                    ),
+                });
+            }
+            move_tree(&source, &destination)?;
+        }
+    }
+    Ok(())
+}
+
+/// Renames `from` to `to`, or copies it (links as links) across file systems.
+fn move_tree(from: &Path, to: &Path) -> Result<(), PublishError> {
+    match fs::rename(from, to) {
+        Ok(()) => Ok(()),
+        Err(error) if error.kind() == io::ErrorKind::CrossesDevices => copy_tree(from, to),
+        Err(error) => Err(at(to)(error)),
+    }
+}
+
+fn copy_tree(from: &Path, to: &Path) -> Result<(), PublishError> {
+    let metadata = fs::symlink_metadata(from).map_err(at(from))?;
+    if metadata.is_dir() {
+        fs::create_dir_all(to).map_err(at(to))?;
+        for entry in fs::read_dir(from).map_err(at(from))? {
+            let entry = entry.map_err(at(from))?;
+            copy_tree(&entry.path(), &to.join(entry.file_name()))?;
+        }
+    } else if metadata.is_symlink() {
+        let target = fs::read_link(from).map_err(at(from))?;
+        let _ = fs::remove_file(to);
+        std::os::unix::fs::symlink(target, to).map_err(at(to))?;
+    } else {
+        fs::copy(from, to).map_err(at(to))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree(root: &Path, files: &[(&str, &str)]) {
+        for (path, contents) in files {
+            let path = root.join(path);
+            fs::create_dir_all(path.parent().expect("has a parent")).expect("mkdir");
+            fs::write(path, contents).expect("write");
+        }
+    }
+
+    #[test]
+    fn replace_swaps_the_whole_folder() {
+        let scratch = tempfile::tempdir().expect("tempdir");
+        let (from, to) = (
+            scratch.path().join("from"),
+            scratch.path().join("out/stage"),
+        );
+        tree(&from, &[("a.txt", "new"), ("sub/b.txt", "b")]);
+        tree(&to, &[("a.txt", "old"), ("stale.txt", "gone")]);
+        replace(&from, &to).expect("replace");
+        assert_eq!(fs::read_to_string(to.join("a.txt")).expect("read"), "new");
+        assert_eq!(fs::read_to_string(to.join("sub/b.txt")).expect("read"), "b");
+        assert!(!to.join("stale.txt").exists());
+        let leftovers: Vec<_> = fs::read_dir(scratch.path().join("out"))
+            .expect("list")
+            .collect();
+        assert_eq!(leftovers.len(), 1, "no staging folders are left behind");
+    }
+
+    #[test]
+    fn merge_keeps_files_it_does_not_replace() {
+        let scratch = tempfile::tempdir().expect("tempdir");
+        let (from, to) = (scratch.path().join("from"), scratch.path().join("to"));
+        tree(&from, &[("a.txt", "new"), ("sub/b.txt", "b")]);
+        tree(&to, &[("a.txt", "old"), ("mine.txt", "kept")]);
+        merge(&from, &to).expect("merge");
+        assert_eq!(fs::read_to_string(to.join("a.txt")).expect("read"), "new");
+        assert_eq!(
+            fs::read_to_string(to.join("mine.txt")).expect("read"),
+            "kept"
+        );
+        assert_eq!(fs::read_to_string(to.join("sub/b.txt")).expect("read"), "b");
+    }
+}

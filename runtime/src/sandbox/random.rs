@@ -1,0 +1,32 @@
+//! The randomness a stage sees. Seeded by default, so the same stage on the
+//! same inputs draws the same numbers (hash maps iterate the same way,
+//! generated names come out the same) and its output stays reproducible.
+
+use rand::SeedableRng;
+use rand::rngs::ChaCha20Rng;
+use wasmtime_wasi::WasiCtxBuilder;
+
+/// Which random source a stage reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Random {
+    /// ChaCha20 streams derived from this seed (cairn uses the stage key), for
+    /// `wasi:random/random`, `wasi:random/insecure` and the insecure seed.
+    Seeded([u8; 32]),
+    /// The host's cryptographic generator (`random = "secure"`).
+    Secure,
+}
+
+pub(crate) fn grant(builder: &mut WasiCtxBuilder, random: Random) {
+    if let Random::Seeded(seed) = random {
+        // Independent streams per interface, so reading one does not shift the other.
+        let derive = |purpose: &str| {
+            blake3::derive_key(&format!("cairn 2026 sandbox random: {purpose}"), &seed)
+        };
+        builder.secure_random(ChaCha20Rng::from_seed(derive("random")));
+        builder.insecure_random(ChaCha20Rng::from_seed(derive("insecure")));
+        let insecure_seed = derive("insecure-seed");
+        let mut first = [0u8; 16];
+        first.copy_from_slice(&insecure_seed[..16]);
+        builder.insecure_random_seed(u128::from_le_bytes(first));
+    }
+}

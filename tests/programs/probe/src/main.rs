@@ -1,0 +1,219 @@
+//! `probe ACTION [ARGS...]` tries one thing inside the sandbox and prints what
+//! happened, so a test can assert both that a granted capability works and
+//! that a withheld one is refused. Actions that misbehave on purpose (spin,
+//! alloc, recurse, flood, fill) exercise the sandbox's bounds.
+//!
+//! Exit status: 0 when the action worked, 1 when it was refused or failed
+//! (with `error: ...` on stdout), 2 on bad usage.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let words: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
+    match run(&words) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            println!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(words: &[&str]) -> Result<(), String> {
+    match words {
+        ["read", path] => {
+            let contents = std::fs::read(path).map_err(describe)?;
+            println!("read {} bytes", contents.len());
+            Ok(())
+        }
+        ["cat", path] => {
+            let contents = std::fs::read_to_string(path).map_err(describe)?;
+            print!("{contents}");
+            Ok(())
+        }
+        ["write", path, text] => std::fs::write(path, text).map_err(describe),
+        ["mkdir", path] => std::fs::create_dir_all(path).map_err(describe),
+        ["list", path] => {
+            let mut names: Vec<String> = std::fs::read_dir(path)
+                .map_err(describe)?
+                .map(|entry| entry.map(|entry| entry.file_name().to_string_lossy().into_owned()))
+                .collect::<Result<_, _>>()
+                .map_err(describe)?;
+            names.sort();
+            for name in names {
+                println!("{name}");
+            }
+            Ok(())
+        }
+        ["env"] => {
+            let mut variables: Vec<(String, String)> = std::env::vars().collect();
+            variables.sort();
+            for (key, value) in variables {
+                println!("{key}={value}");
+            }
+            Ok(())
+        }
+        ["args", ..] => {
+            for arg in std::env::args().skip(1) {
+                println!("{arg}");
+            }
+            Ok(())
+        }
+        ["cwd"] => {
+            let cwd = std::env::current_dir().map_err(describe)?;
+            println!("{}", cwd.display());
+            Ok(())
+        }
+        ["connect", address] => {
+            std::net::TcpStream::connect(address).map_err(describe)?;
+            println!("connected to {address}");
+            Ok(())
+        }
+        ["clock"] => {
+            let wall = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_err(|error| error.to_string())?;
+            let start = std::time::Instant::now();
+            let elapsed = start.elapsed();
+            println!("wall {}.{:09}", wall.as_secs(), wall.subsec_nanos());
+            println!("monotonic step {}ns", elapsed.as_nanos());
+            Ok(())
+        }
+        ["random"] => random(),
+        ["symlink", target, link] => symlink(target, link),
+        ["exit", code] => {
+            let code: i32 = code
+                .parse()
+                .map_err(|_| format!("`{code}` is not an exit code"))?;
+            std::process::exit(code)
+        }
+        ["spin"] => {
+            let mut counter: u64 = 0;
+            loop {
+                counter = std::hint::black_box(counter.wrapping_add(1));
+            }
+        }
+        ["alloc", mebibytes] => {
+            let mebibytes: usize = mebibytes
+                .parse()
+                .map_err(|_| format!("`{mebibytes}` is not a number"))?;
+            let mut blocks = Vec::new();
+            for _ in 0..mebibytes {
+                // Touch every page so the memory is really committed.
+                blocks.push(vec![1u8; 1 << 20]);
+            }
+            println!("allocated {} MiB", std::hint::black_box(blocks).len());
+            Ok(())
+        }
+        ["recurse"] => {
+            println!("depth {}", recurse(std::hint::black_box(1)));
+            Ok(())
+        }
+        ["recurse-with-locals"] => {
+            println!("depth {}", recurse_with_locals(std::hint::black_box(1)));
+            Ok(())
+        }
+        ["flood", mebibytes] => {
+            let mebibytes: u64 = mebibytes
+                .parse()
+                .map_err(|_| format!("`{mebibytes}` is not a number"))?;
+            let line = format!("{}\n", "x".repeat(1023));
+            let mut stdout = std::io::stdout().lock();
+            for _ in 0..mebibytes * 1024 {
+                stdout.write_all(line.as_bytes()).map_err(describe)?;
+            }
+            Ok(())
+        }
+        ["fill", path, mebibytes] => {
+            let mebibytes: u64 = mebibytes
+                .parse()
+                .map_err(|_| format!("`{mebibytes}` is not a number"))?;
+            let mut file = std::fs::File::create(path).map_err(describe)?;
+            let chunk = vec![7u8; 1 << 20];
+            for _ in 0..mebibytes {
+                file.write_all(&chunk).map_err(describe)?;
+            }
+            Ok(())
+        }
+        ["sleep", milliseconds] => {
+            let milliseconds: u64 = milliseconds
+                .parse()
+                .map_err(|_| format!("`{milliseconds}` is not a number"))?;
+            std::thread::sleep(std::time::Duration::from_millis(milliseconds));
+            Ok(())
+        }
+        ["panic", message] => panic!("{message}"),
+        ["echo", text] => {
+            println!("{text}");
+            eprintln!("{text} (stderr)");
+            Ok(())
+        }
+        _ => {
+            eprintln!("usage: probe ACTION [ARGS...] (see the source for actions)");
+            std::process::exit(2)
+        }
+    }
+}
+
+/// `error kind: message`, so tests can match the kind of refusal.
+fn describe(error: std::io::Error) -> String {
+    format!("{:?}: {error}", error.kind())
+}
+
+/// Recursion whose frames live on the wasm call stack alone: overflows
+/// wasmtime's stack limit.
+#[allow(unconditional_recursion)] // overflowing the stack is the point
+fn recurse(depth: u64) -> u64 {
+    let next = recurse(std::hint::black_box(depth + 1));
+    // Opaque to the optimizer, so the recursion cannot become a loop.
+    std::hint::black_box(next) + 1
+}
+
+/// Recursion with an array per frame, which Rust keeps on the shadow stack in
+/// linear memory: exhausts that stack before the wasm call stack.
+#[allow(unconditional_recursion)] // overflowing the stack is the point
+fn recurse_with_locals(depth: u64) -> u64 {
+    let frame = std::hint::black_box([depth; 16]);
+    frame[0] + recurse_with_locals(std::hint::black_box(depth + 1))
+}
+
+#[cfg(all(target_os = "wasi", target_env = "p2"))]
+fn random() -> Result<(), String> {
+    let secure = wasi::random::random::get_random_bytes(16);
+    let insecure = wasi::random::insecure::get_insecure_random_bytes(16);
+    let (seed_high, seed_low) = wasi::random::insecure_seed::insecure_seed();
+    println!("secure {}", hex(&secure));
+    println!("insecure {}", hex(&insecure));
+    println!("seed {seed_high:016x}{seed_low:016x}");
+    Ok(())
+}
+
+#[cfg(all(target_os = "wasi", target_env = "p2"))]
+fn symlink(target: &str, link: &str) -> Result<(), String> {
+    let relative = link
+        .strip_prefix("/out/")
+        .ok_or_else(|| format!("`{link}` is not under /out"))?;
+    let (out, _) = wasi::filesystem::preopens::get_directories()
+        .into_iter()
+        .find(|(_, path)| path == "/out")
+        .ok_or("no /out preopen")?;
+    out.symlink_at(target, relative)
+        .map_err(|code| format!("{code:?}"))
+}
+
+#[cfg(all(target_os = "wasi", target_env = "p2"))]
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+#[cfg(not(all(target_os = "wasi", target_env = "p2")))]
+fn random() -> Result<(), String> {
+    Err("random needs WASI 0.2".into())
+}
+
+#[cfg(not(all(target_os = "wasi", target_env = "p2")))]
+fn symlink(_target: &str, _link: &str) -> Result<(), String> {
+    Err("symlink needs WASI 0.2".into())
+}
