@@ -181,10 +181,10 @@ fn load(
             component
         }
     };
-    let kind = classify(engine, &component, format)?;
     let pre = linker
         .instantiate_pre(&component)
-        .map_err(|error| LoadError::Imports(root_cause(&error)))?;
+        .map_err(|error| LoadError::Imports(error_chain(&error)))?;
+    let kind = classify(engine, &component, format)?;
     let entry = match kind {
         ComponentKind::Stage => Entry::stage(pre),
         ComponentKind::Command | ComponentKind::Preview1Command => Entry::command(pre),

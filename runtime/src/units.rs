@@ -69,7 +69,7 @@ impl fmt::Display for ByteSize {
         ];
         for (unit, name) in UNITS {
             if self.0 >= unit {
-                return if self.0 % unit == 0 {
+                return if self.0.is_multiple_of(unit) {
                     write!(formatter, "{} {name}", self.0 / unit)
                 } else {
                     write!(formatter, "{:.1} {name}", self.0 as f64 / unit as f64)

@@ -144,6 +144,13 @@ impl GuestBuild {
         self
     }
 
+    /// Builds with cargo's `dev` profile instead of `release`: larger, slower
+    /// code, which benchmarks use as a stand-in for big components.
+    pub fn debug(mut self) -> Self {
+        self.release = false;
+        self
+    }
+
     /// Builds for another wasm target (`wasm32-wasip1` for core modules).
     pub fn target(mut self, target: impl Into<String>) -> Self {
         self.target = target.into();

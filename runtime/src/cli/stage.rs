@@ -18,7 +18,7 @@ use super::terminal::{StageLogPrinter, Style, elapsed, paint};
 #[derive(Debug, Subcommand)]
 pub(crate) enum StageCommand {
     /// Run one component in the sandbox: a stage, a WASI command, or a preview1 module.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print what a component is, imports and exports.
     Inspect(InspectArgs),
 }

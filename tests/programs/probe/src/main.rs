@@ -3,7 +3,9 @@
 //! that a withheld one is refused. Actions that misbehave on purpose (spin,
 //! alloc, recurse, flood, fill) exercise the sandbox's bounds.
 //!
-//! Exit status: 0 when the action worked, 1 when it was refused or failed
+//! Several actions can be chained with `&&`: `probe write /out/a x && read /out/a`.
+//!
+//! Exit status: 0 when every action worked, 1 when one was refused or failed
 //! (with `error: ...` on stdout), 2 on bad usage.
 
 use std::io::Write;
@@ -12,13 +14,13 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     let words: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
-    match run(&words) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
+    for action in words.split(|word| *word == "&&") {
+        if let Err(message) = run(action) {
             println!("error: {message}");
-            ExitCode::FAILURE
+            return ExitCode::FAILURE;
         }
     }
+    ExitCode::SUCCESS
 }
 
 fn run(words: &[&str]) -> Result<(), String> {
@@ -55,8 +57,14 @@ fn run(words: &[&str]) -> Result<(), String> {
             }
             Ok(())
         }
-        ["args", ..] => {
-            for arg in std::env::args().skip(1) {
+        ["args", rest @ ..] => {
+            for arg in rest {
+                println!("{arg}");
+            }
+            Ok(())
+        }
+        ["argv", ..] => {
+            for arg in std::env::args() {
                 println!("{arg}");
             }
             Ok(())

@@ -6,6 +6,7 @@
 //!   and returns its invocation as outputs (`stage`, `args`, `config.KEY`,
 //!   `inputs`, and `secret.NAME` for `with.secret = "NAME"`, whose value it
 //!   also logs so tests can see it masked).
+//! - `noop`: returns an empty outcome and does nothing else (for benchmarks).
 //! - `fail`: returns an error. `panic`: panics. `spin`: never returns.
 //! - `exit`: calls `exit(0)` instead of returning.
 
@@ -17,6 +18,7 @@ impl Stage for StageProbe {
     fn run(invocation: Invocation) -> cairn_sdk::Result<Outcome> {
         match invocation.config("mode").unwrap_or("echo") {
             "echo" => echo(&invocation),
+            "noop" => Ok(Outcome::new()),
             "fail" => Err("asked to fail".into()),
             "panic" => panic!("asked to panic"),
             "spin" => {

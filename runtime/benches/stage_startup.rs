@@ -1,0 +1,140 @@
+//! What it costs to start a sandboxed stage, next to what it costs to start
+//! a native process, measured in the same run on the same machine.
+//!
+//! `cargo bench -p cairn --bench stage_startup` prints medians and ratios;
+//! BENCHMARKS.md records the figures. Timings on shared machines are noisy,
+//! so every figure is a median of many runs and comparisons are ratios.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cairn::observer::Silent;
+use cairn::{CacheDir, LoadedComponent, Runtime, Sandbox};
+use cairn_guest_build::GuestBuild;
+
+const RUNS: usize = 300;
+
+fn main() {
+    let executor = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio starts");
+    let cache_root = tempfile::tempdir().expect("tempdir");
+    let cache = CacheDir::open(cache_root.path()).expect("cache");
+
+    println!("stage startup, {RUNS} runs each (median / p90)");
+    let native = measure(RUNS, || {
+        let status = Command::new("/bin/true").status().expect("/bin/true runs");
+        assert!(status.success());
+    });
+    report("spawn /bin/true (native process)", &native, None);
+
+    executor.block_on(async {
+        let runtime = Runtime::new(&cache).expect("runtime");
+        let probe = load(&runtime, cairn_test_programs::PROBE_COMPONENT).await;
+        let stage = load(&runtime, cairn_test_programs::STAGE_PROBE).await;
+
+        let command_sandbox = {
+            let mut sandbox = Sandbox::new("probe", [0; 32]);
+            sandbox.invocation.args = vec!["args".into()];
+            sandbox
+        };
+        let command = measure_async(RUNS, || run(&runtime, &probe, &command_sandbox)).await;
+        report("instantiate + run a trivial command component", &command, Some(&native));
+
+        let stage_sandbox = {
+            let mut sandbox = Sandbox::new("noop", [0; 32]);
+            sandbox.invocation.config.insert("mode".into(), "noop".into());
+            sandbox
+        };
+        let stage_run = measure_async(RUNS, || run(&runtime, &stage, &stage_sandbox)).await;
+        report("instantiate + run a trivial stage component", &stage_run, Some(&native));
+    });
+
+    // A component of several megabytes: std:validate built without optimizations.
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let large = GuestBuild::new(workspace.join("Cargo.toml"), workspace.join("target/guests"))
+        .package("stage-validate")
+        .debug()
+        .run()
+        .expect("the large component builds");
+    let bytes: Arc<[u8]> = std::fs::read(&large[0].path).expect("built").into();
+    println!("\nloading a {:.1} MB component (std:validate, debug build)", bytes.len() as f64 / 1e6);
+    executor.block_on(async {
+        let compile = measure_async_n(3, || async {
+            let fresh = tempfile::tempdir().expect("tempdir");
+            let runtime = Runtime::new(&CacheDir::open(fresh.path()).expect("cache")).expect("runtime");
+            let loaded = runtime.load(bytes.clone()).await.expect("loads");
+            assert!(loaded.compiled_now());
+        })
+        .await;
+        report("first load: compile with Cranelift", &compile, None);
+        let warm_cache = tempfile::tempdir().expect("tempdir");
+        let warm = CacheDir::open(warm_cache.path()).expect("cache");
+        Runtime::new(&warm).expect("runtime").load(bytes.clone()).await.expect("loads");
+        let deserialize = measure_async_n(20, || async {
+            let runtime = Runtime::new(&warm).expect("runtime");
+            let loaded = runtime.load(bytes.clone()).await.expect("loads");
+            assert!(!loaded.compiled_now());
+        })
+        .await;
+        report("later load: deserialize from the compiled cache", &deserialize, Some(&compile));
+    });
+}
+
+async fn load(runtime: &Runtime, path: &str) -> Arc<LoadedComponent> {
+    let bytes = std::fs::read(path).expect("built by cairn-test-programs");
+    runtime.load(bytes.into()).await.expect("loads")
+}
+
+async fn run(runtime: &Runtime, component: &LoadedComponent, sandbox: &Sandbox) {
+    let run = runtime.run(component, sandbox, Arc::new(Silent)).await.expect("runs");
+    assert!(run.result.is_ok(), "{:?}", run.result);
+}
+
+fn measure(runs: usize, mut step: impl FnMut()) -> Vec<Duration> {
+    step(); // warm up
+    (0..runs)
+        .map(|_| {
+            let started = Instant::now();
+            step();
+            started.elapsed()
+        })
+        .collect()
+}
+
+async fn measure_async<F: Future<Output = ()>>(runs: usize, mut step: impl FnMut() -> F) -> Vec<Duration> {
+    step().await; // warm up
+    measure_async_n(runs, step).await
+}
+
+async fn measure_async_n<F: Future<Output = ()>>(runs: usize, mut step: impl FnMut() -> F) -> Vec<Duration> {
+    let mut samples = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let started = Instant::now();
+        step().await;
+        samples.push(started.elapsed());
+    }
+    samples
+}
+
+fn percentile(samples: &[Duration], fraction: f64) -> Duration {
+    let mut sorted = samples.to_vec();
+    sorted.sort();
+    sorted[((sorted.len() - 1) as f64 * fraction).round() as usize]
+}
+
+fn report(what: &str, samples: &[Duration], baseline: Option<&[Duration]>) {
+    let median = percentile(samples, 0.5);
+    let p90 = percentile(samples, 0.9);
+    let ratio = baseline
+        .map(|baseline| format!("  ({:.2}x the line it is compared with)", median.as_secs_f64() / percentile(baseline, 0.5).as_secs_f64()))
+        .unwrap_or_default();
+    println!(
+        "  {what:<52} {:>9.3} ms / {:>9.3} ms{ratio}",
+        median.as_secs_f64() * 1e3,
+        p90.as_secs_f64() * 1e3
+    );
+}

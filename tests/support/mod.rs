@@ -1,0 +1,208 @@
+//! Shared helpers for the end-to-end tests: one runtime per test binary over a
+//! shared compiled-component cache, the guest programs, an observer that
+//! records what a stage reported, and a wrapper around the real `cairn` binary.
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Arc, LazyLock, Mutex};
+
+use cairn::observer::{Annotation, LogLine, LogSource, StageObserver};
+use cairn::{CacheDir, LoadedComponent, Runtime, Sandbox, StageRun};
+
+/// A cache shared by every test of this build, so each guest is compiled once
+/// per test run rather than once per test.
+pub fn shared_cache_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cairn-test-cache")
+}
+
+static RUNTIME: LazyLock<Runtime> = LazyLock::new(|| {
+    let cache = CacheDir::open(shared_cache_dir()).expect("the shared test cache opens");
+    Runtime::new(&cache).expect("the runtime starts")
+});
+
+/// The runtime shared by the tests of one binary.
+pub fn runtime() -> &'static Runtime {
+    &RUNTIME
+}
+
+/// Loads a guest program by path through the shared runtime.
+pub async fn load(path: &str) -> Arc<LoadedComponent> {
+    let bytes = std::fs::read(path).unwrap_or_else(|error| panic!("cannot read {path}: {error}"));
+    runtime().load(bytes.into()).await.expect("the guest loads")
+}
+
+/// The probe as a command component.
+pub async fn probe() -> Arc<LoadedComponent> {
+    load(cairn_test_programs::PROBE_COMPONENT).await
+}
+
+/// The `cairn:stage` probe.
+pub async fn stage_probe() -> Arc<LoadedComponent> {
+    load(cairn_test_programs::STAGE_PROBE).await
+}
+
+/// A sandbox for a probe run: `probe ARGS...`, nothing granted.
+pub fn sandbox(args: &[&str]) -> Sandbox {
+    let mut sandbox = Sandbox::new("probe", [7; 32]);
+    sandbox.invocation.args = args.iter().map(|arg| (*arg).to_owned()).collect();
+    sandbox
+}
+
+/// Everything a stage reported while it ran.
+#[derive(Default)]
+pub struct Recorder {
+    pub lines: Mutex<Vec<LogLine>>,
+    pub progress: Mutex<Vec<(u64, u64)>>,
+    pub annotations: Mutex<Vec<Annotation>>,
+}
+
+impl StageObserver for Recorder {
+    fn log(&self, line: &LogLine) {
+        self.lines.lock().expect("not poisoned").push(line.clone());
+    }
+    fn progress(&self, done: u64, total: u64) {
+        self.progress
+            .lock()
+            .expect("not poisoned")
+            .push((done, total));
+    }
+    fn annotate(&self, annotation: &Annotation) {
+        self.annotations
+            .lock()
+            .expect("not poisoned")
+            .push(annotation.clone());
+    }
+}
+
+/// Runs a loaded component in `sandbox`, recording what it reports.
+pub async fn run_with(component: &LoadedComponent, sandbox: &Sandbox) -> (StageRun, Arc<Recorder>) {
+    let recorder = Arc::new(Recorder::default());
+    let run = runtime()
+        .run(component, sandbox, recorder.clone())
+        .await
+        .expect("the sandbox is set up");
+    (run, recorder)
+}
+
+/// Runs a loaded component and returns the run alone.
+pub async fn run(component: &LoadedComponent, sandbox: &Sandbox) -> StageRun {
+    run_with(component, sandbox).await.0
+}
+
+/// What the guest printed on stdout, one entry per line.
+pub fn stdout(run: &StageRun) -> Vec<String> {
+    run.log
+        .lines
+        .iter()
+        .filter(|line| line.source == LogSource::Stdout)
+        .map(|line| line.text.clone())
+        .collect()
+}
+
+/// The probe's one-line report of a refused action (`error: Kind: message`).
+pub fn refusal(run: &StageRun) -> String {
+    assert!(
+        run.result.is_err(),
+        "the action was expected to be refused, but it succeeded: {:?}",
+        stdout(run)
+    );
+    stdout(run)
+        .into_iter()
+        .find(|line| line.starts_with("error: "))
+        .unwrap_or_else(|| panic!("no `error:` line in {:?}", stdout(run)))
+}
+
+/// Asserts a run succeeded, showing its log if not.
+pub fn assert_succeeded(run: &StageRun) {
+    if let Err(failure) = &run.result {
+        panic!("the stage failed: {failure}\nlog: {:#?}", run.log.lines);
+    }
+}
+
+/// Proves the runtime still works after a stage misbehaved: a fresh stage in
+/// the same process runs normally.
+pub async fn assert_runtime_still_healthy() {
+    let probe = probe().await;
+    let run = run(&probe, &sandbox(&["echo", "still alive"])).await;
+    assert_succeeded(&run);
+    assert_eq!(stdout(&run), ["still alive"]);
+}
+
+/// A folder of files, for `/src` and `/in/*`.
+pub fn folder(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (path, contents) in files {
+        let path = dir.path().join(path);
+        std::fs::create_dir_all(path.parent().expect("has a parent")).expect("mkdir");
+        std::fs::write(path, contents).expect("write");
+    }
+    dir
+}
+
+/// Every file under `root` with its contents, for comparing output trees.
+pub fn read_tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).expect("readable") {
+            let entry = entry.expect("entry");
+            let path = entry.path();
+            if entry.file_type().expect("type").is_dir() {
+                pending.push(path);
+            } else {
+                let relative = path
+                    .strip_prefix(root)
+                    .expect("under root")
+                    .to_string_lossy()
+                    .into_owned();
+                files.insert(relative, std::fs::read(&path).unwrap_or_default());
+            }
+        }
+    }
+    files
+}
+
+/// The real `cairn` binary, run in `dir` with the shared test cache.
+pub fn cairn(dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cairn"));
+    command
+        .current_dir(dir)
+        .env("CAIRN_CACHE", shared_cache_dir())
+        .env("NO_COLOR", "1")
+        .env_remove("SOURCE_DATE_EPOCH")
+        .env_remove("CAIRN_LOG");
+    command
+}
+
+/// The exit code, stdout and stderr of a finished command, for assertions.
+pub struct Finished {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs a command to completion.
+pub fn finish(command: &mut Command) -> Finished {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = command.output().expect("cairn starts");
+    Finished {
+        code: status.code(),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    }
+}
+
+impl std::fmt::Debug for Finished {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            formatter,
+            "exit code {:?}\n--- stdout\n{}--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
