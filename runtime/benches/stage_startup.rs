@@ -42,30 +42,48 @@ fn main() {
             sandbox
         };
         let command = measure_async(RUNS, || run(&runtime, &probe, &command_sandbox)).await;
-        report("instantiate + run a trivial command component", &command, Some(&native));
+        report(
+            "instantiate + run a trivial command component",
+            &command,
+            Some(&native),
+        );
 
         let stage_sandbox = {
             let mut sandbox = Sandbox::new("noop", [0; 32]);
-            sandbox.invocation.config.insert("mode".into(), "noop".into());
+            sandbox
+                .invocation
+                .config
+                .insert("mode".into(), "noop".into());
             sandbox
         };
         let stage_run = measure_async(RUNS, || run(&runtime, &stage, &stage_sandbox)).await;
-        report("instantiate + run a trivial stage component", &stage_run, Some(&native));
+        report(
+            "instantiate + run a trivial stage component",
+            &stage_run,
+            Some(&native),
+        );
     });
 
     // A component of several megabytes: std:validate built without optimizations.
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let large = GuestBuild::new(workspace.join("Cargo.toml"), workspace.join("target/guests"))
-        .package("stage-validate")
-        .debug()
-        .run()
-        .expect("the large component builds");
+    let large = GuestBuild::new(
+        workspace.join("Cargo.toml"),
+        workspace.join("target/guests"),
+    )
+    .package("stage-validate")
+    .debug()
+    .run()
+    .expect("the large component builds");
     let bytes: Arc<[u8]> = std::fs::read(&large[0].path).expect("built").into();
-    println!("\nloading a {:.1} MB component (std:validate, debug build)", bytes.len() as f64 / 1e6);
+    println!(
+        "\nloading a {:.1} MB component (std:validate, debug build)",
+        bytes.len() as f64 / 1e6
+    );
     executor.block_on(async {
         let compile = measure_async_n(3, || async {
             let fresh = tempfile::tempdir().expect("tempdir");
-            let runtime = Runtime::new(&CacheDir::open(fresh.path()).expect("cache")).expect("runtime");
+            let runtime =
+                Runtime::new(&CacheDir::open(fresh.path()).expect("cache")).expect("runtime");
             let loaded = runtime.load(bytes.clone()).await.expect("loads");
             assert!(loaded.compiled_now());
         })
@@ -73,14 +91,22 @@ fn main() {
         report("first load: compile with Cranelift", &compile, None);
         let warm_cache = tempfile::tempdir().expect("tempdir");
         let warm = CacheDir::open(warm_cache.path()).expect("cache");
-        Runtime::new(&warm).expect("runtime").load(bytes.clone()).await.expect("loads");
+        Runtime::new(&warm)
+            .expect("runtime")
+            .load(bytes.clone())
+            .await
+            .expect("loads");
         let deserialize = measure_async_n(20, || async {
             let runtime = Runtime::new(&warm).expect("runtime");
             let loaded = runtime.load(bytes.clone()).await.expect("loads");
             assert!(!loaded.compiled_now());
         })
         .await;
-        report("later load: deserialize from the compiled cache", &deserialize, Some(&compile));
+        report(
+            "later load: deserialize from the compiled cache",
+            &deserialize,
+            Some(&compile),
+        );
     });
 }
 
@@ -90,7 +116,10 @@ async fn load(runtime: &Runtime, path: &str) -> Arc<LoadedComponent> {
 }
 
 async fn run(runtime: &Runtime, component: &LoadedComponent, sandbox: &Sandbox) {
-    let run = runtime.run(component, sandbox, Arc::new(Silent)).await.expect("runs");
+    let run = runtime
+        .run(component, sandbox, Arc::new(Silent))
+        .await
+        .expect("runs");
     assert!(run.result.is_ok(), "{:?}", run.result);
 }
 
@@ -105,12 +134,18 @@ fn measure(runs: usize, mut step: impl FnMut()) -> Vec<Duration> {
         .collect()
 }
 
-async fn measure_async<F: Future<Output = ()>>(runs: usize, mut step: impl FnMut() -> F) -> Vec<Duration> {
+async fn measure_async<F: Future<Output = ()>>(
+    runs: usize,
+    mut step: impl FnMut() -> F,
+) -> Vec<Duration> {
     step().await; // warm up
     measure_async_n(runs, step).await
 }
 
-async fn measure_async_n<F: Future<Output = ()>>(runs: usize, mut step: impl FnMut() -> F) -> Vec<Duration> {
+async fn measure_async_n<F: Future<Output = ()>>(
+    runs: usize,
+    mut step: impl FnMut() -> F,
+) -> Vec<Duration> {
     let mut samples = Vec::with_capacity(runs);
     for _ in 0..runs {
         let started = Instant::now();
@@ -130,7 +165,12 @@ fn report(what: &str, samples: &[Duration], baseline: Option<&[Duration]>) {
     let median = percentile(samples, 0.5);
     let p90 = percentile(samples, 0.9);
     let ratio = baseline
-        .map(|baseline| format!("  ({:.2}x the line it is compared with)", median.as_secs_f64() / percentile(baseline, 0.5).as_secs_f64()))
+        .map(|baseline| {
+            format!(
+                "  ({:.2}x the line it is compared with)",
+                median.as_secs_f64() / percentile(baseline, 0.5).as_secs_f64()
+            )
+        })
         .unwrap_or_default();
     println!(
         "  {what:<52} {:>9.3} ms / {:>9.3} ms{ratio}",

@@ -7,14 +7,12 @@
 //! pre-instantiated handle so that running a stage costs an instantiation,
 //! not a compilation.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use tokio::sync::OnceCell;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, OptLevel};
 
@@ -23,6 +21,7 @@ use crate::component::{
     BinaryFormat, CompiledCache, ComponentKind, Digest, LoadError, to_component,
 };
 use crate::observer::StageObserver;
+use crate::once_map::OnceMap;
 use crate::sandbox::{self, Entry, Sandbox, SandboxError, StageRun, StageState};
 
 /// How often the epoch advances: the granularity of preemption, and so of
@@ -78,7 +77,7 @@ pub struct Runtime {
     linker: Linker<StageState>,
     compiled: Option<CompiledCache>,
     scratch: PathBuf,
-    loaded: Mutex<HashMap<Digest, Arc<OnceCell<Arc<LoadedComponent>>>>>,
+    loaded: OnceMap<Digest, Arc<LoadedComponent>>,
     _ticker: EpochTicker,
 }
 
@@ -93,7 +92,7 @@ impl Runtime {
             compiled: Some(CompiledCache::new(&cache.compiled(), &engine)),
             scratch: cache.scratch()?,
             linker,
-            loaded: Mutex::new(HashMap::new()),
+            loaded: OnceMap::default(),
             _ticker: EpochTicker::start(engine.clone()).map_err(|error| {
                 RuntimeError::Engine(format!("cannot start the epoch thread: {error}"))
             })?,
@@ -106,23 +105,21 @@ impl Runtime {
     /// process; later loads of the same bytes return the same component.
     pub async fn load(&self, bytes: Arc<[u8]>) -> Result<Arc<LoadedComponent>, LoadError> {
         let digest = Digest::of(&bytes);
-        let cell = {
-            let mut loaded = self.loaded.lock().unwrap_or_else(PoisonError::into_inner);
-            Arc::clone(loaded.entry(digest).or_default())
-        };
-        cell.get_or_try_init(|| async {
-            let engine = self.engine.clone();
-            let linker = self.linker.clone();
-            let compiled = self.compiled.clone();
-            tokio::task::spawn_blocking(move || {
-                load(&engine, &linker, compiled.as_ref(), digest, &bytes)
+        self.loaded
+            .get_or_try_init(digest, || async {
+                let engine = self.engine.clone();
+                let linker = self.linker.clone();
+                let compiled = self.compiled.clone();
+                tokio::task::spawn_blocking(move || {
+                    load(&engine, &linker, compiled.as_ref(), digest, &bytes)
+                })
+                .await
+                .map_err(|error| {
+                    LoadError::Compile(format!("the compiler thread failed: {error}"))
+                })?
+                .map(Arc::new)
             })
             .await
-            .map_err(|error| LoadError::Compile(format!("the compiler thread failed: {error}")))?
-            .map(Arc::new)
-        })
-        .await
-        .cloned()
     }
 
     /// Runs a loaded component in the sandbox `sandbox` describes, reporting

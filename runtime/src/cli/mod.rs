@@ -1,6 +1,7 @@
 //! Argument parsing and dispatch: one clap struct per subcommand, each with
 //! an `execute` method (the shape of wasmtime's `src/commands`).
 
+mod pipeline;
 mod stage;
 pub(crate) mod terminal;
 
@@ -44,7 +45,15 @@ pub(crate) struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run, build or inspect a single stage component.
+    /// Run the pipeline (or the named stages and what they need).
+    Run(Box<pipeline::RunArgs>),
+    /// Check the pipeline file without running anything.
+    Validate(pipeline::ValidateArgs),
+    /// Print the pipeline's graph (Mermaid or DOT).
+    Graph(pipeline::GraphArgs),
+    /// Write a commented starter cairn.toml.
+    Init(pipeline::InitArgs),
+    /// Run or inspect a single stage component.
     #[command(subcommand)]
     Stage(stage::StageCommand),
 }
@@ -54,6 +63,10 @@ impl Cli {
     pub(crate) fn execute(self) -> anyhow::Result<Status> {
         let verbose = self.verbose;
         match self.command {
+            Command::Run(arguments) => arguments.execute(verbose),
+            Command::Validate(arguments) => arguments.execute(),
+            Command::Graph(arguments) => arguments.execute(),
+            Command::Init(arguments) => arguments.execute(),
             Command::Stage(command) => command.execute(verbose),
         }
     }

@@ -8,12 +8,15 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
 
 use cairn::component;
-use cairn::sandbox::{Clock, Random};
+use cairn::component::Digest;
+use cairn::sandbox::{self, Clock, Random};
 use cairn::units::{ByteSize, HumanDuration};
 use cairn::{CacheDir, Invocation, Limits, Runtime, Sandbox, output_dir, standard_stages};
 
 use super::Status;
-use super::terminal::{StageLogPrinter, Style, elapsed, paint};
+use cairn::report::{Style, elapsed, paint};
+
+use super::terminal::StageLogPrinter;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum StageCommand {
@@ -143,7 +146,7 @@ impl RunArgs {
         let clock = match self.clock {
             ClockArg::Real => Clock::Real,
             ClockArg::Pinned => Clock::Pinned {
-                source_date_epoch: source_date_epoch()?,
+                source_date_epoch: cairn::run::source_date_epoch()?,
             },
         };
         let invocation = Invocation {
@@ -154,7 +157,9 @@ impl RunArgs {
         let env: BTreeMap<String, String> = self.env.into_iter().collect();
         let random = match self.random {
             RandomArg::Secure => Random::Secure,
-            RandomArg::Seeded => Random::Seeded(seed(&bytes, &invocation, &env)),
+            RandomArg::Seeded => {
+                Random::Seeded(sandbox::seed(Digest::of(&bytes), &invocation, &env))
+            }
         };
         let sandbox = Sandbox {
             invocation,
@@ -321,36 +326,4 @@ fn parse_pair<T: From<String>>(text: &str) -> Result<(String, T), String> {
         Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), T::from(value.to_owned()))),
         _ => Err(format!("`{text}` is not KEY=VALUE")),
     }
-}
-
-/// The pinned clock's reading: `SOURCE_DATE_EPOCH` from cairn's environment, or 0.
-fn source_date_epoch() -> anyhow::Result<u64> {
-    match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(value) if !value.trim().is_empty() => value
-            .trim()
-            .parse()
-            .with_context(|| format!("SOURCE_DATE_EPOCH is `{value}`, not a number of seconds")),
-        _ => Ok(0),
-    }
-}
-
-/// The random seed of a single run: everything that identifies the run, so
-/// the same run draws the same numbers and a different one different numbers.
-fn seed(component: &[u8], invocation: &Invocation, env: &BTreeMap<String, String>) -> [u8; 32] {
-    let mut hasher = blake3::Hasher::new_derive_key("cairn 2026 stage run seed");
-    hasher.update(blake3::hash(component).as_bytes());
-    for part in std::iter::once(&invocation.stage)
-        .chain(&invocation.args)
-        .chain(
-            invocation
-                .config
-                .iter()
-                .flat_map(|(key, value)| [key, value]),
-        )
-        .chain(env.iter().flat_map(|(key, value)| [key, value]))
-    {
-        hasher.update(&(part.len() as u64).to_le_bytes());
-        hasher.update(part.as_bytes());
-    }
-    *hasher.finalize().as_bytes()
 }

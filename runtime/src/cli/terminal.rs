@@ -1,14 +1,31 @@
 //! What the command line prints: errors with their causes and hints, and a
 //! stage's log as it runs.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 
 use cairn::observer::{Annotation, Level, LogLine, LogSource, StageObserver};
+use cairn::pipeline::LoadFailure;
+use cairn::report::{Style, paint};
+use cairn::run::RunError;
 
 /// Prints `error: ...`, each cause on its own line, then any `hint:` lines
 /// the messages carry, so the problem comes first and what to do last.
 pub(crate) fn print_error(error: &anyhow::Error) {
     let mut stderr = std::io::stderr().lock();
+    // An invalid pipeline renders its own diagnostics, compiler style.
+    let invalid = error.chain().find_map(|cause| {
+        let failure = cause.downcast_ref::<LoadFailure>().or_else(|| {
+            match cause.downcast_ref::<RunError>() {
+                Some(RunError::Pipeline(failure)) => Some(failure),
+                _ => None,
+            }
+        })?;
+        matches!(failure, LoadFailure::Invalid { .. }).then_some(failure)
+    });
+    if let Some(invalid) = invalid {
+        let _ = writeln!(stderr, "{invalid}");
+        return;
+    }
     let mut hints = Vec::new();
     for (index, cause) in error.chain().enumerate() {
         let message = cause.to_string();
@@ -33,35 +50,6 @@ pub(crate) fn print_error(error: &anyhow::Error) {
     for hint in hints {
         let _ = writeln!(stderr, "{}", paint(&hint, Style::Hint));
     }
-}
-
-#[derive(Clone, Copy)]
-pub(crate) enum Style {
-    Error,
-    Warn,
-    Hint,
-    Success,
-    Dim,
-}
-
-/// `text` in color when stderr is a terminal and `NO_COLOR` is unset.
-pub(crate) fn paint(text: &str, style: Style) -> String {
-    if !color_enabled() {
-        return text.to_owned();
-    }
-    let code = match style {
-        Style::Error => "1;31",
-        Style::Warn => "33",
-        Style::Hint => "36",
-        Style::Success => "32",
-        Style::Dim => "2",
-    };
-    format!("\x1b[{code}m{text}\x1b[0m")
-}
-
-fn color_enabled() -> bool {
-    std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty())
-        && std::io::stderr().is_terminal()
 }
 
 /// Shows a single stage's log: its stdout on stdout and everything else on
@@ -97,19 +85,5 @@ impl StageObserver for StageLogPrinter {
 
     fn annotate(&self, annotation: &Annotation) {
         let _ = writeln!(std::io::stderr().lock(), "{annotation}");
-    }
-}
-
-/// A stage's run time as people read it: `<1 ms`, `340 ms`, `2.41 s`, `3m 12s`.
-pub(crate) fn elapsed(duration: std::time::Duration) -> String {
-    let millis = duration.as_secs_f64() * 1000.0;
-    if millis < 1.0 {
-        "<1 ms".to_owned()
-    } else if millis < 1000.0 {
-        format!("{millis:.0} ms")
-    } else if millis < 60_000.0 {
-        format!("{:.2} s", millis / 1000.0)
-    } else {
-        humantime::format_duration(std::time::Duration::from_secs(duration.as_secs())).to_string()
     }
 }

@@ -33,7 +33,7 @@ pub use failure::StageFailure;
 pub use limits::{BoundExceeded, Limits};
 pub use logs::{CapturedLog, MASK};
 pub use outputs::{OutputError, OutputTotals};
-pub use random::Random;
+pub use random::{Random, seed};
 
 use crate::observer::{Annotation, LogSource, StageObserver};
 use host_api::{HostApi, StagePre};

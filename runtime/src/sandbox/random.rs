@@ -2,9 +2,14 @@
 //! same inputs draws the same numbers (hash maps iterate the same way,
 //! generated names come out the same) and its output stays reproducible.
 
+use std::collections::BTreeMap;
+
 use rand::SeedableRng;
 use rand::rngs::ChaCha20Rng;
 use wasmtime_wasi::WasiCtxBuilder;
+
+use super::Invocation;
+use crate::component::Digest;
 
 /// Which random source a stage reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -29,4 +34,30 @@ pub(crate) fn grant(builder: &mut WasiCtxBuilder, random: Random) {
         first.copy_from_slice(&insecure_seed[..16]);
         builder.insecure_random_seed(u128::from_le_bytes(first));
     }
+}
+
+/// The seed of a stage's randomness: a digest of what identifies its run (the
+/// component, the invocation, the environment), so the same stage run draws
+/// the same numbers on any machine and a different run different ones.
+pub fn seed(
+    component: Digest,
+    invocation: &Invocation,
+    env: &BTreeMap<String, String>,
+) -> [u8; 32] {
+    let mut hasher = blake3::Hasher::new_derive_key("cairn 2026 stage random seed v1");
+    hasher.update(component.as_bytes());
+    for part in std::iter::once(&invocation.stage)
+        .chain(&invocation.args)
+        .chain(
+            invocation
+                .config
+                .iter()
+                .flat_map(|(key, value)| [key, value]),
+        )
+        .chain(env.iter().flat_map(|(key, value)| [key, value]))
+    {
+        hasher.update(&(part.len() as u64).to_le_bytes());
+        hasher.update(part.as_bytes());
+    }
+    *hasher.finalize().as_bytes()
 }

@@ -1,0 +1,222 @@
+//! The commands a team lives in: `cairn run`, `cairn validate`,
+//! `cairn graph` and `cairn init`.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+
+use cairn::pipeline::{self, Graph, GraphFormat};
+use cairn::report::{JsonReporter, LiveReporter, PlainReporter, Reporter, Style, paint};
+use cairn::run::{self, RunSettings};
+use cairn::scheduler::Options;
+use cairn::secrets::Secrets;
+use cairn::{CacheDir, Runtime};
+
+use super::Status;
+
+/// Where the pipeline is: `-C DIR` and `-f FILE`, shared by every pipeline command.
+#[derive(Debug, Args)]
+pub(crate) struct PipelineLocation {
+    /// The pipeline file (default: cairn.toml in the directory).
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    file: Option<PathBuf>,
+
+    /// Run as if started in DIR.
+    #[arg(short = 'C', long = "directory", value_name = "DIR")]
+    directory: Option<PathBuf>,
+}
+
+impl PipelineLocation {
+    fn path(&self) -> PathBuf {
+        run::pipeline_file(self.directory.as_deref(), self.file.as_deref())
+    }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    /// Stages to run, with everything they need (default: all).
+    #[arg(value_name = "STAGE")]
+    stages: Vec<String>,
+
+    #[command(flatten)]
+    location: PipelineLocation,
+
+    /// Run at most N stages at once (default: the number of CPUs).
+    #[arg(short = 'j', long, value_name = "N")]
+    jobs: Option<usize>,
+
+    /// After a stage fails, keep running the stages that do not depend on it.
+    #[arg(long)]
+    keep_going: bool,
+
+    /// Print one JSON object per event on stdout instead of the terminal view.
+    #[arg(long)]
+    json: bool,
+
+    /// Read secret values from FILE (`NAME=value` lines) before the environment.
+    #[arg(long, value_name = "FILE")]
+    secrets_file: Option<PathBuf>,
+}
+
+impl RunArgs {
+    pub(crate) fn execute(self, verbose: u8) -> anyhow::Result<Status> {
+        let file = self.location.path();
+        let prepared = run::prepare(&file, &self.stages)?;
+        for warning in &prepared.warnings {
+            eprint!("{}", prepared.pipeline.file.render(warning));
+        }
+        let secrets = match &self.secrets_file {
+            Some(path) => Secrets::from_file(path)?,
+            None => Secrets::from_env(),
+        };
+        let jobs = self
+            .jobs
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from))
+            .max(1);
+        let reporter: Arc<dyn Reporter> = if self.json {
+            Arc::new(JsonReporter::default())
+        } else if std::io::stderr().is_terminal() {
+            Arc::new(LiveReporter::new(verbose > 0))
+        } else {
+            Arc::new(PlainReporter::new(verbose > 0))
+        };
+        let cache = CacheDir::from_env()?;
+        let executor = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(jobs.max(2))
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?;
+        let results = executor.block_on(async {
+            let runtime = Arc::new(Runtime::new(&cache)?);
+            let settings = RunSettings {
+                options: Options {
+                    jobs,
+                    keep_going: self.keep_going,
+                },
+                secrets,
+            };
+            let interrupt = async {
+                // If the handler cannot be installed, never interrupt.
+                if tokio::signal::ctrl_c().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            };
+            anyhow::Ok(
+                run::execute(prepared, settings, &cache, runtime, reporter, interrupt).await?,
+            )
+        })?;
+        Ok(if results.interrupted {
+            Status::Interrupted
+        } else if results.succeeded() {
+            Status::Success
+        } else {
+            Status::StageFailed
+        })
+    }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ValidateArgs {
+    #[command(flatten)]
+    location: PipelineLocation,
+}
+
+impl ValidateArgs {
+    pub(crate) fn execute(self) -> anyhow::Result<Status> {
+        let prepared = run::prepare(&self.location.path(), &[])?;
+        for warning in &prepared.warnings {
+            eprint!("{}", prepared.pipeline.file.render(warning));
+        }
+        let pipeline = &prepared.pipeline;
+        eprintln!(
+            "{} {} is valid: pipeline `{}`, {} stages",
+            paint("ok:", Style::Success),
+            pipeline.file.name.display(),
+            pipeline.name,
+            pipeline.stages.len()
+        );
+        Ok(Status::Success)
+    }
+}
+
+/// How `cairn graph` draws the pipeline.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum FormatArg {
+    /// A Mermaid flowchart (renders in GitHub Markdown).
+    Mermaid,
+    /// Graphviz DOT.
+    Dot,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct GraphArgs {
+    #[command(flatten)]
+    location: PipelineLocation,
+
+    /// The drawing format.
+    #[arg(long, value_enum, default_value_t = FormatArg::Mermaid)]
+    format: FormatArg,
+}
+
+impl GraphArgs {
+    pub(crate) fn execute(self) -> anyhow::Result<Status> {
+        let pipeline = pipeline::load(&self.location.path())?;
+        let graph = Graph::new(&pipeline.stages)
+            .map_err(|cycle| anyhow::anyhow!("cycle: {}", cycle.join(" → ")))?;
+        let format = match self.format {
+            FormatArg::Mermaid => GraphFormat::Mermaid,
+            FormatArg::Dot => GraphFormat::Dot,
+        };
+        print!("{}", graph.render(&pipeline.stages, format));
+        Ok(Status::Success)
+    }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct InitArgs {
+    /// Write cairn.toml in DIR.
+    #[arg(
+        short = 'C',
+        long = "directory",
+        value_name = "DIR",
+        default_value = "."
+    )]
+    directory: PathBuf,
+
+    /// Replace an existing cairn.toml.
+    #[arg(long)]
+    force: bool,
+}
+
+/// The starter pipeline `cairn init` writes: runnable as is, and a tour of the keys.
+const STARTER: &str = include_str!("starter.toml");
+
+impl InitArgs {
+    pub(crate) fn execute(self) -> anyhow::Result<Status> {
+        let path = self.directory.join(pipeline::PIPELINE_FILE);
+        if path.exists() && !self.force {
+            bail!(
+                "`{}` already exists\nhint: pass --force to replace it, or edit it",
+                path.display()
+            );
+        }
+        std::fs::create_dir_all(&self.directory)
+            .with_context(|| format!("cannot create `{}`", self.directory.display()))?;
+        std::fs::write(&path, STARTER)
+            .with_context(|| format!("cannot write `{}`", path.display()))?;
+        eprintln!(
+            "{} wrote {}; run it with `cairn run{}`",
+            paint("ok:", Style::Success),
+            path.display(),
+            if self.directory == Path::new(".") {
+                String::new()
+            } else {
+                format!(" -C {}", self.directory.display())
+            }
+        );
+        Ok(Status::Success)
+    }
+}

@@ -1,0 +1,188 @@
+//! Pipelines: `cairn.toml` parsed, checked and planned.
+//!
+//! [`load`] turns a file into a [`Pipeline`] (matrix entries expanded,
+//! references checked, the graph proven acyclic) or into diagnostics that
+//! point at `cairn.toml:LINE:COL`. Nothing here runs anything; the
+//! [`crate::scheduler`] does.
+
+mod diagnostic;
+pub mod expression;
+mod graph;
+mod parse;
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+pub use diagnostic::{Diagnostic, Severity, SourceFile, did_you_mean};
+pub use expression::{Condition, Reference, Template};
+pub use graph::{Graph, GraphFormat};
+
+use crate::sandbox::Limits;
+
+/// The file name `cairn run` looks for.
+pub const PIPELINE_FILE: &str = "cairn.toml";
+
+/// A checked pipeline.
+#[derive(Clone, Debug)]
+pub struct Pipeline {
+    /// `[pipeline] name`, or the folder's name.
+    pub name: String,
+    /// The folder holding the file: the workspace `inputs` globs match in.
+    pub root: PathBuf,
+    /// The file, for quoting in messages.
+    pub file: SourceFile,
+    /// Every stage, matrix entries expanded, in the order of the file.
+    pub stages: Vec<Stage>,
+}
+
+impl Pipeline {
+    /// The stage named `name` (an expanded name such as `build[target=x86]`).
+    pub fn stage(&self, name: &str) -> Option<&Stage> {
+        self.stages.iter().find(|stage| stage.name == name)
+    }
+}
+
+/// Where a stage's component comes from.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Uses {
+    /// A `.wasm` file (a component or a preview1 module).
+    File(PathBuf),
+    /// A stage source folder with a `Cargo.toml`, built on demand.
+    SourceFolder(PathBuf),
+    /// `std:NAME`, embedded in cairn.
+    Standard(String),
+    /// `oci://...`, pulled from a registry.
+    Oci(String),
+}
+
+/// One of a stage's `inputs`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InputGlob {
+    /// The glob as written.
+    pub pattern: String,
+    /// Where it is in the file.
+    pub span: Range<usize>,
+}
+
+/// Which clock a stage may read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ClockGrant {
+    /// Pinned at `SOURCE_DATE_EPOCH`.
+    #[default]
+    Pinned,
+    /// `clock = "real"`.
+    Real,
+}
+
+/// Which randomness a stage may read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum RandomGrant {
+    /// Seeded from the stage key.
+    #[default]
+    Seeded,
+    /// `random = "secure"`.
+    Secure,
+}
+
+/// One stage of a pipeline (one entry of a matrix).
+#[derive(Clone, Debug)]
+pub struct Stage {
+    /// The name: the table's key, plus `[key=value,...]` for a matrix entry.
+    pub name: String,
+    /// The table's key in the file.
+    pub base_name: String,
+    /// This entry's matrix values, in the order the file lists the keys.
+    pub matrix: Vec<(String, String)>,
+    /// Where `[stages.NAME]` is in the file.
+    pub span: Range<usize>,
+    /// The component.
+    pub uses: Uses,
+    /// Workspace globs shown read-only at `/src`.
+    pub inputs: Vec<InputGlob>,
+    /// Arguments, with `${{ }}` references still to resolve.
+    pub args: Vec<Template>,
+    /// The `with` table, with references still to resolve.
+    pub with: BTreeMap<String, Template>,
+    /// Environment variables, with references still to resolve.
+    pub env: BTreeMap<String, Template>,
+    /// The stages whose outputs this one reads, by expanded name.
+    pub needs: Vec<String>,
+    /// Secret names granted.
+    pub secrets: Vec<String>,
+    /// `host:port` pairs granted.
+    pub network: Vec<String>,
+    /// The clock grant.
+    pub clock: ClockGrant,
+    /// The randomness grant.
+    pub random: RandomGrant,
+    /// Bounds, defaults applied.
+    pub limits: Limits,
+    /// False for stages with side effects (`cache = false`): they always run.
+    pub cache: bool,
+    /// `if`: run only when it holds.
+    pub condition: Option<Condition>,
+    /// How many times to rerun a failed stage.
+    pub retries: u32,
+}
+
+/// Reads and checks a pipeline file; on failure, reports every problem found.
+pub fn load(path: &Path) -> Result<Pipeline, LoadFailure> {
+    let text = std::fs::read_to_string(path).map_err(|source| LoadFailure::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let root = path
+        .parent()
+        .map(|parent| {
+            if parent.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                parent
+            }
+        })
+        .unwrap_or(Path::new("."))
+        .to_owned();
+    let file = SourceFile::new(path, text);
+    parse::parse(file.clone(), &root)
+        .map_err(|diagnostics| LoadFailure::Invalid { file, diagnostics })
+}
+
+/// Why a pipeline could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadFailure {
+    /// The file could not be read.
+    #[error("cannot read the pipeline file `{path}`")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file has errors; each diagnostic says where.
+    #[error("{}", render_all(file, diagnostics))]
+    Invalid {
+        /// The file.
+        file: SourceFile,
+        /// Every problem found.
+        diagnostics: Vec<Diagnostic>,
+    },
+}
+
+fn render_all(file: &SourceFile, diagnostics: &[Diagnostic]) -> String {
+    let errors = diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .count();
+    let mut text: String = diagnostics
+        .iter()
+        .map(|diagnostic| file.render(diagnostic))
+        .collect();
+    text.push_str(&format!(
+        "{} is invalid: {errors} error{}",
+        file.name.display(),
+        if errors == 1 { "" } else { "s" }
+    ));
+    text
+}

@@ -1,0 +1,446 @@
+//! Running a pipeline's graph: each stage once all it needs are done, up to
+//! `jobs` at a time, deciding for each whether it runs at all.
+//!
+//! The scheduler knows nothing of WebAssembly: it hands stages to an
+//! [`Executor`] and routes results. That keeps its own cost measurable on its
+//! own (`benches/scheduler.rs`), and lets the cache later decide, inside the
+//! executor, that a stage need not run.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinSet;
+
+use crate::pipeline::{Graph, Pipeline, Reference, Stage};
+use crate::report::{Event, Reporter, Status};
+
+/// How a stage ended, and what it handed on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StageResult {
+    /// How it ended.
+    pub status: Status,
+    /// Outputs it returned, for `${{ stages.NAME.outputs.KEY }}`.
+    pub outputs: Arc<BTreeMap<String, String>>,
+    /// Its one-line summary.
+    pub summary: Option<String>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// Why it was skipped.
+    pub reason: Option<String>,
+    /// How many attempts it took.
+    pub attempts: u32,
+    /// Wall time of its attempts.
+    pub duration: Duration,
+}
+
+impl StageResult {
+    /// A stage that did not run, and why.
+    pub fn skipped(reason: impl Into<String>) -> Self {
+        Self {
+            status: Status::Skipped,
+            outputs: Arc::default(),
+            summary: None,
+            error: None,
+            reason: Some(reason.into()),
+            attempts: 0,
+            duration: Duration::ZERO,
+        }
+    }
+
+    /// A stage that failed before or while running.
+    pub fn failed(error: impl Into<String>, attempts: u32, duration: Duration) -> Self {
+        Self {
+            status: Status::Failed,
+            error: Some(error.into()),
+            attempts,
+            duration,
+            ..Self::skipped("")
+        }
+        .without_reason()
+    }
+
+    fn without_reason(mut self) -> Self {
+        self.reason = None;
+        self
+    }
+}
+
+/// What a stage gets from the stages it needs that succeeded in this run.
+#[derive(Clone, Debug, Default)]
+pub struct Upstream {
+    /// Outputs by the needed stage's expanded name.
+    pub outputs: BTreeMap<String, Arc<BTreeMap<String, String>>>,
+}
+
+/// Runs one stage; the scheduler calls it once all the stage's needs ended.
+pub trait Executor: Send + Sync + 'static {
+    /// Runs stage `index` of the pipeline (all of its attempts).
+    fn execute(
+        self: Arc<Self>,
+        index: usize,
+        upstream: Upstream,
+    ) -> impl Future<Output = StageResult> + Send;
+}
+
+/// How to run the graph.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// Most stages running at once.
+    pub jobs: usize,
+    /// Keep starting independent stages after one fails.
+    pub keep_going: bool,
+}
+
+/// Values `if` conditions read besides stage results.
+#[derive(Clone, Debug, Default)]
+pub struct ConditionContext {
+    /// The checked-out git branch, if any.
+    pub branch: Option<String>,
+}
+
+/// The results of a run, by stage index; `None` for stages not selected.
+#[derive(Debug)]
+pub struct RunResults {
+    /// One entry per pipeline stage.
+    pub stages: Vec<Option<StageResult>>,
+    /// Wall time of the whole run.
+    pub duration: Duration,
+    /// Whether the run was interrupted before it finished.
+    pub interrupted: bool,
+}
+
+impl RunResults {
+    /// Whether every selected stage succeeded or was skipped by its condition.
+    pub fn succeeded(&self) -> bool {
+        !self
+            .stages
+            .iter()
+            .flatten()
+            .any(|result| result.status == Status::Failed)
+    }
+
+    /// The `pipeline_finished` event for these results.
+    pub fn finished_event(&self) -> Event {
+        let interrupted = self.interrupted;
+        let count = |status| {
+            self.stages
+                .iter()
+                .flatten()
+                .filter(|result| result.status == status)
+                .count()
+        };
+        let failed = count(Status::Failed);
+        Event::PipelineFinished {
+            status: if interrupted {
+                "interrupted"
+            } else if failed > 0 {
+                "failed"
+            } else {
+                "succeeded"
+            },
+            duration_ms: self.duration.as_millis() as u64,
+            succeeded: count(Status::Succeeded),
+            cached: count(Status::Cached),
+            failed,
+            skipped: count(Status::Skipped),
+        }
+    }
+}
+
+/// The stages to run for a request: `targets` (expanded names, or base names
+/// meaning every matrix entry) and everything they need; all when empty.
+pub fn select(pipeline: &Pipeline, graph: &Graph, targets: &[String]) -> Result<Vec<bool>, String> {
+    if targets.is_empty() {
+        return Ok(vec![true; pipeline.stages.len()]);
+    }
+    let mut selected = vec![false; pipeline.stages.len()];
+    let mut pending = Vec::new();
+    for target in targets {
+        let matches: Vec<usize> = pipeline
+            .stages
+            .iter()
+            .enumerate()
+            .filter(|(_, stage)| stage.name == *target || stage.base_name == *target)
+            .map(|(index, _)| index)
+            .collect();
+        if matches.is_empty() {
+            let names = pipeline.stages.iter().map(|stage| stage.base_name.as_str());
+            let hint = crate::pipeline::did_you_mean(target, names)
+                .map(|close| format!("; did you mean `{close}`?"))
+                .unwrap_or_default();
+            return Err(format!("the pipeline has no stage `{target}`{hint}"));
+        }
+        pending.extend(matches);
+    }
+    while let Some(index) = pending.pop() {
+        if !std::mem::replace(&mut selected[index], true) {
+            pending.extend(graph.needs[index].iter().copied());
+        }
+    }
+    Ok(selected)
+}
+
+/// Runs the selected stages of `pipeline`. When `interrupt` resolves, running
+/// stages are stopped (their scratch space removed, nothing published) and
+/// the rest are not started.
+#[allow(clippy::too_many_arguments)]
+pub async fn run<E: Executor>(
+    pipeline: &Pipeline,
+    graph: &Graph,
+    selected: &[bool],
+    executor: Arc<E>,
+    reporter: &dyn Reporter,
+    options: Options,
+    context: &ConditionContext,
+    interrupt: impl Future<Output = ()>,
+) -> RunResults {
+    let mut interrupt = std::pin::pin!(interrupt);
+    let started = Instant::now();
+    let count = pipeline.stages.len();
+    let mut results: Vec<Option<StageResult>> = vec![None; count];
+    let mut waiting: Vec<usize> = (0..count)
+        .map(|index| {
+            graph.needs[index]
+                .iter()
+                .filter(|&&need| selected[need])
+                .count()
+        })
+        .collect();
+    let mut ready: VecDeque<usize> = graph
+        .order
+        .iter()
+        .copied()
+        .filter(|&index| selected[index] && waiting[index] == 0)
+        .collect();
+    let mut running: JoinSet<(usize, StageResult)> = JoinSet::new();
+    let mut in_flight = vec![false; count];
+    let mut stopped = false;
+    let jobs = options.jobs.max(1);
+
+    loop {
+        while running.len() < jobs
+            && let Some(index) = ready.pop_front()
+        {
+            let stage = &pipeline.stages[index];
+            let decision = if stopped {
+                Err(
+                    "not run: an earlier stage failed (use --keep-going to run independent stages)"
+                        .to_owned(),
+                )
+            } else {
+                decide(stage, &graph.needs[index], pipeline, &results, context)
+            };
+            match decision {
+                Ok(upstream) => {
+                    let executor = Arc::clone(&executor);
+                    in_flight[index] = true;
+                    running.spawn(async move { (index, executor.execute(index, upstream).await) });
+                }
+                Err(reason) => {
+                    let result = StageResult::skipped(reason);
+                    finish(
+                        index,
+                        result,
+                        pipeline,
+                        graph,
+                        selected,
+                        &mut results,
+                        &mut waiting,
+                        &mut ready,
+                        reporter,
+                    );
+                }
+            }
+        }
+        let joined = tokio::select! {
+            joined = running.join_next() => joined,
+            () = &mut interrupt => {
+                // Aborting drops each stage's future at its next yield point,
+                // which removes its scratch space; waiting for that to finish
+                // means nothing half-written outlives the run.
+                running.shutdown().await;
+                for index in 0..count {
+                    if selected[index] && results[index].is_none() {
+                        let result = if in_flight[index] {
+                            StageResult::failed("interrupted", 1, Duration::ZERO)
+                        } else {
+                            StageResult::skipped("interrupted")
+                        };
+                        finish(index, result, pipeline, graph, selected, &mut results, &mut waiting, &mut ready, reporter);
+                    }
+                }
+                return RunResults {
+                    stages: results,
+                    duration: started.elapsed(),
+                    interrupted: true,
+                };
+            }
+        };
+        let Some(joined) = joined else {
+            if ready.is_empty() {
+                break;
+            }
+            continue;
+        };
+        let (index, result) = match joined {
+            Ok(done) => done,
+            // A panicking executor is a cairn bug; keep the run's bookkeeping
+            // sound by failing the stage rather than the whole process.
+            Err(error) => std::panic::resume_unwind(error.into_panic()),
+        };
+        in_flight[index] = false;
+        if result.status == Status::Failed && !options.keep_going {
+            stopped = true;
+        }
+        finish(
+            index,
+            result,
+            pipeline,
+            graph,
+            selected,
+            &mut results,
+            &mut waiting,
+            &mut ready,
+            reporter,
+        );
+    }
+    RunResults {
+        stages: results,
+        duration: started.elapsed(),
+        interrupted: false,
+    }
+}
+
+/// Records a stage's result, reports it, and readies what waited on it.
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    index: usize,
+    result: StageResult,
+    pipeline: &Pipeline,
+    graph: &Graph,
+    selected: &[bool],
+    results: &mut [Option<StageResult>],
+    waiting: &mut [usize],
+    ready: &mut VecDeque<usize>,
+    reporter: &dyn Reporter,
+) {
+    reporter.event(&Event::StageFinished {
+        stage: pipeline.stages[index].name.clone(),
+        status: result.status,
+        duration_ms: result.duration.as_millis() as u64,
+        attempts: result.attempts,
+        error: result.error.clone(),
+        reason: result.reason.clone(),
+        summary: result.summary.clone(),
+        outputs: (*result.outputs).clone(),
+    });
+    results[index] = Some(result);
+    for &dependent in &graph.dependents[index] {
+        if selected[dependent] {
+            waiting[dependent] -= 1;
+            if waiting[dependent] == 0 {
+                ready.push_back(dependent);
+            }
+        }
+    }
+}
+
+/// Whether a stage whose needs all ended runs, and with what; `Err` is the
+/// reason it is skipped.
+fn decide(
+    stage: &Stage,
+    needs: &[usize],
+    pipeline: &Pipeline,
+    results: &[Option<StageResult>],
+    context: &ConditionContext,
+) -> Result<Upstream, String> {
+    let mut upstream = Upstream::default();
+    let mut unsuccessful = None;
+    for &need in needs {
+        let name = &pipeline.stages[need].name;
+        match &results[need] {
+            Some(result) if result.status.is_success() => {
+                upstream
+                    .outputs
+                    .insert(name.clone(), Arc::clone(&result.outputs));
+            }
+            Some(result) => {
+                unsuccessful.get_or_insert_with(|| {
+                    format!("needs `{name}`, which {}", past_tense(result.status))
+                });
+            }
+            // Not selected in this run: its last published outputs stand in.
+            None => {}
+        }
+    }
+    let Some(condition) = &stage.condition else {
+        return match unsuccessful {
+            Some(reason) => Err(reason),
+            None => Ok(upstream),
+        };
+    };
+    // A condition that reads a needed stage's result decides even when that
+    // stage failed (`if = "stages.test.result == 'failed'"`); otherwise a
+    // failed need skips the stage before its condition is looked at.
+    let reads_results = condition
+        .references()
+        .iter()
+        .any(|reference| matches!(reference, Reference::StageResult(_)));
+    if let Some(reason) = unsuccessful
+        && !reads_results
+    {
+        return Err(reason);
+    }
+    let resolve = |reference: &Reference| -> Option<String> {
+        match reference {
+            Reference::Env(name) => std::env::var(name).ok(),
+            Reference::Branch => context.branch.clone(),
+            Reference::Matrix(key) => stage
+                .matrix
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, value)| value.clone()),
+            Reference::StageOutput { stage: base, key } => needs
+                .iter()
+                .find(|&&need| pipeline.stages[need].base_name == *base)
+                .and_then(|&need| results[need].as_ref())
+                .and_then(|result| result.outputs.get(key).cloned()),
+            Reference::StageResult(base) => {
+                let statuses: Vec<Status> = needs
+                    .iter()
+                    .filter(|&&need| pipeline.stages[need].base_name == *base)
+                    .filter_map(|&need| results[need].as_ref().map(|result| result.status))
+                    .collect();
+                Some(aggregate(&statuses).as_str().to_owned())
+            }
+        }
+    };
+    if condition.evaluate(&resolve).truthy() {
+        Ok(upstream)
+    } else {
+        Err("its `if` condition is false".to_owned())
+    }
+}
+
+/// The result of a matrix stage as a whole: failed if any entry failed,
+/// succeeded if any ran, skipped if none did.
+fn aggregate(statuses: &[Status]) -> Status {
+    if statuses.contains(&Status::Failed) {
+        Status::Failed
+    } else if statuses.contains(&Status::Succeeded) {
+        Status::Succeeded
+    } else if statuses.contains(&Status::Cached) {
+        Status::Cached
+    } else {
+        Status::Skipped
+    }
+}
+
+fn past_tense(status: Status) -> &'static str {
+    match status {
+        Status::Failed => "failed",
+        Status::Skipped => "was skipped",
+        Status::Succeeded | Status::Cached => "succeeded",
+    }
+}
