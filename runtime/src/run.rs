@@ -234,9 +234,9 @@ pub fn source_date_epoch() -> Result<u64, RunError> {
 /// The pipeline file `cairn` uses: `file` when given (relative to `dir`),
 /// otherwise `cairn.toml` in `dir`.
 pub fn pipeline_file(dir: Option<&Path>, file: Option<&Path>) -> PathBuf {
-    let dir = dir.unwrap_or(Path::new("."));
-    match file {
-        Some(file) => dir.join(file),
-        None => dir.join(pipeline::PIPELINE_FILE),
+    let file = file.unwrap_or(Path::new(pipeline::PIPELINE_FILE));
+    match dir {
+        Some(dir) => dir.join(file),
+        None => file.to_owned(),
     }
 }

@@ -206,3 +206,56 @@ impl std::fmt::Debug for Finished {
         )
     }
 }
+
+/// A workspace folder holding `cairn.toml` with `pipeline` (in which
+/// `{probe}`, `{stage_probe}` and `{preview1}` name the guest programs) and
+/// the given files.
+pub fn pipeline_dir(pipeline: &str, files: &[(&str, &str)]) -> tempfile::TempDir {
+    let text = pipeline
+        .replace("{probe}", cairn_test_programs::PROBE_COMPONENT)
+        .replace("{stage_probe}", cairn_test_programs::STAGE_PROBE)
+        .replace("{preview1}", cairn_test_programs::PROBE_PREVIEW1);
+    let mut all = vec![("cairn.toml", text.as_str())];
+    all.extend_from_slice(files);
+    folder(&all)
+}
+
+/// Runs `cairn run --json ARGS` in `dir` and returns how it finished and its events.
+pub fn run_json(dir: &Path, args: &[&str]) -> (Finished, Vec<serde_json::Value>) {
+    let finished = finish(cairn(dir).arg("run").arg("--json").args(args));
+    let events = finished
+        .stdout
+        .lines()
+        .map(|line| {
+            serde_json::from_str(line).unwrap_or_else(|error| panic!("not JSON ({error}): {line}"))
+        })
+        .collect();
+    (finished, events)
+}
+
+/// The events of one kind.
+pub fn events_of<'a>(events: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::Value> {
+    events
+        .iter()
+        .filter(|event| event["event"] == kind)
+        .collect()
+}
+
+/// The `stage_finished` event of `stage`.
+pub fn finished_stage<'a>(events: &'a [serde_json::Value], stage: &str) -> &'a serde_json::Value {
+    events
+        .iter()
+        .find(|event| event["event"] == "stage_finished" && event["stage"] == stage)
+        .unwrap_or_else(|| panic!("no stage_finished for `{stage}` in {events:#?}"))
+}
+
+/// The stdout lines a stage logged, from `stage_log` events.
+pub fn stage_stdout(events: &[serde_json::Value], stage: &str) -> Vec<String> {
+    events
+        .iter()
+        .filter(|event| {
+            event["event"] == "stage_log" && event["stage"] == stage && event["source"] == "stdout"
+        })
+        .filter_map(|event| event["text"].as_str().map(str::to_owned))
+        .collect()
+}

@@ -128,9 +128,14 @@ pub struct Stage {
 
 /// Reads and checks a pipeline file; on failure, reports every problem found.
 pub fn load(path: &Path) -> Result<Pipeline, LoadFailure> {
-    let text = std::fs::read_to_string(path).map_err(|source| LoadFailure::Read {
-        path: path.to_owned(),
-        source,
+    let text = std::fs::read_to_string(path).map_err(|source| match source.kind() {
+        std::io::ErrorKind::NotFound => LoadFailure::Missing {
+            path: path.to_owned(),
+        },
+        _ => LoadFailure::Read {
+            path: path.to_owned(),
+            source,
+        },
     })?;
     let root = path
         .parent()
@@ -151,6 +156,16 @@ pub fn load(path: &Path) -> Result<Pipeline, LoadFailure> {
 /// Why a pipeline could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadFailure {
+    /// There is no such file.
+    #[error(
+        "cannot read the pipeline file `{}`: there is no such file\n\
+         hint: write a starter with `cairn init`, or point at a pipeline with `-C DIR` or `-f FILE`",
+        path.display()
+    )]
+    Missing {
+        /// The file.
+        path: PathBuf,
+    },
     /// The file could not be read.
     #[error("cannot read the pipeline file `{path}`")]
     Read {

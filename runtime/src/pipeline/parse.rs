@@ -61,10 +61,14 @@ pub(super) fn parse(file: SourceFile, root: &Path) -> Result<Pipeline, Vec<Diagn
         Ok(document) => document,
         Err(error) => {
             let span = error.span().unwrap_or(0..0);
-            return Err(vec![Diagnostic::error(
-                error.message().trim().to_owned(),
-                span,
-            )]);
+            let message = error.message().trim().to_owned();
+            let mut diagnostic = Diagnostic::error(message.clone(), span);
+            if message == "duplicate key" {
+                diagnostic = diagnostic.with_hint(
+                    "a stage or key can be defined once; rename or merge the second one",
+                );
+            }
+            return Err(vec![diagnostic]);
         }
     };
     let mut checker = Checker {
@@ -145,6 +149,9 @@ impl Checker<'_> {
         };
         let mut raw_stages = Vec::new();
         match document.get("stages") {
+            // Said only when nothing else is wrong: a misspelled `[stage.x]`
+            // already got its did-you-mean.
+            None if !self.errors.is_empty() => {}
             None => self.error(
                 Diagnostic::error("the pipeline has no stages", 0..0)
                     .with_hint("add a stage: `[stages.hello]` with `uses = \"std:wc\"`"),
@@ -733,19 +740,19 @@ impl Checker<'_> {
     }
 
     fn count(&mut self, value: &Value<'_>, what: &str) -> Option<u32> {
-        let parsed = match value.get_ref() {
-            DeValue::Integer(integer) => {
-                i64::from_str_radix(integer.as_str(), integer.radix()).ok()
-            }
-            _ => None,
+        let DeValue::Integer(integer) = value.get_ref() else {
+            self.error(self.type_error(what, "a whole number from 0 to 100", value));
+            return None;
         };
-        match parsed
+        let number = i64::from_str_radix(integer.as_str(), integer.radix()).ok();
+        match number
             .and_then(|number| u32::try_from(number).ok())
             .filter(|number| *number <= 100)
         {
             Some(number) => Some(number),
             None => {
-                self.error(self.type_error(what, "a whole number from 0 to 100", value));
+                let message = format!("{what} must be a whole number from 0 to 100, not {integer}");
+                self.error(Diagnostic::error(message, value.span()));
                 None
             }
         }
@@ -758,7 +765,15 @@ impl Checker<'_> {
         {
             return *choice;
         }
-        self.error(self.type_error(what, &format!("\"{}\"", names.join("\" or \"")), value));
+        let expected = format!("\"{}\"", names.join("\" or \""));
+        let diagnostic = match value.get_ref() {
+            DeValue::String(text) => Diagnostic::error(
+                format!("{what} must be {expected}, not \"{text}\""),
+                value.span(),
+            ),
+            _ => self.type_error(what, &expected, value),
+        };
+        self.error(diagnostic);
         choices[0].1
     }
 
@@ -768,7 +783,9 @@ impl Checker<'_> {
         what: &str,
     ) -> Option<T> {
         let result = match value.get_ref() {
-            DeValue::String(text) => text.parse::<T>().map_err(|error| error.to_string()),
+            DeValue::String(text) => text
+                .parse::<T>()
+                .map_err(|error| format!("{what}: {error}")),
             DeValue::Integer(integer) => u64::from_str_radix(integer.as_str(), integer.radix())
                 .map(T::from_integer)
                 .map_err(|_| format!("{what} must not be negative")),
@@ -781,10 +798,7 @@ impl Checker<'_> {
         match result {
             Ok(parsed) => Some(parsed),
             Err(message) => {
-                self.error(Diagnostic::error(
-                    format!("{what}: {message}"),
-                    value.span(),
-                ));
+                self.error(Diagnostic::error(message, value.span()));
                 None
             }
         }

@@ -79,6 +79,18 @@ fn run(words: &[&str]) -> Result<(), String> {
             println!("connected to {address}");
             Ok(())
         }
+        ["fetch", address] => {
+            use std::io::Read;
+            let mut stream = std::net::TcpStream::connect(address).map_err(describe)?;
+            let mut body = String::new();
+            stream.read_to_string(&mut body).map_err(describe)?;
+            println!("{}", body.trim());
+            if body.trim() == "ok" {
+                Ok(())
+            } else {
+                Err(format!("the server answered `{}`", body.trim()))
+            }
+        }
         ["clock"] => {
             let wall = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
