@@ -8,6 +8,7 @@
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A failure to put outputs in place; names the path involved.
 #[derive(Debug, thiserror::Error)]
@@ -29,29 +30,52 @@ fn at(path: &Path) -> impl FnOnce(io::Error) -> PublishError + '_ {
 
 /// Makes `to` hold exactly what `from` holds, replacing whatever `to` held.
 /// For folders cairn owns (`cairn-out/<stage>`).
+///
+/// On one file system this is two renames (the old tree aside, the new one
+/// in) and never leaves a half-written `to`; across file systems the new tree
+/// is first copied beside `to`, then renamed in.
 pub fn replace(from: &Path, to: &Path) -> Result<(), PublishError> {
     let parent = to.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(parent).map_err(at(parent))?;
-    // Build the new tree beside the destination first, so the swap itself
-    // is two renames and the destination is never half-written.
-    let staged = tempfile::Builder::new()
-        .prefix(".cairn-new-")
-        .tempdir_in(parent)
-        .map_err(at(parent))?;
-    let staged_path = staged.path().join("tree");
-    move_tree(from, &staged_path)?;
-    if fs::symlink_metadata(to).is_ok() {
-        let old = tempfile::Builder::new()
-            .prefix(".cairn-old-")
-            .tempdir_in(parent)
-            .map_err(at(parent))?;
-        fs::rename(to, old.path().join("tree")).map_err(at(to))?;
-        fs::rename(&staged_path, to).map_err(at(to))?;
-        drop(old);
-    } else {
-        fs::rename(&staged_path, to).map_err(at(to))?;
+    let aside = match fs::symlink_metadata(to) {
+        Ok(_) => {
+            let aside = sibling(to, "old");
+            fs::rename(to, &aside).map_err(at(to))?;
+            Some(aside)
+        }
+        Err(_) => None,
+    };
+    let moved = match fs::rename(from, to) {
+        Err(error) if error.kind() == io::ErrorKind::CrossesDevices => {
+            let staged = sibling(to, "new");
+            copy_tree(from, &staged).and_then(|()| fs::rename(&staged, to).map_err(at(to)))
+        }
+        other => other.map_err(at(to)),
+    };
+    if let Err(error) = moved {
+        // Put the previous outputs back rather than leave nothing.
+        if let Some(aside) = &aside {
+            let _ = fs::rename(aside, to);
+        }
+        return Err(error);
+    }
+    if let Some(aside) = aside {
+        fs::remove_dir_all(&aside).map_err(at(&aside))?;
     }
     Ok(())
+}
+
+/// A name beside `path` that no other writer uses: `.NAME.cairn-PURPOSE-PID-N`.
+fn sibling(path: &Path, purpose: &str) -> PathBuf {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let name = path
+        .file_name()
+        .map_or_else(|| "out".into(), |name| name.to_string_lossy().into_owned());
+    let unique = COUNTER.fetch_add(1, Ordering::Relaxed);
+    path.with_file_name(format!(
+        ".{name}.cairn-{purpose}-{}-{unique}",
+        std::process::id()
+    ))
 }
 
 /// Moves everything in `from` into `to`, replacing files of the same name and

@@ -118,16 +118,20 @@ pub struct RunSettings {
 
 /// Gets every selected stage's component ready (building stage folders and
 /// compiling components), then runs the stages.
+///
+/// Run it on a runtime worker (`tokio::spawn`), not in `block_on`: the
+/// scheduler then dispatches stages without a thread hand-off each time,
+/// which is most of its cost otherwise.
 pub async fn execute(
     prepared: Prepared,
     settings: RunSettings,
-    cache: &CacheDir,
+    cache: CacheDir,
     runtime: Arc<Runtime>,
     reporter: Arc<dyn Reporter>,
     interrupt: impl Future<Output = ()>,
 ) -> Result<RunResults, RunError> {
     let source_date_epoch = source_date_epoch()?;
-    let components = load_components(&prepared, cache, &runtime).await?;
+    let components = load_components(&prepared, &cache, &runtime).await?;
     let pipeline = &prepared.pipeline;
     let output_root = pipeline.root.join(OUTPUT_FOLDER);
     prepare_output_root(&output_root).map_err(|source| {

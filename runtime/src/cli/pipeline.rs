@@ -104,9 +104,8 @@ impl RunArgs {
                     std::future::pending::<()>().await;
                 }
             };
-            anyhow::Ok(
-                run::execute(prepared, settings, &cache, runtime, reporter, interrupt).await?,
-            )
+            let run = run::execute(prepared, settings, cache, runtime, reporter, interrupt);
+            anyhow::Ok(tokio::spawn(run).await.context("the run's task failed")??)
         })?;
         Ok(if results.interrupted {
             Status::Interrupted

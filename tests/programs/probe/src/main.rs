@@ -36,6 +36,11 @@ fn run(words: &[&str]) -> Result<(), String> {
             Ok(())
         }
         ["write", path, text] => std::fs::write(path, text).map_err(describe),
+        // What `tr a-z A-Z < from > to` does, for benchmarks against make.
+        ["upper", from, to] => {
+            let contents = std::fs::read(from).map_err(describe)?;
+            std::fs::write(to, contents.to_ascii_uppercase()).map_err(describe)
+        }
         ["mkdir", path] => std::fs::create_dir_all(path).map_err(describe),
         ["list", path] => {
             let mut names: Vec<String> = std::fs::read_dir(path)
