@@ -195,10 +195,7 @@ fn a_reference_to_an_output_the_stage_did_not_return_fails_that_stage() {
     );
     let (finished, events) = run_json(dir.path(), &[]);
     assert_eq!(finished.code, Some(1), "{finished:?}");
-    let error = finished_stage(&events, "release")["error"]
-        .as_str()
-        .expect("an error")
-        .to_owned();
+    let error = stage_error(&events, "release");
     assert!(
         error.contains("stage `version` returned no output of that name"),
         "{error}"
@@ -519,10 +516,7 @@ fn secrets_reach_the_stage_masked_and_a_missing_one_fails_the_stage() {
 
     let (finished, events) = run_json(dir.path(), &[]);
     assert_eq!(finished.code, Some(1), "{finished:?}");
-    let error = finished_stage(&events, "deploy")["error"]
-        .as_str()
-        .expect("an error")
-        .to_owned();
+    let error = stage_error(&events, "deploy");
     assert!(
         error.starts_with("the secret `DEPLOY_TOKEN` is not set"),
         "{error}"
@@ -550,18 +544,12 @@ fn a_stage_crossing_a_bound_set_in_the_file_fails_with_that_bound() {
     );
     let (finished, events) = run_json(dir.path(), &["--keep-going"]);
     assert_eq!(finished.code, Some(1), "{finished:?}");
-    let spin = finished_stage(&events, "spin")["error"]
-        .as_str()
-        .expect("error")
-        .to_owned();
+    let spin = stage_error(&events, "spin");
     assert!(
         spin.starts_with("exceeded its time limit of 300ms"),
         "{spin}"
     );
-    let alloc = finished_stage(&events, "alloc")["error"]
-        .as_str()
-        .expect("error")
-        .to_owned();
+    let alloc = stage_error(&events, "alloc");
     assert!(
         alloc.starts_with("exceeded its memory limit of 32 MiB"),
         "{alloc}"

@@ -197,60 +197,36 @@ pub async fn run<E: Executor>(
 ) -> RunResults {
     let mut interrupt = std::pin::pin!(interrupt);
     let started = Instant::now();
-    let count = pipeline.stages.len();
-    let mut results: Vec<Option<StageResult>> = vec![None; count];
-    let mut waiting: Vec<usize> = (0..count)
-        .map(|index| {
-            graph.needs[index]
-                .iter()
-                .filter(|&&need| selected[need])
-                .count()
-        })
-        .collect();
-    let mut ready: VecDeque<usize> = graph
-        .order
-        .iter()
-        .copied()
-        .filter(|&index| selected[index] && waiting[index] == 0)
-        .collect();
+    let mut books = Books::new(pipeline, graph, selected, reporter);
     let mut running: JoinSet<(usize, StageResult)> = JoinSet::new();
-    let mut in_flight = vec![false; count];
     let mut stopped = false;
     let jobs = options.jobs.max(1);
 
     loop {
         while running.len() < jobs
-            && let Some(index) = ready.pop_front()
+            && let Some(index) = books.ready.pop_front()
         {
-            let stage = &pipeline.stages[index];
             let decision = if stopped {
                 Err(
                     "not run: an earlier stage failed (use --keep-going to run independent stages)"
                         .to_owned(),
                 )
             } else {
-                decide(stage, &graph.needs[index], pipeline, &results, context)
+                decide(
+                    &pipeline.stages[index],
+                    &graph.needs[index],
+                    pipeline,
+                    &books.results,
+                    context,
+                )
             };
             match decision {
                 Ok(upstream) => {
                     let executor = Arc::clone(&executor);
-                    in_flight[index] = true;
+                    books.in_flight[index] = true;
                     running.spawn(async move { (index, executor.execute(index, upstream).await) });
                 }
-                Err(reason) => {
-                    let result = StageResult::skipped(reason);
-                    finish(
-                        index,
-                        result,
-                        pipeline,
-                        graph,
-                        selected,
-                        &mut results,
-                        &mut waiting,
-                        &mut ready,
-                        reporter,
-                    );
-                }
+                Err(reason) => books.finish(index, StageResult::skipped(reason)),
             }
         }
         let joined = tokio::select! {
@@ -260,88 +236,119 @@ pub async fn run<E: Executor>(
                 // which removes its scratch space; waiting for that to finish
                 // means nothing half-written outlives the run.
                 running.shutdown().await;
-                for index in 0..count {
-                    if selected[index] && results[index].is_none() {
-                        let result = if in_flight[index] {
-                            StageResult::failed("interrupted", 1, Duration::ZERO)
-                        } else {
-                            StageResult::skipped("interrupted")
-                        };
-                        finish(index, result, pipeline, graph, selected, &mut results, &mut waiting, &mut ready, reporter);
-                    }
-                }
-                return RunResults {
-                    stages: results,
-                    duration: started.elapsed(),
-                    interrupted: true,
-                };
+                books.interrupt();
+                return books.into_results(started.elapsed(), true);
             }
         };
         let Some(joined) = joined else {
-            if ready.is_empty() {
+            if books.ready.is_empty() {
                 break;
             }
             continue;
         };
         let (index, result) = match joined {
             Ok(done) => done,
-            // A panicking executor is a cairn bug; keep the run's bookkeeping
-            // sound by failing the stage rather than the whole process.
+            // A panicking executor is a cairn bug: surface it as one.
             Err(error) => std::panic::resume_unwind(error.into_panic()),
         };
-        in_flight[index] = false;
         if result.status == Status::Failed && !options.keep_going {
             stopped = true;
         }
-        finish(
-            index,
-            result,
+        books.finish(index, result);
+    }
+    books.into_results(started.elapsed(), false)
+}
+
+/// The bookkeeping of one run: how each stage ended, how many of its needs
+/// each stage still waits on, and which stages are ready to start.
+struct Books<'a> {
+    pipeline: &'a Pipeline,
+    graph: &'a Graph,
+    selected: &'a [bool],
+    reporter: &'a dyn Reporter,
+    results: Vec<Option<StageResult>>,
+    waiting: Vec<usize>,
+    ready: VecDeque<usize>,
+    in_flight: Vec<bool>,
+}
+
+impl<'a> Books<'a> {
+    fn new(
+        pipeline: &'a Pipeline,
+        graph: &'a Graph,
+        selected: &'a [bool],
+        reporter: &'a dyn Reporter,
+    ) -> Self {
+        let count = pipeline.stages.len();
+        let waiting: Vec<usize> = (0..count)
+            .map(|index| {
+                graph.needs[index]
+                    .iter()
+                    .filter(|&&need| selected[need])
+                    .count()
+            })
+            .collect();
+        let ready = graph
+            .order
+            .iter()
+            .copied()
+            .filter(|&index| selected[index] && waiting[index] == 0)
+            .collect();
+        Self {
             pipeline,
             graph,
             selected,
-            &mut results,
-            &mut waiting,
-            &mut ready,
             reporter,
-        );
+            results: vec![None; count],
+            waiting,
+            ready,
+            in_flight: vec![false; count],
+        }
     }
-    RunResults {
-        stages: results,
-        duration: started.elapsed(),
-        interrupted: false,
-    }
-}
 
-/// Records a stage's result, reports it, and readies what waited on it.
-#[allow(clippy::too_many_arguments)]
-fn finish(
-    index: usize,
-    result: StageResult,
-    pipeline: &Pipeline,
-    graph: &Graph,
-    selected: &[bool],
-    results: &mut [Option<StageResult>],
-    waiting: &mut [usize],
-    ready: &mut VecDeque<usize>,
-    reporter: &dyn Reporter,
-) {
-    reporter.event(&Event::StageFinished {
-        stage: pipeline.stages[index].name.clone(),
-        status: result.status,
-        duration_ms: result.duration.as_millis() as u64,
-        attempts: result.attempts,
-        error: result.error.clone(),
-        reason: result.reason.clone(),
-        summary: result.summary.clone(),
-        outputs: (*result.outputs).clone(),
-    });
-    results[index] = Some(result);
-    for &dependent in &graph.dependents[index] {
-        if selected[dependent] {
-            waiting[dependent] -= 1;
-            if waiting[dependent] == 0 {
-                ready.push_back(dependent);
+    /// Records a stage's result, reports it, and readies what waited on it.
+    fn finish(&mut self, index: usize, result: StageResult) {
+        self.in_flight[index] = false;
+        self.reporter.event(&Event::StageFinished {
+            stage: self.pipeline.stages[index].name.clone(),
+            status: result.status,
+            duration_ms: result.duration.as_millis() as u64,
+            attempts: result.attempts,
+            error: result.error.clone(),
+            reason: result.reason.clone(),
+            summary: result.summary.clone(),
+            outputs: (*result.outputs).clone(),
+        });
+        self.results[index] = Some(result);
+        for &dependent in &self.graph.dependents[index] {
+            if self.selected[dependent] {
+                self.waiting[dependent] -= 1;
+                if self.waiting[dependent] == 0 {
+                    self.ready.push_back(dependent);
+                }
             }
+        }
+    }
+
+    /// Ends every stage that has not ended: running ones failed, the rest skipped.
+    fn interrupt(&mut self) {
+        for index in 0..self.results.len() {
+            if self.selected[index] && self.results[index].is_none() {
+                let result = if self.in_flight[index] {
+                    StageResult::failed("interrupted", 1, Duration::ZERO)
+                } else {
+                    StageResult::skipped("interrupted")
+                };
+                self.finish(index, result);
+            }
+        }
+    }
+
+    fn into_results(self, duration: Duration, interrupted: bool) -> RunResults {
+        RunResults {
+            stages: self.results,
+            duration,
+            interrupted,
         }
     }
 }

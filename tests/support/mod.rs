@@ -259,3 +259,11 @@ pub fn stage_stdout(events: &[serde_json::Value], stage: &str) -> Vec<String> {
         .filter_map(|event| event["text"].as_str().map(str::to_owned))
         .collect()
 }
+
+/// The `error` of a stage's `stage_finished` event.
+pub fn stage_error(events: &[serde_json::Value], stage: &str) -> String {
+    finished_stage(events, stage)["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("`{stage}` has no error"))
+        .to_owned()
+}

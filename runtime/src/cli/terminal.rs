@@ -69,7 +69,7 @@ impl StageObserver for StageLogPrinter {
                 let _ = writeln!(std::io::stderr().lock(), "{}", line.text);
             }
             LogSource::Host => {
-                if line.level < Level::Info && !self.verbose {
+                if !cairn::report::shown(line.source, line.level, self.verbose) {
                     return;
                 }
                 let prefix = format!("{}:", line.level);

@@ -10,7 +10,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use super::style::{Style, elapsed, paint};
 use super::summary::Summary;
 use super::{Event, Reporter, Status};
-use crate::observer::{Level, LogSource};
+use crate::observer::Level;
 
 /// Log lines kept per running stage, shown if it fails.
 const TAIL_LINES: usize = 20;
@@ -99,7 +99,7 @@ impl Reporter for LiveReporter {
                 text,
             } => {
                 if let Some(running) = stages.get_mut(stage) {
-                    if *source == LogSource::Host && *level < Level::Info && !self.verbose {
+                    if !super::shown(*source, *level, self.verbose) {
                         return;
                     }
                     running.bar.set_message(text.clone());

@@ -150,6 +150,12 @@ pub enum Event {
     },
 }
 
+/// Whether a stage's log line is shown: everything but `host.log` calls below
+/// `info`, which only `-v` shows.
+pub fn shown(source: LogSource, level: Level, verbose: bool) -> bool {
+    verbose || source != LogSource::Host || level >= Level::Info
+}
+
 /// Receives the events of a run, in order, from any thread.
 pub trait Reporter: Send + Sync {
     /// Handles one event; must return quickly.

@@ -57,7 +57,7 @@ impl Reporter for PlainReporter {
                 level,
                 text,
             } => {
-                if *source == LogSource::Host && *level < Level::Info && !self.verbose {
+                if !super::shown(*source, *level, self.verbose) {
                     return;
                 }
                 match (source, level) {
