@@ -63,11 +63,7 @@ fn a_stage_folder_is_rebuilt_when_and_only_when_its_sources_change() {
     )
     .expect("write");
     // Reuse the example's lock file so the build resolves offline to the same versions.
-    std::fs::copy(
-        repository().join("examples/site/stages/render/Cargo.lock"),
-        stage.join("Cargo.lock"),
-    )
-    .expect("copy");
+    std::fs::copy(repository().join("Cargo.lock"), stage.join("Cargo.lock")).expect("copy");
     let source = |greeting: &str| {
         format!(
             "use cairn_sdk::{{Invocation, Outcome, Stage}};\nstruct Hello;\nimpl Stage for Hello {{\n    \

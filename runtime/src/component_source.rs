@@ -152,15 +152,18 @@ fn build_folder(cache: &CacheDir, folder: &Path) -> Result<Arc<[u8]>, SourceErro
         "building the stage folder {} (cargo build --release --target wasm32-wasip2)",
         folder.display()
     );
-    let mut build = GuestBuild::new(folder.join("Cargo.toml"), cache.root().join("cargo-target"))
-        .remap_path_prefix(&folder, "/stage");
+    let manifest = folder.join("Cargo.toml");
+    let build_error = |source| SourceError::Build {
+        folder: folder.clone(),
+        source,
+    };
+    let workspace = cairn_guest_build::workspace_root(&manifest).map_err(build_error)?;
+    let mut build = GuestBuild::new(&manifest, cache.root().join("cargo-target"))
+        .remap_path_prefix(workspace, "/source");
     if let Some(cargo_home) = cargo_home() {
         build = build.remap_path_prefix(cargo_home, "/cargo");
     }
-    let artifacts = build.run().map_err(|source| SourceError::Build {
-        folder: folder.clone(),
-        source,
-    })?;
+    let artifacts = build.run().map_err(build_error)?;
     let [artifact] = artifacts.as_slice() else {
         return Err(SourceError::Ambiguous {
             folder: folder.clone(),

@@ -1,33 +1,95 @@
-//! Running one pipeline stage for the scheduler: resolve its references,
-//! snapshot its inputs, grant its sandbox, run it (retrying when asked), and
-//! publish its outputs to `cairn-out/<stage>/`.
+//! Running one pipeline stage for the scheduler, through the cache.
+//!
+//! For each stage: resolve its references, compute its key from everything
+//! it can observe, and then
+//! - when `cairn-out/<stage>/` already holds the outputs for that key,
+//!   report it cached without touching anything;
+//! - when the action cache knows the key, restore the outputs (every blob
+//!   checked) and replay the log;
+//! - otherwise snapshot its inputs from the store, run it in its sandbox
+//!   (retrying when asked), store its outputs and log, and publish.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
 
-use crate::observer::{Annotation, LogLine, StageObserver};
+use crate::cache_dir::CacheDir;
+use crate::cas::{ActionEntry, Entry, EntryKind, Materialize, Store, StoreError, Tree, TreeError};
+use crate::component::Digest;
+use crate::observer::{Annotation, Level, LogLine, LogSource, StageObserver};
+use crate::output_dir;
 use crate::pipeline::{ClockGrant, Pipeline, RandomGrant, Reference, Stage, Template};
 use crate::report::{Event, Reporter, Status};
-use crate::runtime::{LoadedComponent, Runtime};
-use crate::sandbox::{Clock, Invocation, Random, Sandbox};
+use crate::runtime::{Runtime, RuntimeError};
+use crate::sandbox::{Clock, Invocation, Outcome, Random, Sandbox, StageRun};
 use crate::scheduler::{Executor, StageResult, Upstream};
 use crate::secrets::Secrets;
+use crate::stage_key::KeyParts;
+use crate::state::{Published, RunRecord, WorkspaceState};
 use crate::workspace::Workspace;
-use crate::{output_dir, sandbox};
+
+/// A stage's component, ready to be loaded when (and only when) it must run.
+#[derive(Clone)]
+pub struct ComponentRef {
+    /// The bytes.
+    pub bytes: Arc<[u8]>,
+    /// Their digest.
+    pub digest: Digest,
+    /// `component` or `core-module`, from the bytes' header.
+    pub format: &'static str,
+}
+
+/// How a run uses the cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CacheMode {
+    /// Reuse results (false with `--no-cache`; results are still stored).
+    pub read: bool,
+    /// Rerun stages that hit and compare their outputs (`--check`).
+    pub check: bool,
+}
+
+/// The wasmtime host, created the first time a stage actually has to run:
+/// a run where everything is cached never starts an engine.
+pub struct LazyRuntime {
+    cache: CacheDir,
+    cell: tokio::sync::OnceCell<Arc<Runtime>>,
+}
+
+impl LazyRuntime {
+    /// A runtime that will keep its state in `cache`.
+    pub fn new(cache: CacheDir) -> Self {
+        Self {
+            cache,
+            cell: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    async fn get(&self) -> Result<Arc<Runtime>, RuntimeError> {
+        self.cell
+            .get_or_try_init(|| async { Runtime::new(&self.cache).map(Arc::new) })
+            .await
+            .cloned()
+    }
+}
 
 /// Everything the stages of one run share.
 pub struct StageExecutor {
-    /// The host.
-    pub runtime: Arc<Runtime>,
+    /// The host, started on first need.
+    pub runtime: LazyRuntime,
     /// The pipeline.
     pub pipeline: Arc<Pipeline>,
-    /// The loaded component of each stage (`None` for stages not selected).
-    pub components: Vec<Option<Arc<LoadedComponent>>>,
+    /// Each stage's component (`None` for stages not selected).
+    pub components: Vec<Option<ComponentRef>>,
     /// The workspace, walked once for the run.
     pub workspace: Arc<Workspace>,
-    /// Where input snapshots are made.
+    /// The digest of every input file some selected stage reads.
+    pub input_digests: HashMap<String, Digest>,
+    /// The content-addressed store.
+    pub store: Arc<Store>,
+    /// What is remembered about this workspace.
+    pub state: Arc<Mutex<WorkspaceState>>,
+    /// Where stages' scratch folders are made.
     pub scratch: PathBuf,
     /// `cairn-out/` of the workspace.
     pub output_root: PathBuf,
@@ -37,88 +99,111 @@ pub struct StageExecutor {
     pub reporter: Arc<dyn Reporter>,
     /// What the pinned clock reads.
     pub source_date_epoch: u64,
+    /// How the cache is used.
+    pub mode: CacheMode,
+}
+
+/// A stage's request, resolved, with its key.
+struct Prepared {
+    invocation: Invocation,
+    env: BTreeMap<String, String>,
+    inputs: Tree,
+    parts: KeyParts,
+    key: Digest,
+    /// False for `cache = false` stages and stages run despite a failed need.
+    cacheable: bool,
+}
+
+/// A result reused instead of running.
+enum Hit {
+    /// `cairn-out/<stage>/` already holds it.
+    Published(RunRecord),
+    /// The action cache has it.
+    Stored(ActionEntry),
+}
+
+/// A stage that ran and succeeded.
+struct Ran {
+    outcome: Outcome,
+    outputs: Digest,
+    tree: Tree,
+    log: Option<Digest>,
+    annotations: Vec<Annotation>,
+    attempts: u32,
+    run: StageRun,
 }
 
 impl Executor for StageExecutor {
     async fn execute(self: Arc<Self>, index: usize, upstream: Upstream) -> StageResult {
+        let started = Instant::now();
         let stage = &self.pipeline.stages[index];
-        let Some(component) = self.components[index].clone() else {
-            return StageResult::failed("the stage's component was not loaded", 0, Duration::ZERO);
-        };
-        let (sandbox, _snapshot) = match self.sandbox(stage, &component, &upstream) {
-            Ok(prepared) => prepared,
-            Err(error) => {
-                self.reporter.event(&Event::StageStarted {
-                    stage: stage.name.clone(),
-                    attempt: 1,
-                });
-                return StageResult::failed(error, 1, Duration::ZERO);
-            }
-        };
         let observer: Arc<dyn StageObserver> = Arc::new(StageEvents {
             stage: stage.name.clone(),
             reporter: Arc::clone(&self.reporter),
         });
-        let mut elapsed = Duration::ZERO;
-        for attempt in 1..=stage.retries + 1 {
-            self.reporter.event(&Event::StageStarted {
-                stage: stage.name.clone(),
-                attempt,
-            });
-            let run = match self
-                .runtime
-                .run(&component, &sandbox, Arc::clone(&observer))
+        let Some(component) = self.components[index].clone() else {
+            return self.fail(
+                stage,
+                "the stage's component was not loaded",
+                0,
+                started,
+                None,
+            );
+        };
+        let prepared = match self.prepare(stage, &component, &upstream) {
+            Ok(prepared) => prepared,
+            Err(error) => return self.fail(stage, error, 0, started, None),
+        };
+        let hit = if prepared.cacheable && self.mode.read {
+            self.lookup(stage, &prepared)
+        } else {
+            None
+        };
+        let hit = match hit {
+            Some(Hit::Stored(entry)) if !self.mode.check => match self.restore(stage, &entry).await
+            {
+                Ok(()) => Some(Hit::Stored(entry)),
+                Err(error) => {
+                    observer.log(&notice(format!(
+                        "the cached outputs of this stage could not be restored ({error}); running it again"
+                    )));
+                    self.store.remove_action(&prepared.key);
+                    None
+                }
+            },
+            other => other,
+        };
+        match hit {
+            Some(hit) if !self.mode.check => {
+                self.reuse(stage, &prepared, hit, observer.as_ref(), started)
+            }
+            Some(hit) => {
+                self.check(
+                    stage, &component, prepared, upstream, hit, observer, started,
+                )
+                .await
+            }
+            None => match self
+                .run(stage, &component, &prepared, &upstream, observer)
                 .await
             {
-                Ok(run) => run,
-                Err(error) => return StageResult::failed(error.to_string(), attempt, elapsed),
-            };
-            elapsed += run.duration;
-            match &run.result {
-                Ok(outcome) => {
-                    let destination = self.output_root.join(&stage.name);
-                    if let Err(error) = output_dir::replace(run.outputs(), &destination) {
-                        return StageResult::failed(error_chain(&error), attempt, elapsed);
-                    }
-                    return StageResult {
-                        status: Status::Succeeded,
-                        outputs: Arc::new(outcome.outputs.clone()),
-                        summary: outcome.summary.clone(),
-                        error: None,
-                        reason: None,
-                        attempts: attempt,
-                        duration: elapsed,
-                    };
+                Ok(ran) => self.publish(stage, prepared, ran, started),
+                Err((error, attempts)) => {
+                    self.fail(stage, error, attempts, started, Some(prepared.key))
                 }
-                Err(failure) if attempt <= stage.retries => {
-                    observer.log(&LogLine {
-                        source: crate::observer::LogSource::Host,
-                        level: crate::observer::Level::Warn,
-                        text: format!("attempt {attempt} {failure}; retrying"),
-                    });
-                }
-                Err(failure) => {
-                    let mut error = failure.to_string();
-                    if let Some(hint) = failure.hint() {
-                        error.push_str(&format!("\nhint: {hint}"));
-                    }
-                    return StageResult::failed(error, attempt, elapsed);
-                }
-            }
+            },
         }
-        StageResult::failed("the stage did not run", 0, elapsed)
     }
 }
 
 impl StageExecutor {
-    /// The sandbox a stage runs in, and the input snapshot it mounts (kept
-    /// alive for as long as the stage runs).
-    fn sandbox(
+    /// Resolves the stage's references and computes its key.
+    fn prepare(
         &self,
         stage: &Stage,
-        component: &LoadedComponent,
+        component: &ComponentRef,
         upstream: &Upstream,
-    ) -> Result<(Sandbox, Option<tempfile::TempDir>), String> {
+    ) -> Result<Prepared, String> {
         let resolve = |reference: &Reference| match reference {
             Reference::StageOutput { stage, key } => upstream
                 .outputs
@@ -149,6 +234,237 @@ impl StageExecutor {
             .iter()
             .map(|(key, template)| Ok((key.clone(), render(template)?)))
             .collect::<Result<BTreeMap<_, _>, String>>()?;
+
+        let globs: Vec<&str> = stage
+            .inputs
+            .iter()
+            .map(|glob| glob.pattern.as_str())
+            .collect();
+        let files = self
+            .workspace
+            .select(&globs)
+            .map_err(|error| error.to_string())?;
+        let mut entries = Vec::with_capacity(files.len());
+        for file in files {
+            let digest = *self
+                .input_digests
+                .get(&file.path)
+                .ok_or_else(|| format!("the input `{}` was not hashed", file.path))?;
+            entries.push(Entry {
+                path: file.path.clone(),
+                kind: EntryKind::File {
+                    digest,
+                    size: file.stamp.size,
+                    executable: file.stamp.executable(),
+                },
+            });
+        }
+        let inputs = Tree::new(entries);
+
+        let needs: BTreeMap<String, Digest> = upstream.digests.clone();
+        let every_need_succeeded = stage.needs.iter().all(|need| needs.contains_key(need));
+        let mut secrets = stage.secrets.clone();
+        secrets.sort();
+        let mut network = stage.network.clone();
+        network.sort();
+        let parts = KeyParts {
+            stage: stage.name.clone(),
+            component: component.digest,
+            format: component.format.to_owned(),
+            args: args.clone(),
+            config: config.clone(),
+            env: env.clone(),
+            secrets,
+            network,
+            clock: match stage.clock {
+                ClockGrant::Pinned => format!("pinned:{}", self.source_date_epoch),
+                ClockGrant::Real => "real".to_owned(),
+            },
+            random: match stage.random {
+                RandomGrant::Seeded => "seeded",
+                RandomGrant::Secure => "secure",
+            }
+            .to_owned(),
+            inputs: inputs.digest(),
+            needs,
+        };
+        let key = parts.key();
+        Ok(Prepared {
+            invocation: Invocation {
+                stage: stage.name.clone(),
+                args,
+                config,
+            },
+            env,
+            inputs,
+            parts,
+            key,
+            cacheable: stage.cache && every_need_succeeded,
+        })
+    }
+
+    /// A result for this key, if one can be reused.
+    fn lookup(&self, stage: &Stage, prepared: &Prepared) -> Option<Hit> {
+        {
+            let state = self.state();
+            if let Some(record) = state.stage(&stage.name)
+                && let Some(last) = &record.last
+                && last.key == prepared.key
+                && let Some(published) = &record.published
+                && published.outputs == last.outputs
+                && published.unchanged(&self.output_root.join(&stage.name))
+            {
+                return Some(Hit::Published(last.clone()));
+            }
+        }
+        self.store.get_action(&prepared.key).map(Hit::Stored)
+    }
+
+    /// Lays a stored result out in `cairn-out/<stage>/`, every blob checked.
+    async fn restore(&self, stage: &Stage, entry: &ActionEntry) -> Result<(), TreeError> {
+        let store = Arc::clone(&self.store);
+        let outputs = entry.outputs;
+        let scratch = self.scratch.clone();
+        let folder = self.output_root.join(&stage.name);
+        let published = tokio::task::spawn_blocking(move || -> Result<Published, TreeError> {
+            let tree = Tree::load(&store, &outputs)?;
+            let staging = tempfile::Builder::new()
+                .prefix("restore-")
+                .tempdir_in(&scratch)
+                .map_err(StoreError::io(&scratch))?;
+            let tree_root = staging.path().join("tree");
+            tree.materialize(&store, &tree_root, Materialize::Copy)?;
+            output_dir::replace(&tree_root, &folder).map_err(|error| StoreError::Io {
+                path: error.path,
+                source: error.source,
+            })?;
+            Published::record(&folder, outputs).map_err(|source| {
+                TreeError::Store(StoreError::Io {
+                    path: folder,
+                    source,
+                })
+            })
+        })
+        .await
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))?;
+        self.state().record_published(&stage.name, published);
+        Ok(())
+    }
+
+    /// Reports a reused result, replaying its log and annotations.
+    fn reuse(
+        &self,
+        stage: &Stage,
+        prepared: &Prepared,
+        hit: Hit,
+        observer: &dyn StageObserver,
+        started: Instant,
+    ) -> StageResult {
+        let record = match hit {
+            Hit::Published(record) => record,
+            Hit::Stored(entry) => RunRecord {
+                key: prepared.key,
+                parts: prepared.parts.clone(),
+                status: Status::Cached.as_str().to_owned(),
+                outputs: entry.outputs,
+                outcome: entry.outcome,
+                log: entry.has_log.then_some(entry.log),
+                annotations: entry.annotations,
+            },
+        };
+        if let Some(log) = record.log
+            && let Ok(bytes) = self.store.read(&log)
+            && let Ok(lines) = serde_json::from_slice::<Vec<LogLine>>(&bytes)
+        {
+            for line in &lines {
+                observer.log(line);
+            }
+        }
+        for annotation in &record.annotations {
+            observer.annotate(annotation);
+        }
+        let result = StageResult {
+            status: Status::Cached,
+            outputs: Arc::new(record.outcome.outputs.clone()),
+            summary: record.outcome.summary.clone(),
+            error: None,
+            reason: None,
+            attempts: 0,
+            duration: started.elapsed(),
+            key: Some(prepared.key),
+            outputs_digest: Some(record.outputs),
+        };
+        let record = RunRecord {
+            status: Status::Cached.as_str().to_owned(),
+            ..record
+        };
+        self.state().record_run(&stage.name, record);
+        result
+    }
+
+    /// `--check`: runs a stage that hit and compares what it produces now
+    /// with what the cache holds.
+    #[allow(clippy::too_many_arguments)]
+    async fn check(
+        &self,
+        stage: &Stage,
+        component: &ComponentRef,
+        prepared: Prepared,
+        upstream: Upstream,
+        hit: Hit,
+        observer: Arc<dyn StageObserver>,
+        started: Instant,
+    ) -> StageResult {
+        let expected = match &hit {
+            Hit::Published(record) => record.outputs,
+            Hit::Stored(entry) => entry.outputs,
+        };
+        let ran = match self
+            .run(
+                stage,
+                component,
+                &prepared,
+                &upstream,
+                Arc::clone(&observer),
+            )
+            .await
+        {
+            Ok(ran) => ran,
+            Err((error, attempts)) => {
+                let error = format!("failed when rerun to check its cached result: {error}");
+                return self.fail(stage, error, attempts, started, Some(prepared.key));
+            }
+        };
+        if ran.outputs == expected {
+            return self.reuse(stage, &prepared, hit, observer.as_ref(), started);
+        }
+        let differences = match Tree::load(&self.store, &expected) {
+            Ok(cached) => cached.diff(&ran.tree),
+            Err(_) => vec!["(the cached file list is no longer in the cache)".to_owned()],
+        };
+        let error = format!(
+            "nondeterministic: rerun with the same key, it produced different outputs than the cached run\n{}",
+            differences
+                .iter()
+                .map(|line| format!("  {line}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        let mut result = self.fail(stage, error, ran.attempts, started, Some(prepared.key));
+        result.outputs_digest = Some(ran.outputs);
+        result
+    }
+
+    /// Runs the stage (with its retries) and stores what it produced.
+    async fn run(
+        &self,
+        stage: &Stage,
+        component: &ComponentRef,
+        prepared: &Prepared,
+        upstream: &Upstream,
+        observer: Arc<dyn StageObserver>,
+    ) -> Result<Ran, (String, u32)> {
+        let failed = |error: String| (error, 1);
         let secrets = stage
             .secrets
             .iter()
@@ -157,50 +473,32 @@ impl StageExecutor {
                     format!("the secret `{name}` is not set\nhint: export {name}=... before `cairn run`, or put it in a --secrets-file")
                 })
             })
-            .collect::<Result<BTreeMap<_, _>, String>>()?;
-
-        let snapshot = if stage.inputs.is_empty() {
-            None
-        } else {
-            let globs: Vec<&str> = stage
-                .inputs
-                .iter()
-                .map(|glob| glob.pattern.as_str())
-                .collect();
-            let files = self
-                .workspace
-                .select(&globs)
-                .map_err(|error| error.to_string())?;
-            Some(
-                self.workspace
-                    .snapshot(&files, &self.scratch)
-                    .map_err(|error| error_chain(&error))?,
-            )
-        };
-        let inputs = stage
-            .needs
-            .iter()
-            .filter(|need| upstream.outputs.contains_key(*need))
-            .map(|need| (need.clone(), self.output_root.join(need)))
-            .filter(|(_, folder)| folder.is_dir())
-            .collect();
-
-        let invocation = Invocation {
-            stage: stage.name.clone(),
-            args,
-            config,
-        };
-        let random = match stage.random {
-            RandomGrant::Secure => Random::Secure,
-            RandomGrant::Seeded => {
-                Random::Seeded(sandbox::seed(component.digest(), &invocation, &env))
-            }
-        };
+            .collect::<Result<BTreeMap<_, _>, String>>()
+            .map_err(failed)?;
+        let snapshot = self
+            .snapshot_inputs(&prepared.inputs)
+            .await
+            .map_err(|error| failed(error.to_string()))?;
+        let runtime = self
+            .runtime
+            .get()
+            .await
+            .map_err(|error| failed(error.to_string()))?;
+        let loaded = runtime
+            .load(Arc::clone(&component.bytes))
+            .await
+            .map_err(|error| failed(format!("cannot load its component: {error}")))?;
         let sandbox = Sandbox {
-            invocation,
-            env,
+            invocation: prepared.invocation.clone(),
+            env: prepared.env.clone(),
             src: snapshot.as_ref().map(|snapshot| snapshot.path().to_owned()),
-            inputs,
+            inputs: stage
+                .needs
+                .iter()
+                .filter(|need| upstream.outputs.contains_key(*need))
+                .map(|need| (need.clone(), self.output_root.join(need)))
+                .filter(|(_, folder)| folder.is_dir())
+                .collect(),
             secrets,
             network: stage.network.clone(),
             clock: match stage.clock {
@@ -209,10 +507,199 @@ impl StageExecutor {
                     source_date_epoch: self.source_date_epoch,
                 },
             },
-            random,
+            random: match stage.random {
+                RandomGrant::Secure => Random::Secure,
+                RandomGrant::Seeded => Random::Seeded(*prepared.key.as_bytes()),
+            },
             limits: stage.limits,
         };
-        Ok((sandbox, snapshot))
+        for attempt in 1..=stage.retries + 1 {
+            self.reporter.event(&Event::StageStarted {
+                stage: stage.name.clone(),
+                attempt,
+            });
+            let run = runtime
+                .run(&loaded, &sandbox, Arc::clone(&observer))
+                .await
+                .map_err(|error| (error.to_string(), attempt))?;
+            match &run.result {
+                Ok(outcome) => {
+                    let outcome = outcome.clone();
+                    return self
+                        .store_outputs(run, outcome, attempt)
+                        .await
+                        .map_err(|error| (error, attempt));
+                }
+                Err(failure) if attempt <= stage.retries => {
+                    observer.log(&notice(format!("attempt {attempt} {failure}; retrying")));
+                }
+                Err(failure) => {
+                    let mut error = failure.to_string();
+                    if let Some(hint) = failure.hint() {
+                        error.push_str(&format!("\nhint: {hint}"));
+                    }
+                    return Err((error, attempt));
+                }
+            }
+        }
+        Err(("the stage did not run".to_owned(), 0))
+    }
+
+    /// Copies the input files into the store (checking they are still what
+    /// was hashed) and links them into a read-only snapshot for `/src`.
+    async fn snapshot_inputs(&self, inputs: &Tree) -> Result<Option<tempfile::TempDir>, TreeError> {
+        if inputs.entries().is_empty() {
+            return Ok(None);
+        }
+        let store = Arc::clone(&self.store);
+        let root = self.workspace.root().to_owned();
+        let scratch = self.scratch.clone();
+        let inputs = inputs.clone();
+        tokio::task::spawn_blocking(move || {
+            for entry in inputs.entries() {
+                if let EntryKind::File { digest, .. } = &entry.kind
+                    && !store.has_blob(digest)
+                {
+                    store.put_file(&root.join(&entry.path), Some(*digest))?;
+                }
+            }
+            inputs.store(&store)?;
+            let snapshot = tempfile::Builder::new()
+                .prefix("src-")
+                .tempdir_in(&scratch)
+                .map_err(StoreError::io(&scratch))?;
+            inputs.materialize(&store, snapshot.path(), Materialize::Link)?;
+            Ok(Some(snapshot))
+        })
+        .await
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))
+    }
+
+    /// Stores a successful run's outputs and log.
+    async fn store_outputs(
+        &self,
+        run: StageRun,
+        outcome: Outcome,
+        attempts: u32,
+    ) -> Result<Ran, String> {
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || {
+            let (tree, outputs) =
+                Tree::ingest(&store, run.outputs()).map_err(|error| error.to_string())?;
+            let log = if run.log.lines.is_empty() {
+                None
+            } else {
+                let bytes =
+                    serde_json::to_vec(&run.log.lines).map_err(|error| error.to_string())?;
+                Some(store.put_bytes(&bytes).map_err(|error| error.to_string())?)
+            };
+            Ok(Ran {
+                outcome,
+                outputs,
+                tree,
+                log,
+                annotations: run.annotations.clone(),
+                attempts,
+                run,
+            })
+        })
+        .await
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))
+    }
+
+    /// Records a fresh result in the action cache and publishes it.
+    fn publish(
+        &self,
+        stage: &Stage,
+        prepared: Prepared,
+        ran: Ran,
+        started: Instant,
+    ) -> StageResult {
+        let duration_ms = ran.run.duration.as_millis() as u64;
+        if prepared.cacheable {
+            let entry = ActionEntry::new(
+                ran.outputs,
+                ran.log.unwrap_or_else(|| Digest::of(b"")),
+                ran.log.is_some(),
+                ran.annotations.clone(),
+                ran.outcome.clone(),
+                duration_ms,
+            );
+            if let Err(error) = self.store.put_action(&prepared.key, &entry) {
+                tracing::warn!(%error, "cannot record the stage's result in the cache");
+            }
+        }
+        let folder = self.output_root.join(&stage.name);
+        if let Err(error) = output_dir::replace(ran.run.outputs(), &folder) {
+            return self.fail(
+                stage,
+                error_chain(&error),
+                ran.attempts,
+                started,
+                Some(prepared.key),
+            );
+        }
+        let published = Published::record(&folder, ran.outputs);
+        let mut state = self.state();
+        if let Ok(published) = published {
+            state.record_published(&stage.name, published);
+        }
+        state.record_run(
+            &stage.name,
+            RunRecord {
+                key: prepared.key,
+                parts: prepared.parts,
+                status: Status::Succeeded.as_str().to_owned(),
+                outputs: ran.outputs,
+                outcome: ran.outcome.clone(),
+                log: ran.log,
+                annotations: ran.annotations,
+            },
+        );
+        StageResult {
+            status: Status::Succeeded,
+            outputs: Arc::new(ran.outcome.outputs),
+            summary: ran.outcome.summary,
+            error: None,
+            reason: None,
+            attempts: ran.attempts,
+            duration: started.elapsed(),
+            key: Some(prepared.key),
+            outputs_digest: Some(ran.outputs),
+        }
+    }
+
+    fn fail(
+        &self,
+        stage: &Stage,
+        error: impl Into<String>,
+        attempts: u32,
+        started: Instant,
+        key: Option<Digest>,
+    ) -> StageResult {
+        if attempts == 0 {
+            // It never started: say so, so the failure has a start.
+            self.reporter.event(&Event::StageStarted {
+                stage: stage.name.clone(),
+                attempt: 1,
+            });
+        }
+        let mut result = StageResult::failed(error, attempts.max(1), started.elapsed());
+        result.key = key;
+        result
+    }
+
+    fn state(&self) -> MutexGuard<'_, WorkspaceState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A line from cairn itself in a stage's log.
+fn notice(text: String) -> LogLine {
+    LogLine {
+        source: LogSource::Host,
+        level: Level::Warn,
+        text,
     }
 }
 

@@ -12,9 +12,12 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod cache_dir;
+pub mod cache_maintenance;
+pub mod cas;
 pub mod component;
 pub mod component_source;
 pub mod executor;
+pub mod explain;
 pub mod git;
 pub mod observer;
 mod once_map;
@@ -26,7 +29,9 @@ pub mod runtime;
 pub mod sandbox;
 pub mod scheduler;
 pub mod secrets;
+pub mod stage_key;
 pub mod standard_stages;
+pub mod state;
 pub mod units;
 pub mod workspace;
 

@@ -5,19 +5,20 @@
 //! stage starts, so a broken pipeline or an unloadable component fails fast
 //! (exit 2) instead of halfway through a run.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::cache_dir::CacheDir;
-use crate::component::LoadError;
+use crate::cas::{Store, StoreError};
+use crate::component::{BinaryFormat, Digest, LoadError};
 use crate::component_source::{ComponentSources, SourceError};
-use crate::executor::StageExecutor;
-use crate::pipeline::{self, Diagnostic, Graph, LoadFailure, Pipeline};
+use crate::executor::{CacheMode, ComponentRef, LazyRuntime, StageExecutor};
+use crate::pipeline::{self, Diagnostic, Graph, LoadFailure, Pipeline, Uses};
 use crate::report::{Event, Reporter};
-use crate::runtime::{LoadedComponent, Runtime};
 use crate::scheduler::{self, ConditionContext, Options, RunResults};
 use crate::secrets::Secrets;
+use crate::state::WorkspaceState;
 use crate::workspace::{OUTPUT_FOLDER, Workspace, WorkspaceError};
 
 /// Why a run could not start.
@@ -50,6 +51,9 @@ pub enum RunError {
         #[source]
         source: LoadError,
     },
+    /// The cache cannot be used.
+    #[error(transparent)]
+    Cache(StoreError),
     /// `SOURCE_DATE_EPOCH` is set to something that is not a number.
     #[error("SOURCE_DATE_EPOCH is `{0}`, not a number of seconds since 1970")]
     SourceDateEpoch(String),
@@ -114,10 +118,13 @@ pub struct RunSettings {
     pub options: Options,
     /// Where secret values come from.
     pub secrets: Secrets,
+    /// How the cache is used.
+    pub cache: CacheMode,
 }
 
-/// Gets every selected stage's component ready (building stage folders and
-/// compiling components), then runs the stages.
+/// Gets every selected stage's component and input digests ready (building
+/// stage folders, hashing changed files), then runs the stages through the
+/// cache. Nothing is compiled unless some stage has to run.
 ///
 /// Run it on a runtime worker (`tokio::spawn`), not in `block_on`: the
 /// scheduler then dispatches stages without a thread hand-off each time,
@@ -126,35 +133,42 @@ pub async fn execute(
     prepared: Prepared,
     settings: RunSettings,
     cache: CacheDir,
-    runtime: Arc<Runtime>,
     reporter: Arc<dyn Reporter>,
     interrupt: impl Future<Output = ()>,
 ) -> Result<RunResults, RunError> {
     let source_date_epoch = source_date_epoch()?;
-    let components = load_components(&prepared, &cache, &runtime).await?;
-    let pipeline = &prepared.pipeline;
+    let pipeline = Arc::clone(&prepared.pipeline);
+    let components = component_refs(&prepared, &cache).await?;
+    let store = Arc::new(Store::open(&cache).map_err(RunError::Cache)?);
+    let mut state = WorkspaceState::load(&cache, &pipeline.root);
+    let input_digests = hash_inputs(&prepared, &mut state)?;
     let output_root = pipeline.root.join(OUTPUT_FOLDER);
     prepare_output_root(&output_root).map_err(|source| {
-        RunError::Workspace(WorkspaceError::Snapshot {
+        RunError::Cache(StoreError::Io {
             path: output_root.clone(),
             source,
         })
     })?;
+    let state = Arc::new(Mutex::new(state));
     let executor = Arc::new(StageExecutor {
-        runtime,
-        pipeline: Arc::clone(pipeline),
+        runtime: LazyRuntime::new(cache.clone()),
+        pipeline: Arc::clone(&pipeline),
         components,
         workspace: Arc::clone(&prepared.workspace),
+        input_digests,
+        store,
+        state: Arc::clone(&state),
         scratch: cache.scratch().map_err(|error| {
-            RunError::Workspace(WorkspaceError::Walk {
+            RunError::Cache(StoreError::Io {
                 path: cache.root().to_owned(),
-                message: error.to_string(),
+                source: std::io::Error::other(error.to_string()),
             })
         })?,
         output_root,
         secrets: settings.secrets,
         reporter: Arc::clone(&reporter),
         source_date_epoch,
+        mode: settings.cache,
     });
     reporter.event(&Event::PipelineStarted {
         pipeline: pipeline.name.clone(),
@@ -171,7 +185,7 @@ pub async fn execute(
         branch: crate::git::current_branch(&pipeline.root),
     };
     let results = scheduler::run(
-        pipeline,
+        &pipeline,
         &prepared.graph,
         &prepared.selected,
         executor,
@@ -181,21 +195,49 @@ pub async fn execute(
         interrupt,
     )
     .await;
+    if let Err(error) = state.lock().unwrap_or_else(PoisonError::into_inner).save() {
+        tracing::warn!(%error, "cannot save what cairn remembers of this workspace; the next run will hash again");
+    }
     reporter.event(&results.finished_event());
     Ok(results)
 }
 
-/// Fetches or builds, then loads, each distinct component of the selected stages.
-async fn load_components(
+/// The digest of every workspace file some selected stage reads: remembered
+/// for unchanged files, hashed (in parallel) for the others.
+fn hash_inputs(
+    prepared: &Prepared,
+    state: &mut WorkspaceState,
+) -> Result<HashMap<String, Digest>, RunError> {
+    let mut globs: Vec<&str> = Vec::new();
+    for (stage, selected) in prepared.pipeline.stages.iter().zip(&prepared.selected) {
+        if *selected {
+            globs.extend(stage.inputs.iter().map(|glob| glob.pattern.as_str()));
+        }
+    }
+    globs.sort_unstable();
+    globs.dedup();
+    let files = prepared.workspace.select(&globs)?;
+    state
+        .digests(&prepared.workspace, &files)
+        .map_err(RunError::Cache)
+}
+
+/// Fetches or builds each distinct component of the selected stages and
+/// digests it; compiling waits until a stage has to run.
+async fn component_refs(
     prepared: &Prepared,
     cache: &CacheDir,
-    runtime: &Runtime,
-) -> Result<Vec<Option<Arc<LoadedComponent>>>, RunError> {
+) -> Result<Vec<Option<ComponentRef>>, RunError> {
     let sources = ComponentSources::new(cache.clone());
+    let mut known: HashMap<Uses, ComponentRef> = HashMap::new();
     let mut components = Vec::with_capacity(prepared.pipeline.stages.len());
     for (stage, selected) in prepared.pipeline.stages.iter().zip(&prepared.selected) {
         if !selected {
             components.push(None);
+            continue;
+        }
+        if let Some(component) = known.get(&stage.uses) {
+            components.push(Some(component.clone()));
             continue;
         }
         let bytes = sources
@@ -205,10 +247,22 @@ async fn load_components(
                 stage: stage.name.clone(),
                 source,
             })?;
-        let component = runtime.load(bytes).await.map_err(|source| RunError::Load {
-            stage: stage.name.clone(),
-            source,
-        })?;
+        let format = match BinaryFormat::detect(&bytes) {
+            Some(BinaryFormat::Component) => "component",
+            Some(BinaryFormat::CoreModule) => "core-module",
+            None => {
+                return Err(RunError::Load {
+                    stage: stage.name.clone(),
+                    source: LoadError::NotWasm,
+                });
+            }
+        };
+        let component = ComponentRef {
+            digest: Digest::of(&bytes),
+            bytes,
+            format,
+        };
+        known.insert(stage.uses.clone(), component.clone());
         components.push(Some(component));
     }
     Ok(components)

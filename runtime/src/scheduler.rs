@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
 
+use crate::component::Digest;
 use crate::pipeline::{Graph, Pipeline, Reference, Stage};
 use crate::report::{Event, Reporter, Status};
 
@@ -32,6 +33,10 @@ pub struct StageResult {
     pub attempts: u32,
     /// Wall time of its attempts.
     pub duration: Duration,
+    /// Its stage key, when it has one (not when skipped).
+    pub key: Option<Digest>,
+    /// The digest of its outputs tree, when it succeeded.
+    pub outputs_digest: Option<Digest>,
 }
 
 impl StageResult {
@@ -45,6 +50,8 @@ impl StageResult {
             reason: Some(reason.into()),
             attempts: 0,
             duration: Duration::ZERO,
+            key: None,
+            outputs_digest: None,
         }
     }
 
@@ -71,6 +78,8 @@ impl StageResult {
 pub struct Upstream {
     /// Outputs by the needed stage's expanded name.
     pub outputs: BTreeMap<String, Arc<BTreeMap<String, String>>>,
+    /// The digest of each needed stage's outputs tree, for the stage key.
+    pub digests: BTreeMap<String, Digest>,
 }
 
 /// Runs one stage; the scheduler calls it once all the stage's needs ended.
@@ -318,6 +327,8 @@ impl<'a> Books<'a> {
             reason: result.reason.clone(),
             summary: result.summary.clone(),
             outputs: (*result.outputs).clone(),
+            key: result.key,
+            outputs_digest: result.outputs_digest,
         });
         self.results[index] = Some(result);
         for &dependent in &self.graph.dependents[index] {
@@ -371,6 +382,9 @@ fn decide(
                 upstream
                     .outputs
                     .insert(name.clone(), Arc::clone(&result.outputs));
+                if let Some(digest) = result.outputs_digest {
+                    upstream.digests.insert(name.clone(), digest);
+                }
             }
             Some(result) => {
                 unsuccessful.get_or_insert_with(|| {

@@ -1,21 +1,22 @@
-//! The workspace: the files a pipeline's `inputs` globs choose from, and the
-//! read-only snapshot of the chosen ones a stage sees at `/src`.
+//! The workspace: the files a pipeline's `inputs` globs choose from.
 //!
 //! The workspace is walked once per run, honouring the `.gitignore` and
 //! `.ignore` files inside it (but not the user's global git settings, which
 //! differ between machines and would make a stage see different files on a
 //! laptop and in CI). `.git/` and cairn's own `cairn-out/` are never inputs.
+//! Each file comes with its [`Stamp`], so a file whose stamp has not changed
+//! since it was last hashed is not read again.
 
-use std::fs;
-use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
+use serde::{Deserialize, Serialize};
 
 /// The folder cairn publishes stage outputs to, inside the workspace.
 pub const OUTPUT_FOLDER: &str = "cairn-out";
 
-/// A failure to read the workspace or to build a snapshot.
+/// A failure to read the workspace.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkspaceError {
     /// The walk hit an unreadable entry.
@@ -34,26 +35,61 @@ pub enum WorkspaceError {
         /// What is wrong with it.
         message: String,
     },
-    /// A snapshot could not be written.
-    #[error("cannot snapshot `{path}` for the stage")]
-    Snapshot {
-        /// The file being linked or copied.
-        path: PathBuf,
-        /// What the operating system said.
-        #[source]
-        source: io::Error,
-    },
 }
 
-/// The files of a workspace, as `/`-separated paths relative to its root, sorted.
+/// What identifies a file's state without reading it: if none of these
+/// changed, neither did its contents (the rule git's index uses). The change
+/// time is included because tools can set the modification time back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Stamp {
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time, in nanoseconds since the epoch.
+    pub modified: i64,
+    /// Status change time, in nanoseconds since the epoch.
+    pub changed: i64,
+    /// Inode number.
+    pub inode: u64,
+    /// Permission bits and file type.
+    pub mode: u32,
+}
+
+impl Stamp {
+    /// The stamp of `metadata`.
+    pub fn of(metadata: &std::fs::Metadata) -> Self {
+        Self {
+            size: metadata.len(),
+            modified: metadata.mtime() * 1_000_000_000 + metadata.mtime_nsec(),
+            changed: metadata.ctime() * 1_000_000_000 + metadata.ctime_nsec(),
+            inode: metadata.ino(),
+            mode: metadata.mode(),
+        }
+    }
+
+    /// Whether the executable bit is set.
+    pub fn executable(&self) -> bool {
+        self.mode & 0o111 != 0
+    }
+}
+
+/// One workspace file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkspaceFile {
+    /// `/`-separated path relative to the workspace root.
+    pub path: String,
+    /// Its state when the workspace was walked.
+    pub stamp: Stamp,
+}
+
+/// The files of a workspace, sorted by path.
 #[derive(Clone, Debug)]
 pub struct Workspace {
     root: PathBuf,
-    files: Vec<String>,
+    files: Vec<WorkspaceFile>,
 }
 
 impl Workspace {
-    /// Walks `root`.
+    /// Walks `root`, stating every file once.
     pub fn scan(root: &Path) -> Result<Self, WorkspaceError> {
         let mut files = Vec::new();
         let walk = ignore::WalkBuilder::new(root)
@@ -72,12 +108,29 @@ impl Workspace {
                 path: root.to_owned(),
                 message: error.to_string(),
             })?;
-            if entry.file_type().is_some_and(|kind| !kind.is_dir()) {
-                let relative = entry.path().strip_prefix(root).unwrap_or(entry.path());
-                files.push(relative.to_string_lossy().replace('\\', "/"));
+            if entry.file_type().is_none_or(|kind| kind.is_dir()) {
+                continue;
             }
+            let relative = entry.path().strip_prefix(root).unwrap_or(entry.path());
+            // A name that is not UTF-8 cannot be matched by a glob or named
+            // in a tree; it is left out (and so invisible to every stage).
+            let Some(path) = relative.to_str() else {
+                continue;
+            };
+            let metadata =
+                entry
+                    .path()
+                    .symlink_metadata()
+                    .map_err(|error| WorkspaceError::Walk {
+                        path: entry.path().to_owned(),
+                        message: error.to_string(),
+                    })?;
+            files.push(WorkspaceFile {
+                path: path.to_owned(),
+                stamp: Stamp::of(&metadata),
+            });
         }
-        files.sort();
+        files.sort_by(|left, right| left.path.cmp(&right.path));
         Ok(Self {
             root: root.to_owned(),
             files,
@@ -89,67 +142,62 @@ impl Workspace {
         &self.root
     }
 
-    /// The files `globs` select. `*` stays within a folder and `**` crosses
-    /// folders, as in `.gitignore`: `*.toml` is the top level only,
-    /// `**/*.toml` is everywhere.
-    pub fn select(&self, globs: &[&str]) -> Result<Vec<&str>, WorkspaceError> {
+    /// Every file, sorted by path.
+    pub fn files(&self) -> &[WorkspaceFile] {
+        &self.files
+    }
+
+    /// The files `globs` select, sorted. `*` stays within a folder and `**`
+    /// crosses folders, as in `.gitignore`: `*.toml` is the top level only,
+    /// `**/*.toml` is everywhere. Each glob only looks at the files under
+    /// its literal prefix, so a thousand stages with narrow globs do not
+    /// each scan the whole workspace.
+    pub fn select(&self, globs: &[&str]) -> Result<Vec<&WorkspaceFile>, WorkspaceError> {
         if globs.is_empty() {
             return Ok(Vec::new());
         }
         let set = glob_set(globs)?;
-        Ok(self
-            .files
-            .iter()
-            .map(String::as_str)
-            .filter(|file| set.is_match(file))
+        let mut selected: Vec<usize> = Vec::new();
+        for glob in globs {
+            let range = self.range_under(literal_prefix(glob));
+            selected.extend(range.filter(|&index| set.is_match(&self.files[index].path)));
+        }
+        selected.sort_unstable();
+        selected.dedup();
+        Ok(selected
+            .into_iter()
+            .map(|index| &self.files[index])
             .collect())
     }
 
     /// Whether `glob` selects at least one file.
     pub fn matches_anything(&self, glob: &str) -> Result<bool, WorkspaceError> {
         let matcher = compile(glob)?.compile_matcher();
-        Ok(self.files.iter().any(|file| matcher.is_match(file)))
+        Ok(self
+            .range_under(literal_prefix(glob))
+            .any(|index| matcher.is_match(&self.files[index].path)))
     }
 
-    /// Builds a snapshot of `files` in a new folder under `scratch`: hard
-    /// links where the file system allows, copies otherwise. The stage sees
-    /// it read-only, so linking cannot let it change the workspace.
-    pub fn snapshot(
-        &self,
-        files: &[&str],
-        scratch: &Path,
-    ) -> Result<tempfile::TempDir, WorkspaceError> {
-        let snapshot = tempfile::Builder::new()
-            .prefix("src-")
-            .tempdir_in(scratch)
-            .map_err(|source| WorkspaceError::Snapshot {
-                path: scratch.to_owned(),
-                source,
-            })?;
-        for file in files {
-            let from = self.root.join(file);
-            let to = snapshot.path().join(file);
-            let error = |source| WorkspaceError::Snapshot {
-                path: from.clone(),
-                source,
-            };
-            if let Some(parent) = to.parent() {
-                fs::create_dir_all(parent).map_err(error)?;
-            }
-            link_or_copy(&from, &to).map_err(error)?;
-        }
-        Ok(snapshot)
+    /// The indices of the files whose path starts with `prefix`.
+    fn range_under(&self, prefix: &str) -> std::ops::Range<usize> {
+        let start = self
+            .files
+            .partition_point(|file| file.path.as_str() < prefix);
+        let end = start + self.files[start..].partition_point(|file| file.path.starts_with(prefix));
+        start..end
     }
 }
 
-fn link_or_copy(from: &Path, to: &Path) -> io::Result<()> {
-    let metadata = fs::symlink_metadata(from)?;
-    if metadata.is_symlink() {
-        return std::os::unix::fs::symlink(fs::read_link(from)?, to);
+/// The part of a glob before its first wildcard, cut back to a whole folder
+/// (`docs/api/*.md` → `docs/api/`, `*.md` → ``).
+fn literal_prefix(glob: &str) -> &str {
+    let wild = glob.find(['*', '?', '[', '{', '\\']).unwrap_or(glob.len());
+    if wild == glob.len() {
+        return glob;
     }
-    match fs::hard_link(from, to) {
-        Ok(()) => Ok(()),
-        Err(_) => fs::copy(from, to).map(drop),
+    match glob[..wild].rfind('/') {
+        Some(slash) => &glob[..=slash],
+        None => "",
     }
 }
 
@@ -176,6 +224,8 @@ fn glob_set(globs: &[&str]) -> Result<GlobSet, WorkspaceError> {
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
     use super::*;
 
     fn workspace(files: &[&str]) -> tempfile::TempDir {
@@ -186,6 +236,10 @@ mod tests {
             fs::write(path, file).expect("write");
         }
         dir
+    }
+
+    fn paths<'a>(files: &[&'a WorkspaceFile]) -> Vec<&'a str> {
+        files.iter().map(|file| file.path.as_str()).collect()
     }
 
     #[test]
@@ -203,31 +257,43 @@ mod tests {
         fs::write(dir.path().join(".gitignore"), "target/\n").expect("write");
         let workspace = Workspace::scan(dir.path()).expect("scan");
         assert_eq!(
-            workspace.select(&["*.toml"]).expect("valid"),
+            paths(&workspace.select(&["*.toml"]).expect("valid")),
             ["Cargo.toml"]
         );
         assert_eq!(
-            workspace.select(&["**/*.toml"]).expect("valid"),
+            paths(&workspace.select(&["**/*.toml"]).expect("valid")),
             [".github/ci.toml", "Cargo.toml", "crates/a/Cargo.toml"]
+        );
+        assert_eq!(
+            paths(
+                &workspace
+                    .select(&["crates/**", "src/main.rs"])
+                    .expect("valid")
+            ),
+            ["crates/a/Cargo.toml", "src/main.rs"]
         );
         assert!(workspace.matches_anything("src/**").expect("valid"));
         assert!(!workspace.matches_anything("docs/**").expect("valid"));
     }
 
     #[test]
-    fn snapshots_hold_exactly_the_selected_files() {
-        let dir = workspace(&["a.txt", "sub/b.txt", "c.md"]);
-        let workspace = Workspace::scan(dir.path()).expect("scan");
-        let scratch = tempfile::tempdir().expect("tempdir");
-        let selected = workspace.select(&["**/*.txt"]).expect("valid");
-        let snapshot = workspace
-            .snapshot(&selected, scratch.path())
-            .expect("snapshot");
-        assert_eq!(
-            fs::read_to_string(snapshot.path().join("sub/b.txt")).expect("read"),
-            "sub/b.txt"
-        );
-        assert!(snapshot.path().join("a.txt").is_file());
-        assert!(!snapshot.path().join("c.md").exists());
+    fn literal_prefixes_stop_at_the_folder_of_the_first_wildcard() {
+        assert_eq!(literal_prefix("docs/api/*.md"), "docs/api/");
+        assert_eq!(literal_prefix("docs/a*/x.md"), "docs/");
+        assert_eq!(literal_prefix("*.md"), "");
+        assert_eq!(literal_prefix("**/x"), "");
+        assert_eq!(literal_prefix("exact/file.txt"), "exact/file.txt");
+        assert_eq!(literal_prefix("src/{a,b}.rs"), "src/");
+    }
+
+    #[test]
+    fn stamps_change_when_contents_change() {
+        let dir = workspace(&["a.txt"]);
+        let before = Workspace::scan(dir.path()).expect("scan").files()[0].stamp;
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        fs::write(dir.path().join("a.txt"), "new contents").expect("write");
+        let after = Workspace::scan(dir.path()).expect("scan").files()[0].stamp;
+        assert_ne!(before, after);
+        assert!(!after.executable());
     }
 }

@@ -325,6 +325,38 @@ fn package_name(package_id: &str) -> String {
         .to_owned()
 }
 
+/// The root folder of the cargo workspace `manifest_path` belongs to (the
+/// folder of the package itself when it is not in a workspace).
+///
+/// Remapping this folder (and `CARGO_HOME`) is what makes a build's bytes
+/// independent of where the checkout is: cargo names packages inside the
+/// workspace by relative path, and the compiler embeds the remapped prefix.
+pub fn workspace_root(manifest_path: &Path) -> Result<PathBuf, GuestBuildError> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
+    let output = Command::new(&cargo)
+        .args([
+            "locate-project",
+            "--workspace",
+            "--message-format",
+            "plain",
+            "--manifest-path",
+        ])
+        .arg(manifest_path)
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|source| GuestBuildError::Spawn {
+            program: cargo.to_string_lossy().into_owned(),
+            source,
+        })?;
+    let root_manifest = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+    match root_manifest.parent() {
+        Some(root) if output.status.success() && !root.as_os_str().is_empty() => {
+            Ok(root.to_owned())
+        }
+        _ => Ok(manifest_path.parent().unwrap_or(Path::new(".")).to_owned()),
+    }
+}
+
 /// Makes sure the standard library for `target` is installed, installing it
 /// with rustup when rustup manages the toolchain.
 pub fn ensure_target_installed(target: &str) -> Result<(), GuestBuildError> {

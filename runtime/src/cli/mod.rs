@@ -1,6 +1,7 @@
 //! Argument parsing and dispatch: one clap struct per subcommand, each with
 //! an `execute` method (the shape of wasmtime's `src/commands`).
 
+mod cache;
 mod pipeline;
 mod stage;
 pub(crate) mod terminal;
@@ -53,6 +54,11 @@ enum Command {
     Graph(pipeline::GraphArgs),
     /// Write a commented starter cairn.toml.
     Init(pipeline::InitArgs),
+    /// Say why a stage ran or was cached in the last run.
+    Explain(cache::ExplainArgs),
+    /// Look into and after the cache.
+    #[command(subcommand)]
+    Cache(cache::CacheCommand),
     /// Run or inspect a single stage component.
     #[command(subcommand)]
     Stage(stage::StageCommand),
@@ -67,6 +73,8 @@ impl Cli {
             Command::Validate(arguments) => arguments.execute(),
             Command::Graph(arguments) => arguments.execute(),
             Command::Init(arguments) => arguments.execute(),
+            Command::Explain(arguments) => arguments.execute(),
+            Command::Cache(command) => command.execute(),
             Command::Stage(command) => command.execute(verbose),
         }
     }

@@ -8,12 +8,13 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 
+use cairn::CacheDir;
+use cairn::executor::CacheMode;
 use cairn::pipeline::{self, Graph, GraphFormat};
 use cairn::report::{JsonReporter, LiveReporter, PlainReporter, Reporter, Style, paint};
 use cairn::run::{self, RunSettings};
 use cairn::scheduler::Options;
 use cairn::secrets::Secrets;
-use cairn::{CacheDir, Runtime};
 
 use super::Status;
 
@@ -30,7 +31,7 @@ pub(crate) struct PipelineLocation {
 }
 
 impl PipelineLocation {
-    fn path(&self) -> PathBuf {
+    pub(crate) fn path(&self) -> PathBuf {
         run::pipeline_file(self.directory.as_deref(), self.file.as_deref())
     }
 }
@@ -59,6 +60,15 @@ pub(crate) struct RunArgs {
     /// Read secret values from FILE (`NAME=value` lines) before the environment.
     #[arg(long, value_name = "FILE")]
     secrets_file: Option<PathBuf>,
+
+    /// Run every stage, reusing nothing from the cache (results are still stored).
+    #[arg(long, conflicts_with = "check")]
+    no_cache: bool,
+
+    /// Rerun the stages whose result is cached and fail those whose outputs
+    /// come out different: nondeterminism is reported, not hidden.
+    #[arg(long)]
+    check: bool,
 }
 
 impl RunArgs {
@@ -89,22 +99,25 @@ impl RunArgs {
             .enable_all()
             .build()
             .context("cannot start the async runtime")?;
+        let settings = RunSettings {
+            options: Options {
+                jobs,
+                keep_going: self.keep_going,
+            },
+            secrets,
+            cache: CacheMode {
+                read: !self.no_cache,
+                check: self.check,
+            },
+        };
         let results = executor.block_on(async {
-            let runtime = Arc::new(Runtime::new(&cache)?);
-            let settings = RunSettings {
-                options: Options {
-                    jobs,
-                    keep_going: self.keep_going,
-                },
-                secrets,
-            };
             let interrupt = async {
                 // If the handler cannot be installed, never interrupt.
                 if tokio::signal::ctrl_c().await.is_err() {
                     std::future::pending::<()>().await;
                 }
             };
-            let run = run::execute(prepared, settings, cache, runtime, reporter, interrupt);
+            let run = run::execute(prepared, settings, cache, reporter, interrupt);
             anyhow::Ok(tokio::spawn(run).await.context("the run's task failed")??)
         })?;
         Ok(if results.interrupted {

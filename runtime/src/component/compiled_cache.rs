@@ -82,6 +82,11 @@ impl CompiledCache {
     }
 }
 
+/// Whether the compiled-cache entry at `path` is intact (for `cairn cache verify`).
+pub(crate) fn entry_intact(path: &Path) -> bool {
+    fs::read(path).is_ok_and(|bytes| verified_payload(&bytes).is_some())
+}
+
 /// The serialized component inside an entry, when the magic and the trailer match.
 fn verified_payload(bytes: &[u8]) -> Option<&[u8]> {
     let rest = bytes.strip_prefix(MAGIC)?;

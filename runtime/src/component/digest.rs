@@ -21,6 +21,11 @@ impl Digest {
         Digest(*blake3::hash(bytes).as_bytes())
     }
 
+    /// A digest from its raw bytes (as stored in a tree).
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Digest(bytes)
+    }
+
     /// Wraps a finished hasher.
     pub fn from_hasher(hasher: &blake3::Hasher) -> Self {
         Digest(*hasher.finalize().as_bytes())
@@ -66,16 +71,26 @@ impl FromStr for Digest {
     }
 }
 
+/// `blake3:<hex>` in human-readable formats (JSON), 32 raw bytes in binary
+/// ones (the workspace state), where it is most of what is stored.
 impl Serialize for Digest {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
+        if serializer.is_human_readable() {
+            serializer.collect_str(self)
+        } else {
+            self.0.serialize(serializer)
+        }
     }
 }
 
 impl<'de> Deserialize<'de> for Digest {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        text.parse().map_err(serde::de::Error::custom)
+        if deserializer.is_human_readable() {
+            let text = String::deserialize(deserializer)?;
+            text.parse().map_err(serde::de::Error::custom)
+        } else {
+            <[u8; 32]>::deserialize(deserializer).map(Digest)
+        }
     }
 }
 

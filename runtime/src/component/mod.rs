@@ -15,7 +15,7 @@ mod digest;
 mod inspect;
 
 pub use adapt::AdaptError;
-pub(crate) use compiled_cache::CompiledCache;
+pub(crate) use compiled_cache::{CompiledCache, entry_intact as compiled_entry_intact};
 pub use digest::Digest;
 pub use inspect::{Description, describe};
 
@@ -66,13 +66,16 @@ impl fmt::Display for ComponentKind {
 
 /// What the first bytes of a file say it is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum BinaryFormat {
+pub enum BinaryFormat {
+    /// A component (any world).
     Component,
+    /// A core module.
     CoreModule,
 }
 
 impl BinaryFormat {
-    pub(crate) fn detect(bytes: &[u8]) -> Option<Self> {
+    /// Reads the header; `None` for bytes that are not WebAssembly.
+    pub fn detect(bytes: &[u8]) -> Option<Self> {
         if wasmparser::Parser::is_component(bytes) {
             Some(BinaryFormat::Component)
         } else if wasmparser::Parser::is_core_wasm(bytes) {

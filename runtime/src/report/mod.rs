@@ -20,6 +20,7 @@ pub use live::LiveReporter;
 pub use plain::PlainReporter;
 pub use style::{Style, color_enabled, elapsed, paint};
 
+use crate::component::Digest;
 use crate::observer::{Level, LogSource};
 
 /// How a stage ended.
@@ -132,6 +133,12 @@ pub enum Event {
         /// The outputs it returned.
         #[serde(skip_serializing_if = "BTreeMap::is_empty")]
         outputs: BTreeMap<String, String>,
+        /// Its stage key: the digest of everything it could observe.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        key: Option<Digest>,
+        /// The digest of its outputs tree (`/out`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        outputs_digest: Option<Digest>,
     },
     /// The run ended.
     PipelineFinished {

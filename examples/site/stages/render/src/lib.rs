@@ -17,7 +17,10 @@ impl Stage for Render {
         match invocation.args.as_slice() {
             [] => render(&invocation),
             [command, locale, pages] if command == "announce" => announce(locale, pages),
-            other => Err(format!("unexpected arguments {other:?}; expected none, or `announce LOCALE PAGES`").into()),
+            other => Err(format!(
+                "unexpected arguments {other:?}; expected none, or `announce LOCALE PAGES`"
+            )
+            .into()),
         }
     }
 }
@@ -34,7 +37,9 @@ fn render(invocation: &Invocation) -> cairn_sdk::Result<Outcome> {
     for (done, page) in pages.iter().enumerate() {
         let text = std::fs::read_to_string(page)?;
         words += text.split_whitespace().count();
-        let stem = page.file_stem().map_or_else(|| "page".into(), |stem| stem.to_string_lossy().into_owned());
+        let stem = page
+            .file_stem()
+            .map_or_else(|| "page".into(), |stem| stem.to_string_lossy().into_owned());
         let body = markdown_to_html(&text, page);
         let html = format!(
             "<!doctype html>\n<title>{} · {}</title>\n{body}<footer>{}</footer>\n",
@@ -43,7 +48,11 @@ fn render(invocation: &Invocation) -> cairn_sdk::Result<Outcome> {
             escape(footer)
         );
         std::fs::write(fs::out().join(format!("{stem}.html")), html)?;
-        writeln!(index, "  <li><a href=\"{stem}.html\">{}</a></li>", escape(&stem))?;
+        writeln!(
+            index,
+            "  <li><a href=\"{stem}.html\">{}</a></li>",
+            escape(&stem)
+        )?;
         cairn_sdk::progress(done as u64 + 1, pages.len() as u64);
         cairn_sdk::debug!("rendered {}", page.display());
     }
@@ -82,11 +91,18 @@ fn markdown_to_html(text: &str, path: &Path) -> String {
             let heading = &line[hashes..];
             if !heading.starts_with(' ') {
                 cairn_sdk::annotate(
-                    Annotation::warning(path.to_string_lossy(), number as u32 + 1, "a heading needs a space after the `#`")
-                        .column(hashes as u32 + 1),
+                    Annotation::warning(
+                        path.to_string_lossy(),
+                        number as u32 + 1,
+                        "a heading needs a space after the `#`",
+                    )
+                    .column(hashes as u32 + 1),
                 );
             }
-            html.push_str(&format!("<h{hashes}>{}</h{hashes}>\n", inline(heading.trim())));
+            html.push_str(&format!(
+                "<h{hashes}>{}</h{hashes}>\n",
+                inline(heading.trim())
+            ));
         } else if line.trim().is_empty() {
             flush(&mut paragraph, &mut html);
         } else {
@@ -102,12 +118,21 @@ fn inline(text: &str) -> String {
     escape(text)
         .split('`')
         .enumerate()
-        .map(|(index, part)| if index % 2 == 1 { format!("<code>{part}</code>") } else { part.to_owned() })
+        .map(|(index, part)| {
+            if index % 2 == 1 {
+                format!("<code>{part}</code>")
+            } else {
+                part.to_owned()
+            }
+        })
         .collect()
 }
 
 fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 cairn_sdk::export!(Render);

@@ -1,0 +1,374 @@
+//! The stage key: one digest of everything a stage can observe.
+//!
+//! Two runs with the same key see the same bytes and the same grants, so the
+//! first run's outputs stand for the second's. The key is computed from
+//! [`KeyParts`] through one canonical, versioned encoding (field tags and
+//! length-prefixed values in a fixed order), and nothing host-specific enters
+//! it: no absolute path, user, host name, OS or architecture, and no secret
+//! value. Upstream stages contribute the digest of their *outputs*, not their
+//! keys, so an upstream that rebuilds to identical bytes does not rerun what
+//! depends on it (early cutoff).
+//!
+//! Changing the encoding changes every key: the test at the bottom pins the
+//! key of a known stage so that happens only on purpose (bump
+//! [`KEY_VERSION`] then).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::component::Digest;
+
+/// Part of every key; bump it when the encoding or the meaning of a part changes.
+pub const KEY_VERSION: u32 = 1;
+
+/// What a stage can observe, field by field. Kept with each run so
+/// `cairn explain` can say which part changed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyParts {
+    /// The stage's name, which it sees as `invocation.stage` and `argv[0]`.
+    pub stage: String,
+    /// The digest of the component's bytes (which also fix its world).
+    pub component: Digest,
+    /// `component` or `core-module`.
+    pub format: String,
+    /// Arguments, after references were resolved.
+    pub args: Vec<String>,
+    /// The `with` table, resolved.
+    pub config: BTreeMap<String, String>,
+    /// The environment, resolved.
+    pub env: BTreeMap<String, String>,
+    /// The names (never the values) of granted secrets, sorted.
+    pub secrets: Vec<String>,
+    /// Granted `host:port` pairs, sorted.
+    pub network: Vec<String>,
+    /// `pinned:<SOURCE_DATE_EPOCH>` or `real`.
+    pub clock: String,
+    /// `seeded` or `secure`.
+    pub random: String,
+    /// The tree digest of `/src`.
+    pub inputs: Digest,
+    /// The outputs tree digest of each needed stage, by name.
+    pub needs: BTreeMap<String, Digest>,
+}
+
+impl KeyParts {
+    /// The key.
+    pub fn key(&self) -> Digest {
+        let mut encoder = Encoder(blake3::Hasher::new_derive_key("cairn 2026 stage key"));
+        encoder.field("version", &[&KEY_VERSION.to_le_bytes()]);
+        encoder.field("stage", &[self.stage.as_bytes()]);
+        encoder.field("component", &[self.component.as_bytes()]);
+        encoder.field("format", &[self.format.as_bytes()]);
+        encoder.list("args", self.args.iter().map(|arg| vec![arg.as_bytes()]));
+        encoder.list(
+            "config",
+            self.config
+                .iter()
+                .map(|(key, value)| vec![key.as_bytes(), value.as_bytes()]),
+        );
+        encoder.list(
+            "env",
+            self.env
+                .iter()
+                .map(|(key, value)| vec![key.as_bytes(), value.as_bytes()]),
+        );
+        encoder.list(
+            "secrets",
+            self.secrets.iter().map(|name| vec![name.as_bytes()]),
+        );
+        encoder.list(
+            "network",
+            self.network.iter().map(|entry| vec![entry.as_bytes()]),
+        );
+        encoder.field("clock", &[self.clock.as_bytes()]);
+        encoder.field("random", &[self.random.as_bytes()]);
+        encoder.field("inputs", &[self.inputs.as_bytes()]);
+        encoder.list(
+            "needs",
+            self.needs
+                .iter()
+                .map(|(name, outputs)| vec![name.as_bytes(), &outputs.as_bytes()[..]]),
+        );
+        Digest::from_hasher(&encoder.0)
+    }
+
+    /// What differs from `before`, part by part, in words. Inputs and
+    /// upstream outputs are named by part; [`crate::explain`] opens the trees.
+    pub fn changes_since(&self, before: &KeyParts) -> Vec<Change> {
+        let mut changes = Vec::new();
+        let mut scalar = |part: &'static str, now: &str, then: &str| {
+            if now != then {
+                changes.push(Change::Value {
+                    part,
+                    before: then.to_owned(),
+                    after: now.to_owned(),
+                });
+            }
+        };
+        scalar("stage", &self.stage, &before.stage);
+        scalar(
+            "component",
+            &self.component.to_string(),
+            &before.component.to_string(),
+        );
+        scalar("format", &self.format, &before.format);
+        scalar(
+            "args",
+            &format!("{:?}", self.args),
+            &format!("{:?}", before.args),
+        );
+        scalar(
+            "secrets",
+            &self.secrets.join(", "),
+            &before.secrets.join(", "),
+        );
+        scalar(
+            "network",
+            &self.network.join(", "),
+            &before.network.join(", "),
+        );
+        scalar("clock", &self.clock, &before.clock);
+        scalar("random", &self.random, &before.random);
+        for (part, now, then) in [
+            ("with", &self.config, &before.config),
+            ("env", &self.env, &before.env),
+        ] {
+            for key in now
+                .keys()
+                .chain(then.keys())
+                .collect::<std::collections::BTreeSet<_>>()
+            {
+                if now.get(key) != then.get(key) {
+                    changes.push(Change::Entry {
+                        part,
+                        key: key.clone(),
+                        before: then.get(key).cloned(),
+                        after: now.get(key).cloned(),
+                    });
+                }
+            }
+        }
+        if self.inputs != before.inputs {
+            changes.push(Change::Inputs {
+                before: before.inputs,
+                after: self.inputs,
+            });
+        }
+        for name in self
+            .needs
+            .keys()
+            .chain(before.needs.keys())
+            .collect::<std::collections::BTreeSet<_>>()
+        {
+            if self.needs.get(name) != before.needs.get(name) {
+                changes.push(Change::Upstream {
+                    stage: name.clone(),
+                    before: before.needs.get(name).copied(),
+                    after: self.needs.get(name).copied(),
+                });
+            }
+        }
+        changes
+    }
+}
+
+/// One way a stage's key parts differ between two runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// A single-valued part.
+    Value {
+        /// The part's name.
+        part: &'static str,
+        /// Its value before.
+        before: String,
+        /// Its value now.
+        after: String,
+    },
+    /// An entry of `with` or `env`.
+    Entry {
+        /// `with` or `env`.
+        part: &'static str,
+        /// The entry's key.
+        key: String,
+        /// The value before, if it was set.
+        before: Option<String>,
+        /// The value now, if it is set.
+        after: Option<String>,
+    },
+    /// The input files.
+    Inputs {
+        /// The input tree before.
+        before: Digest,
+        /// The input tree now.
+        after: Digest,
+    },
+    /// What a needed stage produced.
+    Upstream {
+        /// The needed stage.
+        stage: String,
+        /// Its outputs tree before, if it was needed then.
+        before: Option<Digest>,
+        /// Its outputs tree now, if it is needed now.
+        after: Option<Digest>,
+    },
+}
+
+impl fmt::Display for Change {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shown = |value: &Option<String>| {
+            value
+                .as_ref()
+                .map_or("(unset)".to_owned(), |value| format!("`{value}`"))
+        };
+        match self {
+            Change::Value {
+                part,
+                before,
+                after,
+            } => write!(formatter, "{part} changed: `{before}` → `{after}`"),
+            Change::Entry {
+                part,
+                key,
+                before,
+                after,
+            } => {
+                write!(
+                    formatter,
+                    "{part} `{key}` changed: {} → {}",
+                    shown(before),
+                    shown(after)
+                )
+            }
+            Change::Inputs { .. } => formatter.write_str("its input files changed"),
+            Change::Upstream {
+                stage,
+                before: Some(_),
+                after: Some(_),
+            } => write!(formatter, "the outputs of `{stage}` changed"),
+            Change::Upstream {
+                stage,
+                before: None,
+                ..
+            } => write!(formatter, "it now needs `{stage}`"),
+            Change::Upstream { stage, .. } => write!(formatter, "it no longer needs `{stage}`"),
+        }
+    }
+}
+
+/// Feeds tagged, length-prefixed fields to the hasher, so no two different
+/// sets of parts encode to the same bytes.
+struct Encoder(blake3::Hasher);
+
+impl Encoder {
+    fn bytes(&mut self, bytes: &[u8]) {
+        self.0.update(&(bytes.len() as u64).to_le_bytes());
+        self.0.update(bytes);
+    }
+
+    fn field(&mut self, tag: &str, values: &[&[u8]]) {
+        self.bytes(tag.as_bytes());
+        self.0.update(&(values.len() as u64).to_le_bytes());
+        for value in values {
+            self.bytes(value);
+        }
+    }
+
+    fn list<'a>(&mut self, tag: &str, items: impl ExactSizeIterator<Item = Vec<&'a [u8]>>) {
+        self.bytes(tag.as_bytes());
+        self.0.update(&(items.len() as u64).to_le_bytes());
+        for item in items {
+            self.0.update(&(item.len() as u64).to_le_bytes());
+            for value in item {
+                self.bytes(value);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn known() -> KeyParts {
+        KeyParts {
+            stage: "lint".into(),
+            component: Digest::of(b"component"),
+            format: "component".into(),
+            args: vec!["--strict".into()],
+            config: BTreeMap::from([("level".into(), "warn".into())]),
+            env: BTreeMap::from([("RUST_LOG".into(), "info".into())]),
+            secrets: vec!["TOKEN".into()],
+            network: vec![],
+            clock: "pinned:0".into(),
+            random: "seeded".into(),
+            inputs: Digest::of(b"inputs"),
+            needs: BTreeMap::from([("build".into(), Digest::of(b"outputs"))]),
+        }
+    }
+
+    #[test]
+    fn the_key_of_a_known_stage_is_pinned() {
+        // Changing this digest changes every key in every cache: bump
+        // KEY_VERSION and update it only on purpose.
+        assert_eq!(
+            known().key().to_string(),
+            "blake3:0f70e24a06b63b3dea507b32b68c644accf4d846a07a6df9d89704df8e8981af"
+        );
+    }
+
+    #[test]
+    fn every_part_changes_the_key() {
+        let base = known().key();
+        let variants: Vec<Box<dyn Fn(&mut KeyParts)>> = vec![
+            Box::new(|parts| parts.stage = "lint2".into()),
+            Box::new(|parts| parts.component = Digest::of(b"other")),
+            Box::new(|parts| parts.format = "core-module".into()),
+            Box::new(|parts| parts.args.push("x".into())),
+            Box::new(|parts| parts.args = vec!["--stri".into(), "ct".into()]),
+            Box::new(|parts| drop(parts.config.insert("level".into(), "error".into()))),
+            Box::new(|parts| drop(parts.env.insert("A".into(), "".into()))),
+            Box::new(|parts| parts.secrets.push("OTHER".into())),
+            Box::new(|parts| parts.network.push("example.com:443".into())),
+            Box::new(|parts| parts.clock = "real".into()),
+            Box::new(|parts| parts.random = "secure".into()),
+            Box::new(|parts| parts.inputs = Digest::of(b"other inputs")),
+            Box::new(|parts| {
+                drop(
+                    parts
+                        .needs
+                        .insert("build".into(), Digest::of(b"new outputs")),
+                )
+            }),
+        ];
+        for (index, change) in variants.iter().enumerate() {
+            let mut parts = known();
+            change(&mut parts);
+            assert_ne!(parts.key(), base, "variant {index} must change the key");
+            assert!(
+                !parts.changes_since(&known()).is_empty(),
+                "variant {index} is explained"
+            );
+        }
+    }
+
+    #[test]
+    fn changes_are_explained_in_words() {
+        let mut parts = known();
+        parts.env.insert("RUST_LOG".into(), "debug".into());
+        parts.needs.insert("build".into(), Digest::of(b"rebuilt"));
+        let changes: Vec<String> = parts
+            .changes_since(&known())
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            changes,
+            [
+                "env `RUST_LOG` changed: `info` → `debug`",
+                "the outputs of `build` changed"
+            ]
+        );
+    }
+}

@@ -1,0 +1,293 @@
+//! What cairn remembers about one workspace between runs, kept in the cache
+//! (not in the workspace): the digest of each input file with the stamp it
+//! had when hashed, what each stage's last two runs observed (for
+//! `cairn explain`), and what each stage last published to `cairn-out/`.
+//!
+//! All of it is an optimization or a report: losing the file costs a rehash
+//! and a restore from the cache, never a wrong result. It is read once per
+//! run and written once, atomically, only when something changed.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::cache_dir::{CacheDir, write_atomically};
+use crate::cas::{StoreError, hash_file};
+use crate::component::Digest;
+use crate::observer::Annotation;
+use crate::sandbox::Outcome;
+use crate::stage_key::KeyParts;
+use crate::workspace::{Stamp, Workspace, WorkspaceFile};
+
+/// Bumped when the format changes; an older file is ignored.
+const VERSION: u32 = 1;
+
+/// A file modified this recently may change again within the same clock
+/// tick without its stamp changing ("racily clean", in git's words); its
+/// digest is used but not remembered.
+const RACY_WINDOW: Duration = Duration::from_secs(2);
+
+/// A remembered file digest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct FileRecord {
+    stamp: Stamp,
+    digest: Digest,
+}
+
+/// One run of a stage, as remembered.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// The stage key.
+    pub key: Digest,
+    /// What went into it.
+    pub parts: KeyParts,
+    /// Whether the stage ran (`succeeded`) or its result was reused (`cached`).
+    pub status: String,
+    /// Its outputs tree.
+    pub outputs: Digest,
+    /// What it returned.
+    pub outcome: Outcome,
+    /// Its log, when it had any line.
+    pub log: Option<Digest>,
+    /// Its annotations.
+    pub annotations: Vec<Annotation>,
+}
+
+/// What was last published to `cairn-out/<stage>/`, with the stamp of every
+/// path in it (the folder itself first), so an untouched folder is
+/// recognized with a `stat` per path.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Published {
+    /// The outputs tree it holds.
+    pub outputs: Digest,
+    /// `(path relative to the folder, stamp)`; `""` is the folder.
+    pub stamps: Vec<(String, Stamp)>,
+}
+
+impl Published {
+    /// Records what `folder` holds now, as the outputs tree `outputs`.
+    pub fn record(folder: &Path, outputs: Digest) -> std::io::Result<Self> {
+        let mut stamps = vec![(String::new(), Stamp::of(&folder.symlink_metadata()?))];
+        let mut pending = vec![PathBuf::new()];
+        while let Some(relative) = pending.pop() {
+            for entry in std::fs::read_dir(folder.join(&relative))? {
+                let entry = entry?;
+                let path = relative.join(entry.file_name());
+                let metadata = entry.path().symlink_metadata()?;
+                if metadata.is_dir() {
+                    pending.push(path.clone());
+                }
+                stamps.push((path.to_string_lossy().into_owned(), Stamp::of(&metadata)));
+            }
+        }
+        Ok(Self { outputs, stamps })
+    }
+
+    /// Whether `folder` still holds exactly what was recorded.
+    pub fn unchanged(&self, folder: &Path) -> bool {
+        self.stamps.iter().all(|(path, stamp)| {
+            let full = if path.is_empty() {
+                folder.to_owned()
+            } else {
+                folder.join(path)
+            };
+            full.symlink_metadata()
+                .is_ok_and(|metadata| Stamp::of(&metadata) == *stamp)
+        })
+    }
+}
+
+/// What is remembered about one stage.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StageRecord {
+    /// Its most recent run.
+    pub last: Option<RunRecord>,
+    /// The most recent run with a different key, for `cairn explain`.
+    pub previous: Option<RunRecord>,
+    /// What its folder in `cairn-out/` holds.
+    pub published: Option<Published>,
+}
+
+#[derive(Default, Serialize, Deserialize)]
+struct StateFile {
+    version: u32,
+    files: HashMap<String, FileRecord>,
+    stages: HashMap<String, StageRecord>,
+}
+
+/// The remembered state of one workspace.
+pub struct WorkspaceState {
+    path: PathBuf,
+    data: StateFile,
+    dirty: bool,
+}
+
+impl WorkspaceState {
+    /// The state of the workspace at `root`, or an empty one.
+    pub fn load(cache: &CacheDir, root: &Path) -> Self {
+        let canonical = root.canonicalize().unwrap_or_else(|_| root.to_owned());
+        let name = Digest::of(canonical.to_string_lossy().as_bytes()).to_hex();
+        let path = cache
+            .root()
+            .join("workspaces-v1")
+            .join(format!("{}.state", &name[..32]));
+        let data = std::fs::read(&path)
+            .ok()
+            .and_then(|bytes| postcard::from_bytes::<StateFile>(&bytes).ok())
+            .filter(|data| data.version == VERSION)
+            .unwrap_or_else(|| StateFile {
+                version: VERSION,
+                ..StateFile::default()
+            });
+        Self {
+            path,
+            data,
+            dirty: false,
+        }
+    }
+
+    /// Writes the state if anything changed.
+    pub fn save(&mut self) -> std::io::Result<()> {
+        if !self.dirty {
+            return Ok(());
+        }
+        if let Some(parent) = self.path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let bytes = postcard::to_stdvec(&self.data).map_err(std::io::Error::other)?;
+        write_atomically(&self.path, &bytes)?;
+        self.dirty = false;
+        Ok(())
+    }
+
+    /// The digest of each of `files`: remembered when its stamp is unchanged,
+    /// hashed (in parallel) otherwise.
+    pub fn digests(
+        &mut self,
+        workspace: &Workspace,
+        files: &[&WorkspaceFile],
+    ) -> Result<HashMap<String, Digest>, StoreError> {
+        let mut digests = HashMap::with_capacity(files.len());
+        let mut stale = Vec::new();
+        for file in files {
+            match self.data.files.get(&file.path) {
+                Some(record) if record.stamp == file.stamp => {
+                    digests.insert(file.path.clone(), record.digest);
+                }
+                _ => stale.push(*file),
+            }
+        }
+        if stale.is_empty() {
+            return Ok(digests);
+        }
+        let hashed: Vec<(&WorkspaceFile, Digest)> = stale
+            .par_iter()
+            .map(|file| hash_file(&workspace.root().join(&file.path)).map(|digest| (*file, digest)))
+            .collect::<Result<_, _>>()?;
+        let racy_after = SystemTime::now()
+            .checked_sub(RACY_WINDOW)
+            .and_then(|time| time.duration_since(UNIX_EPOCH).ok())
+            .map_or(i64::MAX, |since| since.as_nanos() as i64);
+        for (file, digest) in hashed {
+            digests.insert(file.path.clone(), digest);
+            if file.stamp.modified < racy_after && file.stamp.changed < racy_after {
+                self.data.files.insert(
+                    file.path.clone(),
+                    FileRecord {
+                        stamp: file.stamp,
+                        digest,
+                    },
+                );
+                self.dirty = true;
+            }
+        }
+        Ok(digests)
+    }
+
+    /// What is remembered about `stage`.
+    pub fn stage(&self, stage: &str) -> Option<&StageRecord> {
+        self.data.stages.get(stage)
+    }
+
+    /// Remembers a run of `stage`: it becomes the last run, and the last
+    /// run becomes the previous one when the key changed.
+    pub fn record_run(&mut self, stage: &str, run: RunRecord) {
+        let record = self.data.stages.entry(stage.to_owned()).or_default();
+        if record.last.as_ref() == Some(&run) {
+            return;
+        }
+        if let Some(last) = record.last.take()
+            && last.key != run.key
+        {
+            record.previous = Some(last);
+        }
+        record.last = Some(run);
+        self.dirty = true;
+    }
+
+    /// Remembers what `cairn-out/<stage>/` now holds.
+    pub fn record_published(&mut self, stage: &str, published: Published) {
+        let record = self.data.stages.entry(stage.to_owned()).or_default();
+        if record.published.as_ref() != Some(&published) {
+            record.published = Some(published);
+            self.dirty = true;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unchanged_files_are_not_hashed_again_and_the_state_survives_a_save() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = CacheDir::open(dir.path().join("cache")).expect("cache");
+        let root = dir.path().join("workspace");
+        std::fs::create_dir_all(&root).expect("mkdir");
+        std::fs::write(root.join("a.txt"), "a").expect("write");
+        // Old enough not to be racy.
+        let old = SystemTime::now() - Duration::from_secs(60);
+        std::fs::File::options()
+            .write(true)
+            .open(root.join("a.txt"))
+            .expect("open")
+            .set_modified(old)
+            .expect("touch");
+        std::thread::sleep(RACY_WINDOW + Duration::from_millis(100));
+
+        let workspace = Workspace::scan(&root).expect("scan");
+        let files: Vec<&WorkspaceFile> = workspace.files().iter().collect();
+        let mut state = WorkspaceState::load(&cache, &root);
+        let digests = state.digests(&workspace, &files).expect("hashed");
+        assert_eq!(digests["a.txt"], Digest::of(b"a"));
+        state.save().expect("saved");
+
+        // A remembered digest is trusted while the stamp matches: prove it by
+        // remembering a wrong one.
+        let mut reloaded = WorkspaceState::load(&cache, &root);
+        assert!(reloaded.data.files.contains_key("a.txt"), "remembered");
+        reloaded
+            .data
+            .files
+            .get_mut("a.txt")
+            .expect("present")
+            .digest = Digest::of(b"remembered");
+        assert_eq!(
+            reloaded.digests(&workspace, &files).expect("hashed")["a.txt"],
+            Digest::of(b"remembered")
+        );
+
+        // A changed file is hashed again.
+        std::fs::write(root.join("a.txt"), "changed").expect("write");
+        let workspace = Workspace::scan(&root).expect("scan");
+        let files: Vec<&WorkspaceFile> = workspace.files().iter().collect();
+        assert_eq!(
+            reloaded.digests(&workspace, &files).expect("hashed")["a.txt"],
+            Digest::of(b"changed")
+        );
+    }
+}
