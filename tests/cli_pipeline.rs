@@ -16,7 +16,7 @@ fn repository() -> PathBuf {
 #[test]
 fn the_example_pipeline_builds_its_stage_and_runs_green() {
     let example = repository().join("examples/site");
-    let finished = finish(cairn(&example).arg("run"));
+    let finished = finish(cairn(&example).args(["run", "--no-cache"]));
     assert_eq!(finished.code, Some(0), "{finished:?}");
     assert!(
         finished.stderr.contains("pipeline succeeded: 5 succeeded"),
@@ -35,11 +35,18 @@ fn the_example_pipeline_builds_its_stage_and_runs_green() {
             .expect("JSON");
     assert_eq!(stats["files"].as_array().map(Vec::len), Some(3));
 
-    // The stage folder was built once; an unchanged folder is not rebuilt.
+    // The stage folder was built once; an unchanged folder is not rebuilt,
+    // and an unchanged pipeline runs nothing.
     let again = finish(cairn(&example).arg("run"));
     assert_eq!(again.code, Some(0), "{again:?}");
     assert!(
         !again.stderr.contains("building the stage folder"),
+        "{again:?}"
+    );
+    assert!(
+        again
+            .stderr
+            .contains("pipeline succeeded: 0 succeeded, 5 cached"),
         "{again:?}"
     );
 }

@@ -28,6 +28,8 @@ impl Executor for Nothing {
             reason: None,
             attempts: 1,
             duration: Duration::ZERO,
+            key: None,
+            outputs_digest: None,
         }
     }
 }

@@ -117,7 +117,7 @@ struct Prepared {
 /// A result reused instead of running.
 enum Hit {
     /// `cairn-out/<stage>/` already holds it.
-    Published(RunRecord),
+    Published(Box<RunRecord>),
     /// The action cache has it.
     Stored(ActionEntry),
 }
@@ -314,7 +314,7 @@ impl StageExecutor {
                 && published.outputs == last.outputs
                 && published.unchanged(&self.output_root.join(&stage.name))
             {
-                return Some(Hit::Published(last.clone()));
+                return Some(Hit::Published(Box::new(last.clone())));
             }
         }
         self.store.get_action(&prepared.key).map(Hit::Stored)
@@ -361,7 +361,7 @@ impl StageExecutor {
         started: Instant,
     ) -> StageResult {
         let record = match hit {
-            Hit::Published(record) => record,
+            Hit::Published(record) => *record,
             Hit::Stored(entry) => RunRecord {
                 key: prepared.key,
                 parts: prepared.parts.clone(),

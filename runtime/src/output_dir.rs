@@ -37,32 +37,84 @@ fn at(path: &Path) -> impl FnOnce(io::Error) -> PublishError + '_ {
 pub fn replace(from: &Path, to: &Path) -> Result<(), PublishError> {
     let parent = to.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(parent).map_err(at(parent))?;
-    let aside = match fs::symlink_metadata(to) {
-        Ok(_) => {
-            let aside = sibling(to, "old");
-            fs::rename(to, &aside).map_err(at(to))?;
-            Some(aside)
+    // Another process may publish the same folder at the same moment; when
+    // its tree lands between our two renames, move it aside too and retry.
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let aside = match fs::symlink_metadata(to) {
+            Ok(_) => {
+                let aside = sibling(to, "old");
+                match fs::rename(to, &aside) {
+                    Ok(()) => Some(aside),
+                    Err(error) if error.kind() == io::ErrorKind::NotFound => None,
+                    Err(error) => return Err(at(to)(error)),
+                }
+            }
+            Err(_) => None,
+        };
+        let moved = match fs::rename(from, to) {
+            Err(error) if error.kind() == io::ErrorKind::CrossesDevices => {
+                let staged = sibling(to, "new");
+                copy_tree(from, &staged).and_then(|()| fs::rename(&staged, to).map_err(at(to)))
+            }
+            other => other.map_err(at(to)),
+        };
+        match moved {
+            Ok(()) => {
+                if let Some(aside) = aside {
+                    fs::remove_dir_all(&aside).map_err(at(&aside))?;
+                }
+                return Ok(());
+            }
+            Err(error)
+                if attempts < 5
+                    && matches!(
+                        error.source.kind(),
+                        io::ErrorKind::DirectoryNotEmpty | io::ErrorKind::AlreadyExists
+                    ) =>
+            {
+                if let Some(aside) = aside {
+                    let _ = fs::remove_dir_all(&aside);
+                }
+            }
+            Err(error) => {
+                // Put the previous outputs back rather than leave nothing.
+                if let Some(aside) = &aside {
+                    let _ = fs::rename(aside, to);
+                }
+                return Err(error);
+            }
         }
-        Err(_) => None,
-    };
-    let moved = match fs::rename(from, to) {
-        Err(error) if error.kind() == io::ErrorKind::CrossesDevices => {
-            let staged = sibling(to, "new");
-            copy_tree(from, &staged).and_then(|()| fs::rename(&staged, to).map_err(at(to)))
-        }
-        other => other.map_err(at(to)),
-    };
-    if let Err(error) = moved {
-        // Put the previous outputs back rather than leave nothing.
-        if let Some(aside) = &aside {
-            let _ = fs::rename(aside, to);
-        }
-        return Err(error);
     }
-    if let Some(aside) = aside {
-        fs::remove_dir_all(&aside).map_err(at(&aside))?;
+}
+
+/// Removes what interrupted publishes left in `folder`: the `.NAME.cairn-old-*`
+/// and `.cairn-new-*` siblings of processes that are no longer running.
+pub fn remove_stale(folder: &Path) {
+    let Ok(entries) = fs::read_dir(folder) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name
+            .split(".cairn-old-")
+            .nth(1)
+            .or_else(|| name.split(".cairn-new-").nth(1))
+        else {
+            continue;
+        };
+        let pid = rest.split('-').next().unwrap_or_default();
+        if !name.starts_with('.') || Path::new("/proc").join(pid).exists() {
+            continue;
+        }
+        let path = entry.path();
+        let _ = if path.is_dir() {
+            fs::remove_dir_all(&path)
+        } else {
+            fs::remove_file(&path)
+        };
     }
-    Ok(())
 }
 
 /// A name beside `path` that no other writer uses: `.NAME.cairn-PURPOSE-PID-N`.

@@ -321,26 +321,28 @@ mod tests {
     #[test]
     fn every_part_changes_the_key() {
         let base = known().key();
-        let variants: Vec<Box<dyn Fn(&mut KeyParts)>> = vec![
-            Box::new(|parts| parts.stage = "lint2".into()),
-            Box::new(|parts| parts.component = Digest::of(b"other")),
-            Box::new(|parts| parts.format = "core-module".into()),
-            Box::new(|parts| parts.args.push("x".into())),
-            Box::new(|parts| parts.args = vec!["--stri".into(), "ct".into()]),
-            Box::new(|parts| drop(parts.config.insert("level".into(), "error".into()))),
-            Box::new(|parts| drop(parts.env.insert("A".into(), "".into()))),
-            Box::new(|parts| parts.secrets.push("OTHER".into())),
-            Box::new(|parts| parts.network.push("example.com:443".into())),
-            Box::new(|parts| parts.clock = "real".into()),
-            Box::new(|parts| parts.random = "secure".into()),
-            Box::new(|parts| parts.inputs = Digest::of(b"other inputs")),
-            Box::new(|parts| {
-                drop(
-                    parts
-                        .needs
-                        .insert("build".into(), Digest::of(b"new outputs")),
-                )
-            }),
+        let variants: Vec<fn(&mut KeyParts)> = vec![
+            |parts| parts.stage = "lint2".into(),
+            |parts| parts.component = Digest::of(b"other"),
+            |parts| parts.format = "core-module".into(),
+            |parts| parts.args.push("x".into()),
+            |parts| parts.args = vec!["--stri".into(), "ct".into()],
+            |parts| {
+                parts.config.insert("level".into(), "error".into());
+            },
+            |parts| {
+                parts.env.insert("A".into(), "".into());
+            },
+            |parts| parts.secrets.push("OTHER".into()),
+            |parts| parts.network.push("example.com:443".into()),
+            |parts| parts.clock = "real".into(),
+            |parts| parts.random = "secure".into(),
+            |parts| parts.inputs = Digest::of(b"other inputs"),
+            |parts| {
+                parts
+                    .needs
+                    .insert("build".into(), Digest::of(b"new outputs"));
+            },
         ];
         for (index, change) in variants.iter().enumerate() {
             let mut parts = known();

@@ -164,12 +164,32 @@ pub fn read_tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
     files
 }
 
-/// The real `cairn` binary, run in `dir` with the shared test cache.
+/// The cache `cairn` uses for the workspace `dir`: its own store and
+/// workspace state, so tests cannot hit each other's results, but the
+/// compiled components and stage builds of the whole test run, so nothing is
+/// compiled twice.
+pub fn cache_for(dir: &Path) -> PathBuf {
+    let name = blake3::hash(dir.to_string_lossy().as_bytes()).to_hex();
+    let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("caches")
+        .join(&name[..16]);
+    if !cache.exists() {
+        std::fs::create_dir_all(&cache).expect("a test cache");
+        for shared in ["compiled-v1", "stage-builds-v1", "cargo-target"] {
+            let target = shared_cache_dir().join(shared);
+            std::fs::create_dir_all(&target).expect("the shared part of the test cache");
+            let _ = std::os::unix::fs::symlink(&target, cache.join(shared));
+        }
+    }
+    cache
+}
+
+/// The real `cairn` binary, run in `dir` with that workspace's test cache.
 pub fn cairn(dir: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_cairn"));
     command
         .current_dir(dir)
-        .env("CAIRN_CACHE", shared_cache_dir())
+        .env("CAIRN_CACHE", cache_for(dir))
         .env("NO_COLOR", "1")
         .env_remove("SOURCE_DATE_EPOCH")
         .env_remove("CAIRN_LOG");

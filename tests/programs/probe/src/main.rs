@@ -107,6 +107,7 @@ fn run(words: &[&str]) -> Result<(), String> {
             Ok(())
         }
         ["random"] => random(),
+        ["random-file", path] => std::fs::write(path, random_bytes()?).map_err(describe),
         ["symlink", target, link] => symlink(target, link),
         ["exit", code] => {
             let code: i32 = code
@@ -162,6 +163,20 @@ fn run(words: &[&str]) -> Result<(), String> {
             }
             Ok(())
         }
+        // Outputs with every kind of awkward name, for round-trip tests.
+        ["awkward", dir] => awkward(dir),
+        ["many", dir, count] => {
+            let count: usize = count
+                .parse()
+                .map_err(|_| format!("`{count}` is not a number"))?;
+            for index in 0..count {
+                let sub = format!("{dir}/{:03}", index / 1000);
+                std::fs::create_dir_all(&sub).map_err(describe)?;
+                std::fs::write(format!("{sub}/{index}.txt"), index.to_string())
+                    .map_err(describe)?;
+            }
+            Ok(())
+        }
         ["sleep", milliseconds] => {
             let milliseconds: u64 = milliseconds
                 .parse()
@@ -180,6 +195,35 @@ fn run(words: &[&str]) -> Result<(), String> {
             std::process::exit(2)
         }
     }
+}
+
+fn awkward(dir: &str) -> Result<(), String> {
+    let long = "n".repeat(200);
+    let files: [(&str, &[u8]); 8] = [
+        ("with space.txt", b"space"),
+        ("with\ttab.txt", b"tab"),
+        ("with\nnewline.txt", b"newline"),
+        (
+            "unicode-\u{e9}\u{1d11e}\u{4e2d}.txt",
+            "\u{e9}\u{1d11e}".as_bytes(),
+        ),
+        ("empty.txt", b""),
+        ("binary.bin", &[0, 255, 10, 13, 0]),
+        ("nested/deeper/still/file.txt", b"deep"),
+        ("-dash and .dots..txt", b"dots"),
+    ];
+    for (name, contents) in files {
+        let path = format!("{dir}/{name}");
+        if let Some(parent) = std::path::Path::new(&path).parent() {
+            std::fs::create_dir_all(parent).map_err(describe)?;
+        }
+        std::fs::write(&path, contents).map_err(describe)?;
+    }
+    std::fs::write(format!("{dir}/{long}"), "long name").map_err(describe)?;
+    std::fs::create_dir_all(format!("{dir}/empty dir")).map_err(describe)?;
+    std::fs::create_dir_all(format!("{dir}/nested/empty")).map_err(describe)?;
+    symlink("with space.txt", &format!("{dir}/link to space"))?;
+    symlink("../../empty.txt", &format!("{dir}/nested/deeper/up-link"))
 }
 
 /// `error kind: message`, so tests can match the kind of refusal.
@@ -213,6 +257,16 @@ fn random() -> Result<(), String> {
     println!("insecure {}", hex(&insecure));
     println!("seed {seed_high:016x}{seed_low:016x}");
     Ok(())
+}
+
+#[cfg(all(target_os = "wasi", target_env = "p2"))]
+fn random_bytes() -> Result<Vec<u8>, String> {
+    Ok(wasi::random::random::get_random_bytes(32))
+}
+
+#[cfg(not(all(target_os = "wasi", target_env = "p2")))]
+fn random_bytes() -> Result<Vec<u8>, String> {
+    Err("random needs WASI 0.2".into())
 }
 
 #[cfg(all(target_os = "wasi", target_env = "p2"))]
