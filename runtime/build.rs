@@ -11,9 +11,7 @@ use cairn_guest_build::{GuestBuild, build_script_target_dir};
 const STANDARD_STAGES: &[(&str, &str)] = &[("validate", "stage-validate"), ("wc", "stage-wc")];
 
 fn main() {
-    let manifest_dir = PathBuf::from(
-        std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"),
-    );
+    let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let workspace = manifest_dir.join("..");
     let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
 
@@ -23,9 +21,7 @@ fn main() {
     }
     let artifacts = build.run_in_build_script();
 
-    let mut code = String::from(
-        "/// The standard stages: `std:NAME` and the component's bytes, sorted by name.\n",
-    );
+    let mut code = String::from("/// The standard stages: `std:NAME` and the component's bytes, sorted by name.\n");
     code.push_str("pub(crate) static STANDARD_STAGES: &[(&str, &[u8])] = &[\n");
     for (name, package) in STANDARD_STAGES {
         let artifact = artifacts

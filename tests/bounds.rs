@@ -28,10 +28,7 @@ async fn an_infinite_loop_is_stopped_at_the_time_limit() {
         "{:?}",
         run.result
     );
-    assert!(
-        started.elapsed() < Duration::from_secs(30),
-        "stopped, not left running"
-    );
+    assert!(started.elapsed() < Duration::from_secs(30), "stopped, not left running");
     let message = run.result.expect_err("failed").to_string();
     assert_eq!(message, "exceeded its time limit of 300ms");
     assert_runtime_still_healthy().await;
@@ -41,10 +38,7 @@ async fn an_infinite_loop_is_stopped_at_the_time_limit() {
 async fn a_stage_spinning_inside_run_is_stopped_too() {
     let stage = stage_probe().await;
     let mut sandbox = cairn::Sandbox::new("spin", [0; 32]);
-    sandbox
-        .invocation
-        .config
-        .insert("mode".into(), "spin".into());
+    sandbox.invocation.config.insert("mode".into(), "spin".into());
     sandbox.limits = limits(|limits| limits.timeout = Duration::from_millis(200));
     let run = run(&stage, &sandbox).await;
     assert!(
@@ -85,10 +79,7 @@ async fn allocating_past_the_memory_limit_is_stopped() {
         other => panic!("expected the memory bound, got {other:?}"),
     }
     let message = run.result.expect_err("failed").to_string();
-    assert!(
-        message.starts_with("exceeded its memory limit of 64 MiB"),
-        "{message}"
-    );
+    assert!(message.starts_with("exceeded its memory limit of 64 MiB"), "{message}");
 
     // Within the limit the same program succeeds.
     let mut enough = support::sandbox(&["alloc", "16"]);
@@ -121,10 +112,7 @@ async fn writing_past_the_output_limit_fails_the_stage() {
     scratch.limits = limits(|limits| limits.max_output = ByteSize::mib(8));
     let run = support::run(&probe, &scratch).await;
     assert!(
-        matches!(
-            run.result,
-            Err(StageFailure::Bound(BoundExceeded::Scratch { .. }))
-        ),
+        matches!(run.result, Err(StageFailure::Bound(BoundExceeded::Scratch { .. }))),
         "{:?}",
         run.result
     );
@@ -139,10 +127,7 @@ async fn a_small_output_just_over_the_limit_is_caught_after_the_run() {
     sandbox.limits = limits(|limits| limits.max_output = ByteSize::mib(1));
     let run = run(&probe, &sandbox).await;
     assert!(
-        matches!(
-            run.result,
-            Err(StageFailure::Bound(BoundExceeded::Output { .. }))
-        ),
+        matches!(run.result, Err(StageFailure::Bound(BoundExceeded::Output { .. }))),
         "{:?}",
         run.result
     );
@@ -157,10 +142,7 @@ async fn unbounded_recursion_is_reported_as_a_stack_overflow() {
         let run = run(&probe, &sandbox(&[action])).await;
         match &run.result {
             Err(failure @ StageFailure::StackOverflow { backtrace }) => {
-                assert!(
-                    failure.to_string().starts_with("overflowed its stack"),
-                    "{failure}"
-                );
+                assert!(failure.to_string().starts_with("overflowed its stack"), "{failure}");
                 assert!(
                     backtrace.contains("recurse"),
                     "the backtrace names the function: {backtrace}"
@@ -181,11 +163,7 @@ async fn a_panic_is_a_trap_whose_message_is_in_the_log() {
         matches!(failure, StageFailure::Trap { message, .. } if message.contains("unreachable")),
         "{failure:?}"
     );
-    assert!(
-        failure
-            .hint()
-            .is_some_and(|hint| hint.contains("panic message"))
-    );
+    assert!(failure.hint().is_some_and(|hint| hint.contains("panic message")));
     assert!(
         run.log
             .lines

@@ -25,10 +25,7 @@ fn snapshot(root: &Path) -> BTreeMap<String, String> {
                 .into_owned();
             let metadata = std::fs::symlink_metadata(&path).expect("metadata");
             let value = if metadata.is_symlink() {
-                format!(
-                    "link -> {}",
-                    std::fs::read_link(&path).expect("a link").display()
-                )
+                format!("link -> {}", std::fs::read_link(&path).expect("a link").display())
             } else if metadata.is_dir() {
                 pending.push(path);
                 "dir".to_owned()
@@ -88,9 +85,7 @@ fn an_unchanged_pipeline_runs_nothing_and_a_change_reruns_exactly_what_it_affect
     let (finished, events) = run_json(dir.path(), &[]);
     assert_eq!(finished.code, Some(0), "{finished:?}");
     assert!(
-        statuses(&events)
-            .values()
-            .all(|status| status == "succeeded"),
+        statuses(&events).values().all(|status| status == "succeeded"),
         "{events:#?}"
     );
 
@@ -129,11 +124,7 @@ fn an_unchanged_pipeline_runs_nothing_and_a_change_reruns_exactly_what_it_affect
         ])
     );
     let constant = finished_stage(&events, "constant");
-    assert!(
-        constant["key"]
-            .as_str()
-            .is_some_and(|key| key.starts_with("blake3:"))
-    );
+    assert!(constant["key"].as_str().is_some_and(|key| key.starts_with("blake3:")));
     assert!(
         constant["outputs_digest"]
             .as_str()
@@ -148,11 +139,7 @@ fn a_pipeline_in_another_folder_sharing_the_cache_hits_every_stage() {
     let second = pipeline_dir(GRAPH, &files);
     let shared = cache_for(first.path());
     let run = |dir: &Path| {
-        let finished = finish(
-            cairn(dir)
-                .env("CAIRN_CACHE", &shared)
-                .args(["run", "--json"]),
-        );
+        let finished = finish(cairn(dir).env("CAIRN_CACHE", &shared).args(["run", "--json"]));
         assert_eq!(finished.code, Some(0), "{finished:?}");
         finished
             .stdout
@@ -162,10 +149,7 @@ fn a_pipeline_in_another_folder_sharing_the_cache_hits_every_stage() {
     };
     let one = run(first.path());
     let two = run(second.path());
-    assert!(
-        statuses(&two).values().all(|status| status == "cached"),
-        "{two:#?}"
-    );
+    assert!(statuses(&two).values().all(|status| status == "cached"), "{two:#?}");
     for stage in ["constant", "copy-a", "copy-b", "after-constant"] {
         assert_eq!(
             finished_stage(&one, stage)["key"],
@@ -174,8 +158,7 @@ fn a_pipeline_in_another_folder_sharing_the_cache_hits_every_stage() {
         );
     }
     assert_eq!(
-        std::fs::read_to_string(second.path().join("cairn-out/constant/result.txt"))
-            .expect("restored"),
+        std::fs::read_to_string(second.path().join("cairn-out/constant/result.txt")).expect("restored"),
         "always the same"
     );
 }
@@ -201,11 +184,7 @@ fn outputs_with_awkward_names_links_and_empty_folders_round_trip_byte_for_byte()
     let (finished, events) = run_json(dir.path(), &[]);
     assert_eq!(finished.code, Some(0), "{finished:?}");
     assert_eq!(finished_stage(&events, "awkward")["status"], "cached");
-    assert_eq!(
-        snapshot(&out),
-        produced,
-        "restored from the cache byte for byte"
-    );
+    assert_eq!(snapshot(&out), produced, "restored from the cache byte for byte");
 }
 
 #[test]
@@ -271,11 +250,9 @@ fn a_corrupt_blob_is_detected_on_use_dropped_and_the_stage_reruns() {
         "it ran again: {events:#?}"
     );
     assert!(
-        events_of(&events, "stage_log")
-            .iter()
-            .any(|event| event["text"]
-                .as_str()
-                .is_some_and(|text| text.contains("could not be restored"))),
+        events_of(&events, "stage_log").iter().any(|event| event["text"]
+            .as_str()
+            .is_some_and(|text| text.contains("could not be restored"))),
         "the damage is reported: {events:#?}"
     );
     assert_eq!(
@@ -284,11 +261,7 @@ fn a_corrupt_blob_is_detected_on_use_dropped_and_the_stage_reruns() {
         "nothing corrupt was restored"
     );
     let verify = finish(cairn(dir.path()).args(["cache", "verify"]));
-    assert_eq!(
-        verify.code,
-        Some(0),
-        "the run replaced the damaged blob: {verify:?}"
-    );
+    assert_eq!(verify.code, Some(0), "the run replaced the damaged blob: {verify:?}");
 }
 
 #[test]
@@ -315,7 +288,11 @@ fn cache_verify_finds_and_removes_corrupt_blobs() {
 #[test]
 fn four_runs_at_once_on_one_cache_all_succeed_and_leave_it_consistent() {
     let pipeline = (0..6)
-        .map(|index| format!("[stages.s{index}]\nuses = \"{{probe}}\"\ninputs = [\"in/**\"]\nargs = [\"many\", \"/out\", \"300\"]\n"))
+        .map(|index| {
+            format!(
+                "[stages.s{index}]\nuses = \"{{probe}}\"\ninputs = [\"in/**\"]\nargs = [\"many\", \"/out\", \"300\"]\n"
+            )
+        })
         .collect::<String>();
     let workspaces: Vec<_> = (0..4)
         .map(|_| pipeline_dir(&pipeline, &[("in/data.txt", "shared input")]))
@@ -356,7 +333,9 @@ fn four_runs_at_once_on_one_cache_all_succeed_and_leave_it_consistent() {
 #[test]
 fn sigkill_at_any_point_leaves_nothing_corrupt_or_half_written() {
     let pipeline = (0..8)
-        .map(|index| format!("[stages.s{index}]\nuses = \"{{probe}}\"\nargs = [\"many\", \"/out\", \"800\"]\ncache = false\n"))
+        .map(|index| {
+            format!("[stages.s{index}]\nuses = \"{{probe}}\"\nargs = [\"many\", \"/out\", \"800\"]\ncache = false\n")
+        })
         .collect::<String>();
     let dir = pipeline_dir(&pipeline, &[]);
     // A fixed spread of delays, so the test is repeatable yet lands in every phase.
@@ -401,18 +380,14 @@ fn explain_says_which_part_of_the_key_changed() {
     let finished = finish(cairn(dir.path()).args(["explain", "show"]));
     assert_eq!(finished.code, Some(2), "{finished:?}");
     assert!(
-        finished
-            .stderr
-            .contains("has not run in this workspace yet"),
+        finished.stderr.contains("has not run in this workspace yet"),
         "{finished:?}"
     );
 
     assert_eq!(run_json(dir.path(), &[]).0.code, Some(0));
     let explained = finish(cairn(dir.path()).args(["explain", "show"]));
     assert!(
-        explained
-            .stdout
-            .contains("It had not run before in this workspace"),
+        explained.stdout.contains("It had not run before in this workspace"),
         "{explained:?}"
     );
 
@@ -427,9 +402,7 @@ fn explain_says_which_part_of_the_key_changed() {
     let explained = finish(cairn(dir.path()).args(["explain", "show"]));
     assert_eq!(explained.code, Some(0), "{explained:?}");
     assert!(
-        explained
-            .stdout
-            .contains("stage `show` ran in the last run"),
+        explained.stdout.contains("stage `show` ran in the last run"),
         "{explained:?}"
     );
     assert!(
@@ -449,10 +422,7 @@ fn explain_says_which_part_of_the_key_changed() {
 
     assert_eq!(run_json(dir.path(), &[]).0.code, Some(0));
     let explained = finish(cairn(dir.path()).args(["explain", "show"]));
-    assert!(
-        explained.stdout.contains("was cached in the last run"),
-        "{explained:?}"
-    );
+    assert!(explained.stdout.contains("was cached in the last run"), "{explained:?}");
 }
 
 #[test]
@@ -476,10 +446,7 @@ fn check_reruns_cached_stages_and_reports_nondeterminism() {
     assert_eq!(finished_stage(&events, "steady")["status"], "cached");
     let error = stage_error(&events, "dice");
     assert!(error.starts_with("nondeterministic"), "{error}");
-    assert!(
-        error.contains("~ roll.bin"),
-        "names the differing file: {error}"
-    );
+    assert!(error.contains("~ roll.bin"), "names the differing file: {error}");
 }
 
 #[test]
@@ -503,11 +470,7 @@ fn no_cache_and_cache_false_run_every_time_and_failures_are_never_cached() {
     let (_, events) = run_json(dir.path(), &["--keep-going"]);
     assert_eq!(
         statuses(&events),
-        expect(&[
-            ("cached", "cached"),
-            ("deploy", "succeeded"),
-            ("broken", "failed")
-        ])
+        expect(&[("cached", "cached"), ("deploy", "succeeded"), ("broken", "failed")])
     );
     assert_eq!(
         finished_stage(&events, "broken")["attempts"],
@@ -531,10 +494,7 @@ fn gc_evicts_least_recently_used_results_and_clear_empties_the_cache() {
     let dir = pipeline_dir(&pipeline, &[]);
     assert_eq!(run_json(dir.path(), &[]).0.code, Some(0));
     let stats = finish(cairn(dir.path()).args(["cache", "stats"]));
-    assert!(
-        stats.stdout.contains("results          5 stages"),
-        "{stats:?}"
-    );
+    assert!(stats.stdout.contains("results          5 stages"), "{stats:?}");
 
     let gc = finish(cairn(dir.path()).args(["cache", "gc", "--max-size", "8KiB"]));
     assert_eq!(gc.code, Some(0), "{gc:?}");
@@ -557,19 +517,14 @@ fn gc_evicts_least_recently_used_results_and_clear_empties_the_cache() {
     let (finished, events) = run_json(dir.path(), &[]);
     assert_eq!(finished.code, Some(0), "{finished:?}");
     assert!(
-        statuses(&events)
-            .values()
-            .any(|status| status == "succeeded"),
+        statuses(&events).values().any(|status| status == "succeeded"),
         "{events:#?}"
     );
 
     let clear = finish(cairn(dir.path()).args(["cache", "clear"]));
     assert_eq!(clear.code, Some(0), "{clear:?}");
     let stats = finish(cairn(dir.path()).args(["cache", "stats"]));
-    assert!(
-        stats.stdout.contains("results          0 stages"),
-        "{stats:?}"
-    );
+    assert!(stats.stdout.contains("results          0 stages"), "{stats:?}");
 }
 
 /// Copies the repository's sources (not `target/`, `.git/` or `cairn-out/`) to `to`.
@@ -578,15 +533,9 @@ fn copy_repository(to: &Path) {
     let mut pending = vec![PathBuf::new()];
     while let Some(relative) = pending.pop() {
         std::fs::create_dir_all(to.join(&relative)).expect("mkdir");
-        for entry in std::fs::read_dir(from.join(&relative))
-            .expect("readable")
-            .flatten()
-        {
+        for entry in std::fs::read_dir(from.join(&relative)).expect("readable").flatten() {
             let name = entry.file_name();
-            if [".git", "target", "cairn-out"]
-                .iter()
-                .any(|skip| name == *skip)
-            {
+            if [".git", "target", "cairn-out"].iter().any(|skip| name == *skip) {
                 continue;
             }
             let path = relative.join(&name);
@@ -608,12 +557,12 @@ fn a_rust_stage_built_in_two_checkouts_has_one_digest_and_the_second_checkout_hi
     copy_repository(&second);
     let shared = cache_for(&first);
     let run = |checkout: &Path| {
-        let finished = finish(cairn(checkout).env("CAIRN_CACHE", &shared).args([
-            "run",
-            "--json",
-            "-C",
-            "examples/site",
-        ]));
+        let finished =
+            finish(
+                cairn(checkout)
+                    .env("CAIRN_CACHE", &shared)
+                    .args(["run", "--json", "-C", "examples/site"]),
+            );
         assert_eq!(finished.code, Some(0), "{finished:?}");
         finished
             .stdout
@@ -624,10 +573,7 @@ fn a_rust_stage_built_in_two_checkouts_has_one_digest_and_the_second_checkout_hi
     let one = run(&first);
     let two = run(&second);
     assert_eq!(statuses(&two).len(), 5);
-    assert!(
-        statuses(&two).values().all(|status| status == "cached"),
-        "{two:#?}"
-    );
+    assert!(statuses(&two).values().all(|status| status == "cached"), "{two:#?}");
     assert_eq!(
         finished_stage(&one, "render")["key"],
         finished_stage(&two, "render")["key"]

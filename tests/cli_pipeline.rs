@@ -26,27 +26,20 @@ fn the_example_pipeline_builds_its_stage_and_runs_green() {
     let pages = std::fs::read_to_string(out.join("render/welcome.html")).expect("rendered");
     assert!(pages.contains("<h1>Welcome</h1>"), "{pages}");
     assert_eq!(
-        std::fs::read_to_string(out.join("announce[locale=fr]/announcement.txt"))
-            .expect("announced"),
+        std::fs::read_to_string(out.join("announce[locale=fr]/announcement.txt")).expect("announced"),
         "2 pages publiées\n"
     );
     let stats: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("stats/wc.json")).expect("counted"))
-            .expect("JSON");
+        serde_json::from_slice(&std::fs::read(out.join("stats/wc.json")).expect("counted")).expect("JSON");
     assert_eq!(stats["files"].as_array().map(Vec::len), Some(3));
 
     // The stage folder was built once; an unchanged folder is not rebuilt,
     // and an unchanged pipeline runs nothing.
     let again = finish(cairn(&example).arg("run"));
     assert_eq!(again.code, Some(0), "{again:?}");
+    assert!(!again.stderr.contains("building the stage folder"), "{again:?}");
     assert!(
-        !again.stderr.contains("building the stage folder"),
-        "{again:?}"
-    );
-    assert!(
-        again
-            .stderr
-            .contains("pipeline succeeded: 0 succeeded, 5 cached"),
+        again.stderr.contains("pipeline succeeded: 0 succeeded, 5 cached"),
         "{again:?}"
     );
 }
@@ -56,10 +49,7 @@ fn a_stage_folder_is_rebuilt_when_and_only_when_its_sources_change() {
     let dir = tempfile::tempdir().expect("tempdir");
     let stage = dir.path().join("stages/hello");
     std::fs::create_dir_all(stage.join("src")).expect("mkdir");
-    let sdk = repository()
-        .join("sdk/rust")
-        .canonicalize()
-        .expect("the sdk");
+    let sdk = repository().join("sdk/rust").canonicalize().expect("the sdk");
     std::fs::write(
         stage.join("Cargo.toml"),
         format!(
@@ -87,28 +77,19 @@ fn a_stage_folder_is_rebuilt_when_and_only_when_its_sources_change() {
 
     let first = finish(cairn(dir.path()).args(["run"]));
     assert_eq!(first.code, Some(0), "{first:?}");
-    assert!(
-        first.stderr.contains("building the stage folder"),
-        "{first:?}"
-    );
+    assert!(first.stderr.contains("building the stage folder"), "{first:?}");
     assert!(
         first.stderr.contains("succeeded in") && first.stderr.contains("hello"),
         "{first:?}"
     );
 
     let unchanged = finish(cairn(dir.path()).args(["run"]));
-    assert!(
-        !unchanged.stderr.contains("building the stage folder"),
-        "{unchanged:?}"
-    );
+    assert!(!unchanged.stderr.contains("building the stage folder"), "{unchanged:?}");
 
     std::fs::write(stage.join("src/lib.rs"), source("bonjour")).expect("write");
     let changed = finish(cairn(dir.path()).args(["run"]));
     assert_eq!(changed.code, Some(0), "{changed:?}");
-    assert!(
-        changed.stderr.contains("building the stage folder"),
-        "{changed:?}"
-    );
+    assert!(changed.stderr.contains("building the stage folder"), "{changed:?}");
     assert!(changed.stderr.contains("bonjour"), "{changed:?}");
 }
 
@@ -123,11 +104,7 @@ fn a_stage_folder_that_does_not_compile_stops_the_run_before_any_stage() {
     )
     .expect("write");
     std::fs::write(stage.join("src/lib.rs"), "this is not rust").expect("write");
-    std::fs::write(
-        dir.path().join("cairn.toml"),
-        "[stages.broken]\nuses = \"./broken\"\n",
-    )
-    .expect("write");
+    std::fs::write(dir.path().join("cairn.toml"), "[stages.broken]\nuses = \"./broken\"\n").expect("write");
     let finished = finish(cairn(dir.path()).args(["run"]));
     assert_eq!(finished.code, Some(2), "{finished:?}");
     assert!(
@@ -158,10 +135,7 @@ fn init_writes_a_starter_that_runs_and_refuses_to_overwrite() {
 
     let run = finish(cairn(dir.path()).arg("run"));
     assert_eq!(run.code, Some(0), "{run:?}");
-    assert!(
-        run.stderr.contains("pipeline succeeded: 2 succeeded"),
-        "{run:?}"
-    );
+    assert!(run.stderr.contains("pipeline succeeded: 2 succeeded"), "{run:?}");
 
     let again = finish(cairn(dir.path()).arg("init"));
     assert_eq!(again.code, Some(2), "{again:?}");
@@ -207,10 +181,7 @@ fn validate_and_graph_describe_the_pipeline_without_running_it() {
     );
     let dot = finish(cairn(dir.path()).args(["graph", "--format", "dot"]));
     assert!(dot.stdout.starts_with("digraph pipeline {"), "{dot:?}");
-    assert!(
-        dot.stdout.contains("    \"test[os=mac]\" -> \"ship\";\n"),
-        "{dot:?}"
-    );
+    assert!(dot.stdout.contains("    \"test[os=mac]\" -> \"ship\";\n"), "{dot:?}");
 }
 
 #[test]
@@ -228,43 +199,23 @@ fn without_a_terminal_run_prints_plain_prefixed_lines_and_a_summary() {
     );
     let finished = finish(cairn(dir.path()).env_remove("NO_COLOR").arg("run"));
     assert_eq!(finished.code, Some(0), "{finished:?}");
+    assert!(!finished.stderr.contains('\x1b'), "no escape codes: {finished:?}");
     assert!(
-        !finished.stderr.contains('\x1b'),
-        "no escape codes: {finished:?}"
-    );
-    assert!(
-        finished
-            .stderr
-            .contains("[hello] started\n[hello] hello world\n"),
+        finished.stderr.contains("[hello] started\n[hello] hello world\n"),
         "{finished:?}"
     );
     assert!(
         finished.stderr.contains("[hello] hello world (stderr)\n"),
         "{finished:?}"
     );
-    assert!(
-        finished.stderr.contains("[count] succeeded in"),
-        "{finished:?}"
-    );
-    let table = finished
-        .stderr
-        .split("\nstage ")
-        .nth(1)
-        .expect("a summary table");
+    assert!(finished.stderr.contains("[count] succeeded in"), "{finished:?}");
+    let table = finished.stderr.split("\nstage ").nth(1).expect("a summary table");
     assert!(
         table.contains("hello  succeeded") && table.contains("count  succeeded"),
         "{finished:?}"
     );
-    let last = finished
-        .stderr
-        .trim_end()
-        .lines()
-        .last()
-        .unwrap_or_default();
-    assert!(
-        last.starts_with("pipeline succeeded: 2 succeeded in "),
-        "{finished:?}"
-    );
+    let last = finished.stderr.trim_end().lines().last().unwrap_or_default();
+    assert!(last.starts_with("pipeline succeeded: 2 succeeded in "), "{finished:?}");
 }
 
 #[test]
@@ -286,10 +237,7 @@ fn json_events_follow_the_documented_schema() {
         finished.stderr.is_empty() || !finished.stderr.contains("[probe]"),
         "JSON mode prints no lines: {finished:?}"
     );
-    let kinds: Vec<&str> = events
-        .iter()
-        .filter_map(|event| event["event"].as_str())
-        .collect();
+    let kinds: Vec<&str> = events.iter().filter_map(|event| event["event"].as_str()).collect();
     assert_eq!(kinds.first(), Some(&"pipeline_started"));
     assert_eq!(kinds.last(), Some(&"pipeline_finished"));
     for kind in [
@@ -304,11 +252,7 @@ fn json_events_follow_the_documented_schema() {
     let started = &events[0];
     assert_eq!(
         started["pipeline"],
-        dir.path()
-            .file_name()
-            .expect("name")
-            .to_string_lossy()
-            .as_ref()
+        dir.path().file_name().expect("name").to_string_lossy().as_ref()
     );
     assert_eq!(started["stages"], serde_json::json!(["probe", "skipped"]));
     assert!(started["jobs"].as_u64().is_some_and(|jobs| jobs >= 1));
@@ -370,9 +314,7 @@ fn an_invalid_pipeline_or_a_missing_file_exits_2_before_running_anything() {
     let finished = finish(cairn(dir.path()).arg("run"));
     assert_eq!(finished.code, Some(2), "{finished:?}");
     assert!(
-        finished
-            .stderr
-            .starts_with("cairn.toml:3:10: error: `needs` names `b`"),
+        finished.stderr.starts_with("cairn.toml:3:10: error: `needs` names `b`"),
         "{finished:?}"
     );
 
@@ -380,19 +322,12 @@ fn an_invalid_pipeline_or_a_missing_file_exits_2_before_running_anything() {
     let finished = finish(cairn(empty.path()).arg("run"));
     assert_eq!(finished.code, Some(2), "{finished:?}");
     assert!(
-        finished
-            .stderr
-            .contains("cannot read the pipeline file `cairn.toml`"),
+        finished.stderr.contains("cannot read the pipeline file `cairn.toml`"),
         "{finished:?}"
     );
 
-    let finished = finish(cairn(empty.path()).args([
-        "run",
-        "-C",
-        dir.path().to_str().expect("utf-8"),
-        "-f",
-        "other.toml",
-    ]));
+    let finished =
+        finish(cairn(empty.path()).args(["run", "-C", dir.path().to_str().expect("utf-8"), "-f", "other.toml"]));
     assert_eq!(finished.code, Some(2), "{finished:?}");
     assert!(finished.stderr.contains("other.toml"), "{finished:?}");
 }

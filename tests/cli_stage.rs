@@ -11,35 +11,18 @@ use support::*;
 #[test]
 fn a_successful_stage_exits_0_and_its_outputs_land_in_cairn_out() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let finished = finish(cairn(dir.path()).args([
-        "stage",
-        "run",
-        PROBE_COMPONENT,
-        "--",
-        "write",
-        "/out/a.txt",
-        "one",
-    ]));
+    let finished =
+        finish(cairn(dir.path()).args(["stage", "run", PROBE_COMPONENT, "--", "write", "/out/a.txt", "one"]));
     assert_eq!(finished.code, Some(0), "{finished:?}");
-    assert!(
-        finished.stderr.contains("stage `probe` succeeded"),
-        "{finished:?}"
-    );
+    assert!(finished.stderr.contains("stage `probe` succeeded"), "{finished:?}");
     assert_eq!(
         std::fs::read_to_string(dir.path().join("cairn-out/probe/a.txt")).expect("output"),
         "one"
     );
 
     // The next successful run replaces the folder cairn owns.
-    let finished = finish(cairn(dir.path()).args([
-        "stage",
-        "run",
-        PROBE_COMPONENT,
-        "--",
-        "write",
-        "/out/b.txt",
-        "two",
-    ]));
+    let finished =
+        finish(cairn(dir.path()).args(["stage", "run", PROBE_COMPONENT, "--", "write", "/out/b.txt", "two"]));
     assert_eq!(finished.code, Some(0), "{finished:?}");
     assert_eq!(
         read_tree(&dir.path().join("cairn-out/probe"))
@@ -88,9 +71,7 @@ fn an_explicit_out_folder_is_merged_into_not_replaced() {
     ]));
     assert_eq!(finished.code, Some(0), "{finished:?}");
     assert_eq!(
-        read_tree(&dir.path().join("dist"))
-            .into_keys()
-            .collect::<Vec<_>>(),
+        read_tree(&dir.path().join("dist")).into_keys().collect::<Vec<_>>(),
         ["mine.txt", "new.txt"]
     );
     assert!(!dir.path().join("cairn-out").exists());
@@ -99,14 +80,12 @@ fn an_explicit_out_folder_is_merged_into_not_replaced() {
 #[test]
 fn a_command_s_stdout_is_passed_through_and_its_failure_exits_1() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let finished =
-        finish(cairn(dir.path()).args(["stage", "run", PROBE_COMPONENT, "--", "echo", "hello"]));
+    let finished = finish(cairn(dir.path()).args(["stage", "run", PROBE_COMPONENT, "--", "echo", "hello"]));
     assert_eq!(finished.code, Some(0), "{finished:?}");
     assert_eq!(finished.stdout, "hello\n");
     assert!(finished.stderr.contains("hello (stderr)"));
 
-    let finished =
-        finish(cairn(dir.path()).args(["stage", "run", PROBE_PREVIEW1, "--", "exit", "4"]));
+    let finished = finish(cairn(dir.path()).args(["stage", "run", PROBE_PREVIEW1, "--", "exit", "4"]));
     assert_eq!(finished.code, Some(1), "{finished:?}");
     assert!(
         finished.stderr.contains("error: stage `probe` exited with"),
@@ -117,15 +96,8 @@ fn a_command_s_stdout_is_passed_through_and_its_failure_exits_1() {
 #[test]
 fn a_crossed_bound_names_the_bound_its_value_and_the_flag_to_raise_it() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let finished = finish(cairn(dir.path()).args([
-        "stage",
-        "run",
-        PROBE_COMPONENT,
-        "--timeout",
-        "300ms",
-        "--",
-        "spin",
-    ]));
+    let finished =
+        finish(cairn(dir.path()).args(["stage", "run", PROBE_COMPONENT, "--timeout", "300ms", "--", "spin"]));
     assert_eq!(finished.code, Some(1), "{finished:?}");
     assert!(
         finished
@@ -133,10 +105,7 @@ fn a_crossed_bound_names_the_bound_its_value_and_the_flag_to_raise_it() {
             .contains("error: stage `probe` exceeded its time limit of 300ms"),
         "{finished:?}"
     );
-    assert!(
-        finished.stderr.contains("hint: raise `timeout`"),
-        "{finished:?}"
-    );
+    assert!(finished.stderr.contains("hint: raise `timeout`"), "{finished:?}");
 
     let finished = finish(cairn(dir.path()).args([
         "stage",
@@ -150,9 +119,7 @@ fn a_crossed_bound_names_the_bound_its_value_and_the_flag_to_raise_it() {
     ]));
     assert_eq!(finished.code, Some(1), "{finished:?}");
     assert!(
-        finished
-            .stderr
-            .contains("exceeded its memory limit of 32 MiB"),
+        finished.stderr.contains("exceeded its memory limit of 32 MiB"),
         "{finished:?}"
     );
 }
@@ -175,41 +142,27 @@ fn a_stage_component_gets_config_args_and_secrets_from_the_command_line() {
             .args(["--secret", "DEPLOY_TOKEN", "--", "first", "second"]),
     );
     assert_eq!(finished.code, Some(0), "{finished:?}");
+    assert!(finished.stderr.contains("output args = first second"), "{finished:?}");
     assert!(
-        finished.stderr.contains("output args = first second"),
+        finished.stderr.contains("output secret.DEPLOY_TOKEN = granted"),
         "{finished:?}"
     );
-    assert!(
-        finished
-            .stderr
-            .contains("output secret.DEPLOY_TOKEN = granted"),
-        "{finished:?}"
-    );
-    assert!(
-        finished.stderr.contains("info: the secret is ***"),
-        "{finished:?}"
-    );
+    assert!(finished.stderr.contains("info: the secret is ***"), "{finished:?}");
     assert!(!finished.stderr.contains("tok-123456") && !finished.stdout.contains("tok-123456"));
     assert!(
-        finished
-            .stderr
-            .contains("/src/file.txt:3:7: warn: look here"),
+        finished.stderr.contains("/src/file.txt:3:7: warn: look here"),
         "annotations are shown: {finished:?}"
     );
     assert!(dir.path().join("cairn-out/deploy/echo.txt").is_file());
 
-    let finished = finish(cairn(dir.path()).env_remove("MISSING").args([
-        "stage",
-        "run",
-        STAGE_PROBE,
-        "--secret",
-        "MISSING",
-    ]));
+    let finished =
+        finish(
+            cairn(dir.path())
+                .env_remove("MISSING")
+                .args(["stage", "run", STAGE_PROBE, "--secret", "MISSING"]),
+        );
     assert_eq!(finished.code, Some(2), "{finished:?}");
-    assert!(
-        finished.stderr.contains("no variable `MISSING`"),
-        "{finished:?}"
-    );
+    assert!(finished.stderr.contains("no variable `MISSING`"), "{finished:?}");
 }
 
 #[test]
@@ -264,11 +217,7 @@ fn inspect_names_the_kind_imports_and_exports_of_each_kind_of_component() {
             "wasi:cli/run@0.2",
         ),
         (PROBE_PREVIEW1, "WASI preview1 module", "wasi:cli/run@0.2"),
-        (
-            STAGE_PROBE,
-            "stage component (cairn:stage/stage)",
-            "run: func",
-        ),
+        (STAGE_PROBE, "stage component (cairn:stage/stage)", "run: func"),
         ("std:wc", "stage component (cairn:stage/stage)", "run: func"),
     ] {
         let finished = finish(cairn(dir.path()).args(["stage", "inspect", component]));
@@ -277,22 +226,12 @@ fn inspect_names_the_kind_imports_and_exports_of_each_kind_of_component() {
             finished.stdout.contains(&format!("kind       {kind}")),
             "{component}: {finished:?}"
         );
-        assert!(
-            finished.stdout.contains("digest     blake3:"),
-            "{finished:?}"
-        );
-        let exports = finished
-            .stdout
-            .split("exports")
-            .nth(1)
-            .expect("an exports section");
+        assert!(finished.stdout.contains("digest     blake3:"), "{finished:?}");
+        let exports = finished.stdout.split("exports").nth(1).expect("an exports section");
         assert!(exports.contains(export), "{component}: {finished:?}");
     }
     let finished = finish(cairn(dir.path()).args(["stage", "inspect", STAGE_PROBE]));
-    assert!(
-        finished.stdout.contains("cairn:stage/host@0.1.0"),
-        "{finished:?}"
-    );
+    assert!(finished.stdout.contains("cairn:stage/host@0.1.0"), "{finished:?}");
 
     let finished = finish(cairn(dir.path()).args(["stage", "inspect", "--wit", STAGE_PROBE]));
     assert_eq!(finished.code, Some(0), "{finished:?}");
@@ -333,8 +272,5 @@ fn ctrl_c_stops_the_stage_exits_130_and_keeps_no_outputs() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(130), "{stderr}");
     assert!(stderr.contains("interrupted"), "{stderr}");
-    assert!(
-        !dir.path().join("cairn-out").exists(),
-        "nothing half-written is kept"
-    );
+    assert!(!dir.path().join("cairn-out").exists(), "nothing half-written is kept");
 }

@@ -74,10 +74,7 @@ async fn a_stage_component_is_detected_by_its_run_export() {
     assert_eq!(stage_probe().await.kind(), ComponentKind::Stage);
     for name in standard_stages::names() {
         let bytes = standard_stages::get(name).expect("listed");
-        let component = runtime()
-            .load(Arc::from(bytes))
-            .await
-            .expect("a standard stage loads");
+        let component = runtime().load(Arc::from(bytes)).await.expect("a standard stage loads");
         assert_eq!(component.kind(), ComponentKind::Stage, "std:{name}");
     }
 }
@@ -85,11 +82,7 @@ async fn a_stage_component_is_detected_by_its_run_export() {
 #[tokio::test]
 async fn files_that_are_not_runnable_components_are_rejected_with_a_reason() {
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
-        (
-            "text",
-            b"#!/bin/sh\necho hi\n".to_vec(),
-            "not a WebAssembly file",
-        ),
+        ("text", b"#!/bin/sh\necho hi\n".to_vec(), "not a WebAssembly file"),
         (
             "an empty core module",
             b"\0asm\x01\0\0\0".to_vec(),
@@ -128,8 +121,7 @@ async fn a_core_module_importing_more_than_preview1_is_rejected() {
         0x01, 0x04, 0x01, 0x60, 0x00, 0x00, // type section: one func type () -> ()
         0x02, 0x09, 0x01, 0x03, b'e', b'n', b'v', 0x01, b'f', 0x00, 0x00, // import env.f
         0x03, 0x02, 0x01, 0x00, // function section: one function of type 0
-        0x07, 0x0a, 0x01, 0x06, b'_', b's', b't', b'a', b'r', b't', 0x00,
-        0x01, // export _start
+        0x07, 0x0a, 0x01, 0x06, b'_', b's', b't', b'a', b'r', b't', 0x00, 0x01, // export _start
         0x0a, 0x04, 0x01, 0x02, 0x00, 0x0b, // code: empty body
     ];
     let error = match runtime().load(Arc::from(&module[..])).await {
@@ -143,9 +135,7 @@ async fn a_core_module_importing_more_than_preview1_is_rejected() {
 /// A component that imports an instance named `name` exporting one function
 /// `handle: func()`, and does nothing with it.
 fn component_importing(name: &str) -> Vec<u8> {
-    use wasm_encoder::{
-        Component, ComponentImportSection, ComponentTypeRef, ComponentTypeSection, InstanceType,
-    };
+    use wasm_encoder::{Component, ComponentImportSection, ComponentTypeRef, ComponentTypeSection, InstanceType};
     let mut instance = InstanceType::new();
     instance
         .ty()
@@ -207,20 +197,13 @@ async fn compiled_components_are_cached_and_corrupt_entries_recompiled() {
         std::fs::write(entry, contents).expect("write");
     }
     let runtime = Runtime::new(&cache).expect("runtime");
-    let recovered = runtime
-        .load(bytes)
-        .await
-        .expect("a corrupt entry is not an error");
+    let recovered = runtime.load(bytes).await.expect("a corrupt entry is not an error");
     assert!(
         recovered.compiled_now(),
         "the corrupt entry was dropped and the component recompiled"
     );
     let run = runtime
-        .run(
-            &recovered,
-            &sandbox(&["echo", "ok"]),
-            Arc::new(cairn::observer::Silent),
-        )
+        .run(&recovered, &sandbox(&["echo", "ok"]), Arc::new(cairn::observer::Silent))
         .await
         .expect("runs");
     assert_succeeded(&run);
@@ -239,10 +222,7 @@ fn compiled_entries(root: &std::path::Path) -> Vec<std::path::PathBuf> {
             let path = entry.path();
             if path.is_dir() {
                 pending.push(path);
-            } else if path
-                .extension()
-                .is_some_and(|extension| extension == "cwasm")
-            {
+            } else if path.extension().is_some_and(|extension| extension == "cwasm") {
                 entries.push(path);
             }
         }
@@ -260,40 +240,29 @@ async fn the_standard_wc_stage_counts_its_inputs() {
     let upstream = folder(&[("c.txt", "five six seven\n")]);
     let mut sandbox = cairn::Sandbox::new("wc", [0; 32]);
     sandbox.src = Some(src.path().to_owned());
-    sandbox
-        .inputs
-        .insert("build".into(), upstream.path().to_owned());
+    sandbox.inputs.insert("build".into(), upstream.path().to_owned());
     let (run, recorder) = run_with(&wc, &sandbox).await;
     assert_succeeded(&run);
     let outcome = run.result.as_ref().expect("succeeded");
     assert_eq!(outcome.outputs["files"], "3");
     assert_eq!(outcome.outputs["lines"], "4");
     assert_eq!(outcome.outputs["words"], "7");
-    assert_eq!(
-        outcome.summary.as_deref(),
-        Some("3 files, 4 lines, 7 words")
-    );
+    assert_eq!(outcome.summary.as_deref(), Some("3 files, 4 lines, 7 words"));
     let table = std::fs::read_to_string(run.outputs().join("wc.txt")).expect("wc.txt");
     assert!(
         table.contains("/src/sub/b.md") && table.contains("/in/build/c.txt"),
         "{table}"
     );
     let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(run.outputs().join("wc.json")).expect("wc.json"))
-            .expect("JSON");
+        serde_json::from_slice(&std::fs::read(run.outputs().join("wc.json")).expect("wc.json")).expect("JSON");
     assert_eq!(report["total"]["bytes"], 34);
-    assert_eq!(
-        recorder.progress.lock().expect("not poisoned").last(),
-        Some(&(3, 3))
-    );
+    assert_eq!(recorder.progress.lock().expect("not poisoned").last(), Some(&(3, 3)));
 }
 
 #[tokio::test]
 async fn the_standard_validate_stage_annotates_each_error_with_its_position() {
     let validate = runtime()
-        .load(Arc::from(
-            standard_stages::get("validate").expect("std:validate"),
-        ))
+        .load(Arc::from(standard_stages::get("validate").expect("std:validate")))
         .await
         .expect("loads");
     let src = folder(&[
@@ -306,11 +275,7 @@ async fn the_standard_validate_stage_annotates_each_error_with_its_position() {
     let mut sandbox = cairn::Sandbox::new("validate", [0; 32]);
     sandbox.src = Some(src.path().to_owned());
     let run = run(&validate, &sandbox).await;
-    let failure = run
-        .result
-        .as_ref()
-        .expect_err("two files are invalid")
-        .to_string();
+    let failure = run.result.as_ref().expect_err("two files are invalid").to_string();
     assert!(failure.contains("2 of 4 files are invalid"), "{failure}");
     let annotations: Vec<String> = run.annotations.iter().map(ToString::to_string).collect();
     assert_eq!(annotations.len(), 2, "{annotations:#?}");

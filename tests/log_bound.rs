@@ -11,10 +11,7 @@ use support::*;
 /// The peak resident memory of this process since the last reset, in bytes.
 fn peak_resident_bytes() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").expect("Linux /proc");
-    let line = status
-        .lines()
-        .find(|line| line.starts_with("VmHWM:"))
-        .expect("VmHWM");
+    let line = status.lines().find(|line| line.starts_with("VmHWM:")).expect("VmHWM");
     let kib: u64 = line
         .split_whitespace()
         .nth(1)
@@ -38,12 +35,7 @@ async fn printing_gigabytes_keeps_the_log_and_host_memory_bounded() {
     let growth = peak_resident_bytes().saturating_sub(before);
     assert_succeeded(&run);
 
-    let kept: u64 = run
-        .log
-        .lines
-        .iter()
-        .map(|line| line.text.len() as u64 + 1)
-        .sum();
+    let kept: u64 = run.log.lines.iter().map(|line| line.text.len() as u64 + 1).sum();
     assert!(kept <= ByteSize::mib(1).0 + 1024, "kept {kept} bytes");
     assert!(
         run.log.dropped_bytes >= ByteSize::mib(1022).0,
@@ -51,11 +43,7 @@ async fn printing_gigabytes_keeps_the_log_and_host_memory_bounded() {
         run.log.dropped_bytes
     );
     let notice = run.log.lines.last().expect("lines");
-    assert!(
-        notice.text.contains("reached its limit of 1 MiB"),
-        "{}",
-        notice.text
-    );
+    assert!(notice.text.contains("reached its limit of 1 MiB"), "{}", notice.text);
     assert!(
         growth < ByteSize::mib(64).0,
         "1 GiB of output grew the host by {}",

@@ -17,27 +17,16 @@ fn every_broken_pipeline_reports_its_golden_message() {
     let mut pipelines: Vec<PathBuf> = std::fs::read_dir(&folder)
         .expect("the folder of broken pipelines")
         .map(|entry| entry.expect("entry").path())
-        .filter(|path| {
-            path.extension()
-                .is_some_and(|extension| extension == "toml")
-        })
+        .filter(|path| path.extension().is_some_and(|extension| extension == "toml"))
         .collect();
     pipelines.sort();
     assert!(pipelines.len() >= 20, "{pipelines:?}");
 
     let mut mismatches = Vec::new();
     for pipeline in &pipelines {
-        let name = pipeline
-            .file_name()
-            .expect("a name")
-            .to_string_lossy()
-            .into_owned();
+        let name = pipeline.file_name().expect("a name").to_string_lossy().into_owned();
         let finished = finish(cairn(&folder).args(["validate", "-f", &name]));
-        let actual = format!(
-            "exit code {}\n{}",
-            finished.code.unwrap_or(-1),
-            finished.stderr
-        );
+        let actual = format!("exit code {}\n{}", finished.code.unwrap_or(-1), finished.stderr);
         let golden = pipeline.with_extension("stderr");
         if bless {
             std::fs::write(&golden, &actual).expect("write the golden file");

@@ -37,11 +37,7 @@ fn a_diamond_runs_each_stage_after_what_it_needs_and_passes_outputs_along() {
     let (finished, events) = run_json(dir.path(), &[]);
     assert_eq!(finished.code, Some(0), "{finished:?}");
     assert_eq!(stage_stdout(&events, "b"), ["from a"]);
-    assert_eq!(
-        stage_stdout(&events, "d"),
-        ["from bfrom c"],
-        "`cat` adds no newline"
-    );
+    assert_eq!(stage_stdout(&events, "d"), ["from bfrom c"], "`cat` adds no newline");
     let position = |kind: &str, stage: &str| {
         events
             .iter()
@@ -80,17 +76,12 @@ fn a_stage_sees_only_the_stages_it_needs() {
     let (finished, events) = run_json(dir.path(), &[]);
     assert_eq!(finished.code, Some(1), "{finished:?}");
     assert_eq!(finished_stage(&events, "c")["status"], "failed");
-    assert!(
-        stage_stdout(&events, "c")[0].contains("NotFound"),
-        "{events:#?}"
-    );
+    assert!(stage_stdout(&events, "c")[0].contains("NotFound"), "{events:#?}");
 }
 
 #[test]
 fn a_fan_out_runs_at_most_jobs_stages_at_once() {
-    let mut pipeline = String::from(
-        "[stages.root]\nuses = \"{probe}\"\nargs = [\"write\", \"/out/seed\", \"1\"]\n",
-    );
+    let mut pipeline = String::from("[stages.root]\nuses = \"{probe}\"\nargs = [\"write\", \"/out/seed\", \"1\"]\n");
     for index in 0..12 {
         pipeline.push_str(&format!(
             "[stages.leaf{index}]\nuses = \"{{probe}}\"\nneeds = [\"root\"]\nargs = [\"sleep\", \"50\", \"&&\", \"read\", \"/in/root/seed\"]\n"
@@ -235,11 +226,7 @@ fn conditions_read_the_environment_the_branch_and_upstream_results() {
         &[(".git/HEAD", "ref: refs/heads/main\n")],
     );
     let (finished, events) = run_json(dir.path(), &[]);
-    assert_eq!(
-        finished.code,
-        Some(0),
-        "a skipped stage is not a failure: {finished:?}"
-    );
+    assert_eq!(finished.code, Some(0), "a skipped stage is not a failure: {finished:?}");
     assert_eq!(finished_stage(&events, "on-flag")["status"], "skipped");
     assert_eq!(
         finished_stage(&events, "on-flag")["reason"],
@@ -247,10 +234,7 @@ fn conditions_read_the_environment_the_branch_and_upstream_results() {
     );
     assert_eq!(finished_stage(&events, "on-main")["status"], "succeeded");
     assert_eq!(finished_stage(&events, "on-output")["status"], "succeeded");
-    assert_eq!(
-        finished_stage(&events, "on-other-output")["status"],
-        "skipped"
-    );
+    assert_eq!(finished_stage(&events, "on-other-output")["status"], "skipped");
     assert_eq!(
         finished_stage(&events, "after-skipped")["reason"],
         "needs `on-other-output`, which was skipped"
@@ -397,10 +381,7 @@ fn a_failure_stops_the_pipeline_unless_told_to_keep_going() {
 
     let (finished, events) = run_json(dir.path(), &["-j", "1", "--keep-going"]);
     assert_eq!(finished.code, Some(1), "{finished:?}");
-    assert_eq!(
-        finished_stage(&events, "independent")["status"],
-        "succeeded"
-    );
+    assert_eq!(finished_stage(&events, "independent")["status"], "succeeded");
     assert_eq!(
         finished_stage(&events, "downstream")["reason"],
         "needs `broken`, which failed"
@@ -503,14 +484,10 @@ fn secrets_reach_the_stage_masked_and_a_missing_one_fails_the_stage() {
             .args(["run", "--json"]),
     );
     assert_eq!(finished.code, Some(0), "{finished:?}");
-    assert!(
-        finished.stdout.contains("the secret is ***"),
-        "{finished:?}"
-    );
+    assert!(finished.stdout.contains("the secret is ***"), "{finished:?}");
     assert!(!finished.stdout.contains("from-the-env-456"));
 
-    let finished =
-        finish(cairn(dir.path()).args(["run", "--json", "--secrets-file", "deploy.env"]));
+    let finished = finish(cairn(dir.path()).args(["run", "--json", "--secrets-file", "deploy.env"]));
     assert_eq!(finished.code, Some(0), "{finished:?}");
     assert!(!finished.stdout.contains("from-the-file-123"));
 
@@ -522,10 +499,7 @@ fn secrets_reach_the_stage_masked_and_a_missing_one_fails_the_stage() {
     let (finished, events) = run_json(dir.path(), &["--no-cache"]);
     assert_eq!(finished.code, Some(1), "{finished:?}");
     let error = stage_error(&events, "deploy");
-    assert!(
-        error.starts_with("the secret `DEPLOY_TOKEN` is not set"),
-        "{error}"
-    );
+    assert!(error.starts_with("the secret `DEPLOY_TOKEN` is not set"), "{error}");
 }
 
 #[test]
@@ -550,13 +524,7 @@ fn a_stage_crossing_a_bound_set_in_the_file_fails_with_that_bound() {
     let (finished, events) = run_json(dir.path(), &["--keep-going"]);
     assert_eq!(finished.code, Some(1), "{finished:?}");
     let spin = stage_error(&events, "spin");
-    assert!(
-        spin.starts_with("exceeded its time limit of 300ms"),
-        "{spin}"
-    );
+    assert!(spin.starts_with("exceeded its time limit of 300ms"), "{spin}");
     let alloc = stage_error(&events, "alloc");
-    assert!(
-        alloc.starts_with("exceeded its memory limit of 32 MiB"),
-        "{alloc}"
-    );
+    assert!(alloc.starts_with("exceeded its memory limit of 32 MiB"), "{alloc}");
 }

@@ -23,11 +23,7 @@ async fn src_is_readable_when_granted_and_absent_otherwise() {
     assert_eq!(stdout(&run), ["read 12 bytes"]);
 
     let refused = support::run(&probe, &sandbox(&["read", "/src/file.txt"])).await;
-    assert!(
-        refusal(&refused).contains("NotFound"),
-        "{}",
-        refusal(&refused)
-    );
+    assert!(refusal(&refused).contains("NotFound"), "{}", refusal(&refused));
 }
 
 #[tokio::test]
@@ -43,9 +39,7 @@ async fn src_and_inputs_are_read_only() {
     ] {
         let mut sandbox = sandbox(&["write", target, "changed"]);
         sandbox.src = Some(src.path().to_owned());
-        sandbox
-            .inputs
-            .insert("build".into(), upstream.path().to_owned());
+        sandbox.inputs.insert("build".into(), upstream.path().to_owned());
         let run = run(&probe, &sandbox).await;
         let refusal = refusal(&run);
         assert!(
@@ -53,11 +47,7 @@ async fn src_and_inputs_are_read_only() {
             "{target}: {refusal}"
         );
     }
-    assert_eq!(
-        read_tree(src.path()).len(),
-        1,
-        "nothing was created in /src"
-    );
+    assert_eq!(read_tree(src.path()).len(), 1, "nothing was created in /src");
     assert_eq!(
         std::fs::read_to_string(src.path().join("file.txt")).expect("read"),
         "original"
@@ -73,9 +63,7 @@ async fn inputs_are_visible_at_in_name() {
     let probe = probe().await;
     let upstream = folder(&[("dist/app.js", "console.log(1)")]);
     let mut granted = sandbox(&["cat", "/in/build/dist/app.js"]);
-    granted
-        .inputs
-        .insert("build".into(), upstream.path().to_owned());
+    granted.inputs.insert("build".into(), upstream.path().to_owned());
     let run = run(&probe, &granted).await;
     assert_succeeded(&run);
     assert_eq!(stdout(&run), ["console.log(1)"]);
@@ -105,10 +93,7 @@ async fn out_is_writable_and_becomes_the_output() {
     .await;
     assert_succeeded(&run);
     let tree = read_tree(run.outputs());
-    assert_eq!(
-        tree.get("reports/a.txt").map(Vec::as_slice),
-        Some(&b"alpha"[..])
-    );
+    assert_eq!(tree.get("reports/a.txt").map(Vec::as_slice), Some(&b"alpha"[..]));
     assert_eq!(tree.get("b.txt").map(Vec::as_slice), Some(&b"beta"[..]));
     assert_eq!(run.output_totals.files, 2);
     assert_eq!(run.output_totals.bytes, 9);
@@ -119,21 +104,11 @@ async fn tmp_is_writable_scratch_that_starts_empty() {
     let probe = probe().await;
     let first = run(
         &probe,
-        &sandbox(&[
-            "write",
-            "/tmp/scratch.txt",
-            "x",
-            "&&",
-            "read",
-            "/tmp/scratch.txt",
-        ]),
+        &sandbox(&["write", "/tmp/scratch.txt", "x", "&&", "read", "/tmp/scratch.txt"]),
     )
     .await;
     assert_succeeded(&first);
-    assert!(
-        read_tree(first.outputs()).is_empty(),
-        "/tmp is not an output"
-    );
+    assert!(read_tree(first.outputs()).is_empty(), "/tmp is not an output");
     let second = run(&probe, &sandbox(&["list", "/tmp"])).await;
     assert_succeeded(&second);
     assert!(
@@ -178,16 +153,10 @@ async fn climbing_out_of_every_preopen_is_refused() {
             format!("{preopen}/.."),
             format!("{preopen}/sub/../../.."),
         ] {
-            let action = if path.ends_with("passwd") {
-                "read"
-            } else {
-                "list"
-            };
+            let action = if path.ends_with("passwd") { "read" } else { "list" };
             let mut sandbox = sandbox(&[action, &path]);
             sandbox.src = Some(src.path().to_owned());
-            sandbox
-                .inputs
-                .insert("up".into(), upstream.path().to_owned());
+            sandbox.inputs.insert("up".into(), upstream.path().to_owned());
             let run = run(&probe, &sandbox).await;
             let refusal = refusal(&run);
             assert!(
@@ -208,11 +177,7 @@ async fn symlinks_in_src_pointing_outside_are_not_followed() {
         let mut sandbox = sandbox(&["read", path]);
         sandbox.src = Some(src.path().to_owned());
         let run = run(&probe, &sandbox).await;
-        assert!(
-            refusal(&run).contains("PermissionDenied"),
-            "{path}: {}",
-            refusal(&run)
-        );
+        assert!(refusal(&run).contains("PermissionDenied"), "{path}: {}", refusal(&run));
     }
 }
 
@@ -255,15 +220,8 @@ async fn a_symlink_within_out_is_kept_as_a_link() {
     .await;
     assert_succeeded(&run);
     let link = run.outputs().join("link");
-    assert!(
-        std::fs::symlink_metadata(&link)
-            .expect("exists")
-            .is_symlink()
-    );
-    assert_eq!(
-        std::fs::read_link(&link).expect("a link").to_str(),
-        Some("target.txt")
-    );
+    assert!(std::fs::symlink_metadata(&link).expect("exists").is_symlink());
+    assert_eq!(std::fs::read_link(&link).expect("a link").to_str(), Some("target.txt"));
 }
 
 #[tokio::test]
@@ -296,11 +254,7 @@ async fn connecting_is_refused_unless_the_address_is_granted() {
     let address = listener.local_addr().expect("bound").to_string();
 
     let (refused, recorder) = run_with(&probe, &sandbox(&["connect", &address])).await;
-    assert!(
-        refusal(&refused).contains("PermissionDenied"),
-        "{}",
-        refusal(&refused)
-    );
+    assert!(refusal(&refused).contains("PermissionDenied"), "{}", refusal(&refused));
     let notices = recorder.lines.lock().expect("not poisoned").clone();
     assert!(
         notices.iter().any(|line| line.source == LogSource::Host
@@ -315,10 +269,7 @@ async fn connecting_is_refused_unless_the_address_is_granted() {
     assert_succeeded(&run);
     assert_eq!(stdout(&run), [format!("connected to {address}")]);
     listener.set_nonblocking(true).expect("nonblocking");
-    assert!(
-        listener.accept().is_ok(),
-        "the connection really reached the listener"
-    );
+    assert!(listener.accept().is_ok(), "the connection really reached the listener");
 
     // A grant for one port does not open another.
     let other = TcpListener::bind("127.0.0.1:0").expect("a second port");
@@ -333,11 +284,7 @@ async fn a_network_grant_without_a_port_is_rejected_before_running() {
     let mut sandbox = sandbox(&["connect", "127.0.0.1:80"]);
     sandbox.network = vec!["localhost".into()];
     let error = runtime()
-        .run(
-            &probe,
-            &sandbox,
-            std::sync::Arc::new(cairn::observer::Silent),
-        )
+        .run(&probe, &sandbox, std::sync::Arc::new(cairn::observer::Silent))
         .await
         .expect_err("no port");
     assert!(error.to_string().contains("needs a port"), "{error}");
@@ -350,20 +297,13 @@ async fn the_clock_is_pinned_unless_the_real_one_is_granted() {
     let second = run(&probe, &sandbox(&["clock"])).await;
     assert_succeeded(&first);
     assert_eq!(stdout(&first), stdout(&second), "identical on two runs");
-    assert_eq!(
-        stdout(&first)[0],
-        "wall 0.000000000",
-        "SOURCE_DATE_EPOCH defaults to 0"
-    );
+    assert_eq!(stdout(&first)[0], "wall 0.000000000", "SOURCE_DATE_EPOCH defaults to 0");
 
     let mut pinned = sandbox(&["clock"]);
     pinned.clock = Clock::Pinned {
         source_date_epoch: 1_700_000_000,
     };
-    assert_eq!(
-        stdout(&run(&probe, &pinned).await)[0],
-        "wall 1700000000.000000000"
-    );
+    assert_eq!(stdout(&run(&probe, &pinned).await)[0], "wall 1700000000.000000000");
 
     let mut real = sandbox(&["clock"]);
     real.clock = Clock::Real;
@@ -378,10 +318,7 @@ async fn the_clock_is_pinned_unless_the_real_one_is_granted() {
         .next()
         .and_then(|secs| secs.parse().ok())
         .expect("seconds");
-    assert!(
-        seconds.abs_diff(now) < 60,
-        "the real clock reads now: {line}"
-    );
+    assert!(seconds.abs_diff(now) < 60, "the real clock reads now: {line}");
 }
 
 #[tokio::test]
@@ -413,13 +350,8 @@ async fn a_stage_receives_its_invocation_and_returns_outputs() {
     let upstream = folder(&[("x", "y")]);
     let mut sandbox = cairn::Sandbox::new("lint", [1; 32]);
     sandbox.invocation.args = vec!["--strict".into(), "two words".into()];
-    sandbox
-        .invocation
-        .config
-        .insert("level".into(), "warn".into());
-    sandbox
-        .inputs
-        .insert("build".into(), upstream.path().to_owned());
+    sandbox.invocation.config.insert("level".into(), "warn".into());
+    sandbox.inputs.insert("build".into(), upstream.path().to_owned());
     let (run, recorder) = run_with(&stage, &sandbox).await;
     assert_succeeded(&run);
     let outcome = run.result.as_ref().expect("succeeded");
@@ -439,74 +371,37 @@ async fn a_stage_receives_its_invocation_and_returns_outputs() {
         .iter()
         .map(|line| (line.source, line.level, line.text.clone()))
         .collect();
-    for level in [
-        Level::Trace,
-        Level::Debug,
-        Level::Info,
-        Level::Warn,
-        Level::Error,
-    ] {
+    for level in [Level::Trace, Level::Debug, Level::Info, Level::Warn, Level::Error] {
         let expected = (LogSource::Host, level, format!("level {level:?}"));
         assert!(levels.contains(&expected), "{expected:?} in {levels:#?}");
     }
     assert!(levels.contains(&(LogSource::Stdout, Level::Info, "to stdout".into())));
     assert!(levels.contains(&(LogSource::Stderr, Level::Warn, "to stderr".into())));
-    assert_eq!(
-        *recorder.progress.lock().expect("not poisoned"),
-        [(1, 2), (2, 2)]
-    );
+    assert_eq!(*recorder.progress.lock().expect("not poisoned"), [(1, 2), (2, 2)]);
     assert_eq!(run.annotations.len(), 1);
-    assert_eq!(
-        run.annotations[0].to_string(),
-        "/src/file.txt:3:7: warn: look here"
-    );
-    assert_eq!(
-        *recorder.annotations.lock().expect("not poisoned"),
-        run.annotations
-    );
+    assert_eq!(run.annotations[0].to_string(), "/src/file.txt:3:7: warn: look here");
+    assert_eq!(*recorder.annotations.lock().expect("not poisoned"), run.annotations);
 }
 
 #[tokio::test]
 async fn secrets_are_granted_by_name_and_masked_in_every_log_line() {
     let stage = stage_probe().await;
     let mut granted = cairn::Sandbox::new("deploy", [1; 32]);
-    granted
-        .invocation
-        .config
-        .insert("secret".into(), "TOKEN".into());
-    granted
-        .secrets
-        .insert("TOKEN".into(), "s3cr3t-value".into());
+    granted.invocation.config.insert("secret".into(), "TOKEN".into());
+    granted.secrets.insert("TOKEN".into(), "s3cr3t-value".into());
     let run = run(&stage, &granted).await;
     assert_succeeded(&run);
     assert_eq!(
         run.result.as_ref().expect("succeeded").outputs["secret.TOKEN"],
         "granted"
     );
-    let texts: Vec<&str> = run
-        .log
-        .lines
-        .iter()
-        .map(|line| line.text.as_str())
-        .collect();
-    assert!(
-        texts.contains(&format!("the secret is {MASK}").as_str()),
-        "{texts:#?}"
-    );
-    assert!(
-        texts.contains(&format!("stdout says {MASK}").as_str()),
-        "{texts:#?}"
-    );
-    assert!(
-        texts.iter().all(|text| !text.contains("s3cr3t-value")),
-        "{texts:#?}"
-    );
+    let texts: Vec<&str> = run.log.lines.iter().map(|line| line.text.as_str()).collect();
+    assert!(texts.contains(&format!("the secret is {MASK}").as_str()), "{texts:#?}");
+    assert!(texts.contains(&format!("stdout says {MASK}").as_str()), "{texts:#?}");
+    assert!(texts.iter().all(|text| !text.contains("s3cr3t-value")), "{texts:#?}");
 
     let mut withheld = cairn::Sandbox::new("deploy", [1; 32]);
-    withheld
-        .invocation
-        .config
-        .insert("secret".into(), "TOKEN".into());
+    withheld.invocation.config.insert("secret".into(), "TOKEN".into());
     let run = support::run(&stage, &withheld).await;
     assert_eq!(
         run.result.as_ref().expect("succeeded").outputs["secret.TOKEN"],

@@ -48,10 +48,7 @@ fn main() {
         .expect("tokio starts");
     let dir = tempfile::tempdir().expect("tempdir");
     println!("scheduler cost per stage, {STAGES} stages, median of {RUNS} runs");
-    for (shape, needs) in [
-        ("chain", chain as fn(usize) -> Option<usize>),
-        ("fan-out", fan_out),
-    ] {
+    for (shape, needs) in [("chain", chain as fn(usize) -> Option<usize>), ("fan-out", fan_out)] {
         let mut text = String::new();
         for index in 0..STAGES {
             text.push_str(&format!("[stages.s{index}]\nuses = \"std:wc\"\n"));

@@ -42,38 +42,24 @@ fn main() {
             sandbox
         };
         let command = measure_async(RUNS, || run(&runtime, &probe, &command_sandbox)).await;
-        report(
-            "instantiate + run a trivial command component",
-            &command,
-            Some(&native),
-        );
+        report("instantiate + run a trivial command component", &command, Some(&native));
 
         let stage_sandbox = {
             let mut sandbox = Sandbox::new("noop", [0; 32]);
-            sandbox
-                .invocation
-                .config
-                .insert("mode".into(), "noop".into());
+            sandbox.invocation.config.insert("mode".into(), "noop".into());
             sandbox
         };
         let stage_run = measure_async(RUNS, || run(&runtime, &stage, &stage_sandbox)).await;
-        report(
-            "instantiate + run a trivial stage component",
-            &stage_run,
-            Some(&native),
-        );
+        report("instantiate + run a trivial stage component", &stage_run, Some(&native));
     });
 
     // A component of several megabytes: std:validate built without optimizations.
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let large = GuestBuild::new(
-        workspace.join("Cargo.toml"),
-        workspace.join("target/guests"),
-    )
-    .package("stage-validate")
-    .debug()
-    .run()
-    .expect("the large component builds");
+    let large = GuestBuild::new(workspace.join("Cargo.toml"), workspace.join("target/guests"))
+        .package("stage-validate")
+        .debug()
+        .run()
+        .expect("the large component builds");
     let bytes: Arc<[u8]> = std::fs::read(&large[0].path).expect("built").into();
     println!(
         "\nloading a {:.1} MB component (std:validate, debug build)",
@@ -82,8 +68,7 @@ fn main() {
     executor.block_on(async {
         let compile = measure_async_n(3, || async {
             let fresh = tempfile::tempdir().expect("tempdir");
-            let runtime =
-                Runtime::new(&CacheDir::open(fresh.path()).expect("cache")).expect("runtime");
+            let runtime = Runtime::new(&CacheDir::open(fresh.path()).expect("cache")).expect("runtime");
             let loaded = runtime.load(bytes.clone()).await.expect("loads");
             assert!(loaded.compiled_now());
         })
@@ -116,10 +101,7 @@ async fn load(runtime: &Runtime, path: &str) -> Arc<LoadedComponent> {
 }
 
 async fn run(runtime: &Runtime, component: &LoadedComponent, sandbox: &Sandbox) {
-    let run = runtime
-        .run(component, sandbox, Arc::new(Silent))
-        .await
-        .expect("runs");
+    let run = runtime.run(component, sandbox, Arc::new(Silent)).await.expect("runs");
     assert!(run.result.is_ok(), "{:?}", run.result);
 }
 
@@ -134,18 +116,12 @@ fn measure(runs: usize, mut step: impl FnMut()) -> Vec<Duration> {
         .collect()
 }
 
-async fn measure_async<F: Future<Output = ()>>(
-    runs: usize,
-    mut step: impl FnMut() -> F,
-) -> Vec<Duration> {
+async fn measure_async<F: Future<Output = ()>>(runs: usize, mut step: impl FnMut() -> F) -> Vec<Duration> {
     step().await; // warm up
     measure_async_n(runs, step).await
 }
 
-async fn measure_async_n<F: Future<Output = ()>>(
-    runs: usize,
-    mut step: impl FnMut() -> F,
-) -> Vec<Duration> {
+async fn measure_async_n<F: Future<Output = ()>>(runs: usize, mut step: impl FnMut() -> F) -> Vec<Duration> {
     let mut samples = Vec::with_capacity(runs);
     for _ in 0..runs {
         let started = Instant::now();

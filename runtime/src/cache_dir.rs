@@ -46,9 +46,7 @@ impl CacheDir {
     pub fn from_env() -> Result<Self, CacheDirError> {
         let root = match std::env::var_os(CACHE_ENV) {
             Some(value) if !value.is_empty() => PathBuf::from(value),
-            _ => dirs::cache_dir()
-                .ok_or(CacheDirError::NoLocation)?
-                .join("cairn"),
+            _ => dirs::cache_dir().ok_or(CacheDirError::NoLocation)?.join("cairn"),
         };
         Self::open(root)
     }
@@ -102,9 +100,7 @@ impl CacheDir {
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     use std::io::Write;
     let parent = path.parent().unwrap_or(Path::new("."));
-    let mut file = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempfile_in(parent)?;
+    let mut file = tempfile::Builder::new().prefix(".tmp-").tempfile_in(parent)?;
     file.write_all(bytes)?;
     file.as_file().sync_data()?;
     file.persist(path).map_err(|error| error.error)?;

@@ -58,9 +58,7 @@ pub struct VerifyReport {
 impl VerifyReport {
     /// Whether anything was damaged.
     pub fn clean(&self) -> bool {
-        self.corrupt_blobs.is_empty()
-            && self.broken_actions.is_empty()
-            && self.corrupt_compiled.is_empty()
+        self.corrupt_blobs.is_empty() && self.broken_actions.is_empty() && self.corrupt_compiled.is_empty()
     }
 }
 
@@ -84,13 +82,7 @@ pub fn stats(cache: &CacheDir) -> io::Result<Stats> {
     let actions = measure(&root.join("cas-v1/actions"));
     let compiled = measure(&root.join("compiled-v1"));
     let mut other = 0;
-    for name in [
-        "stage-builds-v1",
-        "cargo-target",
-        "workspaces-v1",
-        "tmp",
-        "cas-v1/tmp",
-    ] {
+    for name in ["stage-builds-v1", "cargo-target", "workspaces-v1", "tmp", "cas-v1/tmp"] {
         other += measure(&root.join(name)).1;
     }
     Ok(Stats {
@@ -127,8 +119,7 @@ pub fn verify(cache: &CacheDir) -> Result<VerifyReport, StoreError> {
             .ok()
             .and_then(|bytes| serde_json::from_slice::<ActionEntry>(&bytes).ok())
             .is_some_and(|entry| {
-                references(&store, &entry)
-                    .is_some_and(|blobs| blobs.iter().all(|blob| store.has_blob(blob)))
+                references(&store, &entry).is_some_and(|blobs| blobs.iter().all(|blob| store.has_blob(blob)))
             });
         if !sound {
             let _ = fs::remove_file(&path);
@@ -157,13 +148,9 @@ pub fn gc(cache: &CacheDir, max_size: ByteSize) -> Result<GcReport, StoreError> 
     clear_folder(store.tmp_dir());
     let mut blob_sizes: HashMap<Digest, u64> = HashMap::new();
     for path in files_under(store.blobs_dir()) {
-        if let Some(digest) = blob_name(store.blobs_dir(), &path)
-            .and_then(|name| format!("blake3:{name}").parse().ok())
+        if let Some(digest) = blob_name(store.blobs_dir(), &path).and_then(|name| format!("blake3:{name}").parse().ok())
         {
-            blob_sizes.insert(
-                digest,
-                fs::metadata(&path).map_or(0, |metadata| metadata.len()),
-            );
+            blob_sizes.insert(digest, fs::metadata(&path).map_or(0, |metadata| metadata.len()));
         }
     }
     let mut actions: Vec<(SystemTime, PathBuf, u64, Vec<Digest>)> = Vec::new();
@@ -193,21 +180,19 @@ pub fn gc(cache: &CacheDir, max_size: ByteSize) -> Result<GcReport, StoreError> 
             *references.entry(*blob).or_default() += 1;
         }
     }
-    let size = |blob_sizes: &HashMap<Digest, u64>,
-                actions: &[(SystemTime, PathBuf, u64, Vec<Digest>)]| {
+    let size = |blob_sizes: &HashMap<Digest, u64>, actions: &[(SystemTime, PathBuf, u64, Vec<Digest>)]| {
         blob_sizes.values().sum::<u64>() + actions.iter().map(|(_, _, size, _)| size).sum::<u64>()
     };
     let mut report = GcReport {
         before: size(&blob_sizes, &actions),
         ..GcReport::default()
     };
-    let remove_blob =
-        |digest: &Digest, blob_sizes: &mut HashMap<Digest, u64>, report: &mut GcReport| {
-            if blob_sizes.remove(digest).is_some() {
-                let _ = fs::remove_file(store.blob_path(digest));
-                report.blobs += 1;
-            }
-        };
+    let remove_blob = |digest: &Digest, blob_sizes: &mut HashMap<Digest, u64>, report: &mut GcReport| {
+        if blob_sizes.remove(digest).is_some() {
+            let _ = fs::remove_file(store.blob_path(digest));
+            report.blobs += 1;
+        }
+    };
     if report.before > max_size.0 {
         let unreferenced: Vec<Digest> = blob_sizes
             .keys()
@@ -246,13 +231,7 @@ pub fn clear(cache: &CacheDir) -> Result<u64, StoreError> {
     for folder in [store.blobs_dir(), store.actions_dir(), store.tmp_dir()] {
         clear_folder(folder);
     }
-    for name in [
-        "compiled-v1",
-        "stage-builds-v1",
-        "workspaces-v1",
-        "cargo-target",
-        "tmp",
-    ] {
+    for name in ["compiled-v1", "stage-builds-v1", "workspaces-v1", "cargo-target", "tmp"] {
         let path = cache.root().join(name);
         if path.exists() {
             fs::remove_dir_all(&path).map_err(StoreError::io(&path))?;
@@ -309,14 +288,12 @@ fn files_under(root: &Path) -> Vec<PathBuf> {
 }
 
 fn measure(root: &Path) -> (u64, u64) {
-    files_under(root)
-        .iter()
-        .fold((0, 0), |(count, bytes), path| {
-            (
-                count + 1,
-                bytes + fs::metadata(path).map_or(0, |metadata| metadata.len()),
-            )
-        })
+    files_under(root).iter().fold((0, 0), |(count, bytes), path| {
+        (
+            count + 1,
+            bytes + fs::metadata(path).map_or(0, |metadata| metadata.len()),
+        )
+    })
 }
 
 /// Empties a folder, returning how many entries it held.

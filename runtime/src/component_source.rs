@@ -46,9 +46,7 @@ pub enum SourceError {
         source: GuestBuildError,
     },
     /// The folder builds more or less than one component.
-    #[error(
-        "the stage folder `{folder}` builds {count} components ({names}); cairn needs exactly one"
-    )]
+    #[error("the stage folder `{folder}` builds {count} components ({names}); cairn needs exactly one")]
     Ambiguous {
         /// The folder.
         folder: PathBuf,
@@ -87,14 +85,10 @@ impl ComponentSources {
     /// The bytes of the component `uses` names.
     pub async fn bytes(&self, uses: &Uses) -> Result<Arc<[u8]>, SourceError> {
         match uses {
-            Uses::File(path) => {
-                std::fs::read(path)
-                    .map(Arc::from)
-                    .map_err(|source| SourceError::Read {
-                        path: path.clone(),
-                        source,
-                    })
-            }
+            Uses::File(path) => std::fs::read(path).map(Arc::from).map_err(|source| SourceError::Read {
+                path: path.clone(),
+                source,
+            }),
             Uses::Standard(name) => standard_stages::get(name)
                 .map(Arc::from)
                 .ok_or_else(|| SourceError::UnknownStandard(name.clone())),
@@ -107,9 +101,7 @@ impl ComponentSources {
                         async move {
                             tokio::task::spawn_blocking(move || build_folder(&cache, &folder))
                                 .await
-                                .unwrap_or_else(|panic| {
-                                    std::panic::resume_unwind(panic.into_panic())
-                                })
+                                .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))
                         }
                     })
                     .await
@@ -158,8 +150,8 @@ fn build_folder(cache: &CacheDir, folder: &Path) -> Result<Arc<[u8]>, SourceErro
         source,
     };
     let workspace = cairn_guest_build::workspace_root(&manifest).map_err(build_error)?;
-    let mut build = GuestBuild::new(&manifest, cache.root().join("cargo-target"))
-        .remap_path_prefix(workspace, "/source");
+    let mut build =
+        GuestBuild::new(&manifest, cache.root().join("cargo-target")).remap_path_prefix(workspace, "/source");
     if let Some(cargo_home) = cargo_home() {
         build = build.remap_path_prefix(cargo_home, "/cargo");
     }
@@ -190,8 +182,7 @@ fn build_folder(cache: &CacheDir, folder: &Path) -> Result<Arc<[u8]>, SourceErro
     let component_path = bucket.join(format!("{}.wasm", record.component.to_hex()));
     std::fs::create_dir_all(&bucket).map_err(cache_error(&bucket))?;
     write_atomically(&component_path, &bytes).map_err(cache_error(&component_path))?;
-    let json =
-        serde_json::to_vec(&record).map_err(|error| cache_error(&record_path)(error.into()))?;
+    let json = serde_json::to_vec(&record).map_err(|error| cache_error(&record_path)(error.into()))?;
     write_atomically(&record_path, &json).map_err(cache_error(&record_path))?;
     Ok(bytes.into())
 }

@@ -9,7 +9,7 @@
 //! - otherwise snapshot its inputs from the store, run it in its sandbox
 //!   (retrying when asked), store its outputs and log, and publish.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
@@ -26,7 +26,7 @@ use crate::sandbox::{Clock, Invocation, Outcome, Random, Sandbox, StageRun};
 use crate::scheduler::{Executor, StageResult, Upstream};
 use crate::secrets::Secrets;
 use crate::stage_key::KeyParts;
-use crate::state::{Published, RunRecord, WorkspaceState};
+use crate::state::{EncodedParts, Published, RunRecord, WorkspaceState};
 use crate::workspace::Workspace;
 
 /// A stage's component, ready to be loaded when (and only when) it must run.
@@ -83,8 +83,9 @@ pub struct StageExecutor {
     pub components: Vec<Option<ComponentRef>>,
     /// The workspace, walked once for the run.
     pub workspace: Arc<Workspace>,
-    /// The digest of every input file some selected stage reads.
-    pub input_digests: HashMap<String, Digest>,
+    /// The digest of every input file some selected stage reads, parallel
+    /// to the workspace's file list.
+    pub input_digests: Vec<Option<Digest>>,
     /// The content-addressed store.
     pub store: Arc<Store>,
     /// What is remembered about this workspace.
@@ -107,7 +108,8 @@ pub struct StageExecutor {
 struct Prepared {
     invocation: Invocation,
     env: BTreeMap<String, String>,
-    inputs: Tree,
+    /// The workspace files the stage sees at `/src`, by index.
+    inputs: Vec<usize>,
     parts: KeyParts,
     key: Digest,
     /// False for `cache = false` stages and stages run despite a failed need.
@@ -142,13 +144,7 @@ impl Executor for StageExecutor {
             reporter: Arc::clone(&self.reporter),
         });
         let Some(component) = self.components[index].clone() else {
-            return self.fail(
-                stage,
-                "the stage's component was not loaded",
-                0,
-                started,
-                None,
-            );
+            return self.fail(stage, "the stage's component was not loaded", 0, started, None);
         };
         let prepared = match self.prepare(stage, &component, &upstream) {
             Ok(prepared) => prepared,
@@ -160,8 +156,7 @@ impl Executor for StageExecutor {
             None
         };
         let hit = match hit {
-            Some(Hit::Stored(entry)) if !self.mode.check => match self.restore(stage, &entry).await
-            {
+            Some(Hit::Stored(entry)) if !self.mode.check => match self.restore(stage, &entry).await {
                 Ok(()) => Some(Hit::Stored(entry)),
                 Err(error) => {
                     observer.log(&notice(format!(
@@ -174,23 +169,14 @@ impl Executor for StageExecutor {
             other => other,
         };
         match hit {
-            Some(hit) if !self.mode.check => {
-                self.reuse(stage, &prepared, hit, observer.as_ref(), started)
-            }
+            Some(hit) if !self.mode.check => self.reuse(stage, &prepared, hit, observer.as_ref(), started),
             Some(hit) => {
-                self.check(
-                    stage, &component, prepared, upstream, hit, observer, started,
-                )
-                .await
+                self.check(stage, &component, prepared, upstream, hit, observer, started)
+                    .await
             }
-            None => match self
-                .run(stage, &component, &prepared, &upstream, observer)
-                .await
-            {
+            None => match self.run(stage, &component, &prepared, &upstream, observer).await {
                 Ok(ran) => self.publish(stage, prepared, ran, started),
-                Err((error, attempts)) => {
-                    self.fail(stage, error, attempts, started, Some(prepared.key))
-                }
+                Err((error, attempts)) => self.fail(stage, error, attempts, started, Some(prepared.key)),
             },
         }
     }
@@ -198,12 +184,7 @@ impl Executor for StageExecutor {
 
 impl StageExecutor {
     /// Resolves the stage's references and computes its key.
-    fn prepare(
-        &self,
-        stage: &Stage,
-        component: &ComponentRef,
-        upstream: &Upstream,
-    ) -> Result<Prepared, String> {
+    fn prepare(&self, stage: &Stage, component: &ComponentRef, upstream: &Upstream) -> Result<Prepared, String> {
         let resolve = |reference: &Reference| match reference {
             Reference::StageOutput { stage, key } => upstream
                 .outputs
@@ -219,11 +200,7 @@ impl StageExecutor {
                 _ => format!("`${{{{ {reference} }}}}` cannot be resolved"),
             })
         };
-        let args = stage
-            .args
-            .iter()
-            .map(render)
-            .collect::<Result<Vec<_>, _>>()?;
+        let args = stage.args.iter().map(render).collect::<Result<Vec<_>, _>>()?;
         let config = stage
             .with
             .iter()
@@ -235,31 +212,20 @@ impl StageExecutor {
             .map(|(key, template)| Ok((key.clone(), render(template)?)))
             .collect::<Result<BTreeMap<_, _>, String>>()?;
 
-        let globs: Vec<&str> = stage
-            .inputs
-            .iter()
-            .map(|glob| glob.pattern.as_str())
-            .collect();
-        let files = self
+        let globs: Vec<&str> = stage.inputs.iter().map(|glob| glob.pattern.as_str()).collect();
+        let inputs = self
             .workspace
-            .select(&globs)
+            .select_indices(&globs)
             .map_err(|error| error.to_string())?;
-        let mut entries = Vec::with_capacity(files.len());
-        for file in files {
-            let digest = *self
-                .input_digests
-                .get(&file.path)
-                .ok_or_else(|| format!("the input `{}` was not hashed", file.path))?;
-            entries.push(Entry {
-                path: file.path.clone(),
-                kind: EntryKind::File {
-                    digest,
-                    size: file.stamp.size,
-                    executable: file.stamp.executable(),
-                },
-            });
+        let files = self.workspace.files();
+        let mut listed = Vec::with_capacity(inputs.len());
+        for &index in &inputs {
+            let file = &files[index];
+            let digest =
+                self.input_digests[index].ok_or_else(|| format!("the input `{}` was not hashed", file.path))?;
+            listed.push((file.path.as_str(), digest, file.stamp.size, file.stamp.executable()));
         }
-        let inputs = Tree::new(entries);
+        let inputs_digest = Tree::digest_of_files(listed);
 
         let needs: BTreeMap<String, Digest> = upstream.digests.clone();
         let every_need_succeeded = stage.needs.iter().all(|need| needs.contains_key(need));
@@ -285,7 +251,7 @@ impl StageExecutor {
                 RandomGrant::Secure => "secure",
             }
             .to_owned(),
-            inputs: inputs.digest(),
+            inputs: inputs_digest,
             needs,
         };
         let key = parts.key();
@@ -338,12 +304,8 @@ impl StageExecutor {
                 path: error.path,
                 source: error.source,
             })?;
-            Published::record(&folder, outputs).map_err(|source| {
-                TreeError::Store(StoreError::Io {
-                    path: folder,
-                    source,
-                })
-            })
+            Published::record(&folder, outputs)
+                .map_err(|source| TreeError::Store(StoreError::Io { path: folder, source }))
         })
         .await
         .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))?;
@@ -364,7 +326,7 @@ impl StageExecutor {
             Hit::Published(record) => *record,
             Hit::Stored(entry) => RunRecord {
                 key: prepared.key,
-                parts: prepared.parts.clone(),
+                parts: EncodedParts::new(&prepared.parts),
                 status: Status::Cached.as_str().to_owned(),
                 outputs: entry.outputs,
                 outcome: entry.outcome,
@@ -420,13 +382,7 @@ impl StageExecutor {
             Hit::Stored(entry) => entry.outputs,
         };
         let ran = match self
-            .run(
-                stage,
-                component,
-                &prepared,
-                &upstream,
-                Arc::clone(&observer),
-            )
+            .run(stage, component, &prepared, &upstream, Arc::clone(&observer))
             .await
         {
             Ok(ran) => ran,
@@ -479,11 +435,7 @@ impl StageExecutor {
             .snapshot_inputs(&prepared.inputs)
             .await
             .map_err(|error| failed(error.to_string()))?;
-        let runtime = self
-            .runtime
-            .get()
-            .await
-            .map_err(|error| failed(error.to_string()))?;
+        let runtime = self.runtime.get().await.map_err(|error| failed(error.to_string()))?;
         let loaded = runtime
             .load(Arc::clone(&component.bytes))
             .await
@@ -547,14 +499,27 @@ impl StageExecutor {
 
     /// Copies the input files into the store (checking they are still what
     /// was hashed) and links them into a read-only snapshot for `/src`.
-    async fn snapshot_inputs(&self, inputs: &Tree) -> Result<Option<tempfile::TempDir>, TreeError> {
-        if inputs.entries().is_empty() {
+    async fn snapshot_inputs(&self, indices: &[usize]) -> Result<Option<tempfile::TempDir>, TreeError> {
+        if indices.is_empty() {
             return Ok(None);
         }
+        let files = self.workspace.files();
+        let inputs = Tree::new(
+            indices
+                .iter()
+                .map(|&index| Entry {
+                    path: files[index].path.clone(),
+                    kind: EntryKind::File {
+                        digest: self.input_digests[index].unwrap_or_else(|| Digest::of(b"")),
+                        size: files[index].stamp.size,
+                        executable: files[index].stamp.executable(),
+                    },
+                })
+                .collect(),
+        );
         let store = Arc::clone(&self.store);
         let root = self.workspace.root().to_owned();
         let scratch = self.scratch.clone();
-        let inputs = inputs.clone();
         tokio::task::spawn_blocking(move || {
             for entry in inputs.entries() {
                 if let EntryKind::File { digest, .. } = &entry.kind
@@ -576,21 +541,14 @@ impl StageExecutor {
     }
 
     /// Stores a successful run's outputs and log.
-    async fn store_outputs(
-        &self,
-        run: StageRun,
-        outcome: Outcome,
-        attempts: u32,
-    ) -> Result<Ran, String> {
+    async fn store_outputs(&self, run: StageRun, outcome: Outcome, attempts: u32) -> Result<Ran, String> {
         let store = Arc::clone(&self.store);
         tokio::task::spawn_blocking(move || {
-            let (tree, outputs) =
-                Tree::ingest(&store, run.outputs()).map_err(|error| error.to_string())?;
+            let (tree, outputs) = Tree::ingest(&store, run.outputs()).map_err(|error| error.to_string())?;
             let log = if run.log.lines.is_empty() {
                 None
             } else {
-                let bytes =
-                    serde_json::to_vec(&run.log.lines).map_err(|error| error.to_string())?;
+                let bytes = serde_json::to_vec(&run.log.lines).map_err(|error| error.to_string())?;
                 Some(store.put_bytes(&bytes).map_err(|error| error.to_string())?)
             };
             Ok(Ran {
@@ -608,13 +566,7 @@ impl StageExecutor {
     }
 
     /// Records a fresh result in the action cache and publishes it.
-    fn publish(
-        &self,
-        stage: &Stage,
-        prepared: Prepared,
-        ran: Ran,
-        started: Instant,
-    ) -> StageResult {
+    fn publish(&self, stage: &Stage, prepared: Prepared, ran: Ran, started: Instant) -> StageResult {
         let duration_ms = ran.run.duration.as_millis() as u64;
         if prepared.cacheable {
             let entry = ActionEntry::new(
@@ -631,13 +583,7 @@ impl StageExecutor {
         }
         let folder = self.output_root.join(&stage.name);
         if let Err(error) = output_dir::replace(ran.run.outputs(), &folder) {
-            return self.fail(
-                stage,
-                error_chain(&error),
-                ran.attempts,
-                started,
-                Some(prepared.key),
-            );
+            return self.fail(stage, error_chain(&error), ran.attempts, started, Some(prepared.key));
         }
         let published = Published::record(&folder, ran.outputs);
         let mut state = self.state();
@@ -648,7 +594,7 @@ impl StageExecutor {
             &stage.name,
             RunRecord {
                 key: prepared.key,
-                parts: prepared.parts,
+                parts: EncodedParts::new(&prepared.parts),
                 status: Status::Succeeded.as_str().to_owned(),
                 outputs: ran.outputs,
                 outcome: ran.outcome.clone(),

@@ -45,12 +45,9 @@ pub fn explain(cache: &CacheDir, pipeline: &Pipeline, stage: &str) -> Result<Str
     let store = Store::open(cache)?;
     let mut text = String::new();
     for name in names {
-        let record = state.stage(name).and_then(|record| {
-            record
-                .last
-                .as_ref()
-                .map(|last| (last, record.previous.as_ref()))
-        });
+        let record = state
+            .stage(name)
+            .and_then(|record| record.last.as_ref().map(|last| (last, record.previous.as_ref())));
         let Some((last, previous)) = record else {
             return Err(ExplainError::NeverRan(name.to_owned()));
         };
@@ -59,12 +56,7 @@ pub fn explain(cache: &CacheDir, pipeline: &Pipeline, stage: &str) -> Result<Str
     Ok(text)
 }
 
-fn explain_stage(
-    store: &Store,
-    name: &str,
-    last: &RunRecord,
-    previous: Option<&RunRecord>,
-) -> String {
+fn explain_stage(store: &Store, name: &str, last: &RunRecord, previous: Option<&RunRecord>) -> String {
     let mut text = String::new();
     let key = last.key.short();
     if last.status == "cached" {
@@ -73,10 +65,7 @@ fn explain_stage(
             "stage `{name}` was cached in the last run: a result for its key ({key}) was already stored, so it did not run."
         );
         if let Some(previous) = previous {
-            let _ = writeln!(
-                text,
-                "What changed between the two most recent keys it ran with:"
-            );
+            let _ = writeln!(text, "What changed between the two most recent keys it ran with:");
             write_changes(&mut text, store, last, previous);
         }
         return text;
@@ -109,7 +98,11 @@ fn explain_stage(
 }
 
 fn write_changes(text: &mut String, store: &Store, last: &RunRecord, previous: &RunRecord) {
-    let changes = last.parts.changes_since(&previous.parts);
+    let (Some(now), Some(before)) = (last.parts.decode(), previous.parts.decode()) else {
+        let _ = writeln!(text, "  (what it observed is no longer readable)");
+        return;
+    };
+    let changes = now.changes_since(&before);
     if changes.is_empty() {
         let _ = writeln!(text, "  nothing it observes (its key format changed)");
     }

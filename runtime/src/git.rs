@@ -20,10 +20,7 @@ pub fn current_branch(dir: &Path) -> Option<String> {
             continue;
         };
         let head = std::fs::read_to_string(git_dir.join("HEAD")).ok()?;
-        return head
-            .trim()
-            .strip_prefix("ref: refs/heads/")
-            .map(str::to_owned);
+        return head.trim().strip_prefix("ref: refs/heads/").map(str::to_owned);
     }
     None
 }
@@ -37,11 +34,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir_all(dir.path().join(".git")).expect("mkdir");
         std::fs::create_dir_all(dir.path().join("sub/dir")).expect("mkdir");
-        std::fs::write(
-            dir.path().join(".git/HEAD"),
-            "ref: refs/heads/release/1.2\n",
-        )
-        .expect("write");
+        std::fs::write(dir.path().join(".git/HEAD"), "ref: refs/heads/release/1.2\n").expect("write");
         assert_eq!(
             current_branch(&dir.path().join("sub/dir")).as_deref(),
             Some("release/1.2")

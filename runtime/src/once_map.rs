@@ -24,11 +24,7 @@ impl<K, V> Default for OnceMap<K, V> {
 
 impl<K: Eq + Hash, V: Clone> OnceMap<K, V> {
     /// The value for `key`, computing it with `init` unless it was already.
-    pub(crate) async fn get_or_try_init<E, F>(
-        &self,
-        key: K,
-        init: impl FnOnce() -> F,
-    ) -> Result<V, E>
+    pub(crate) async fn get_or_try_init<E, F>(&self, key: K, init: impl FnOnce() -> F) -> Result<V, E>
     where
         F: Future<Output = Result<V, E>>,
     {

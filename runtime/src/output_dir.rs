@@ -124,10 +124,7 @@ fn sibling(path: &Path, purpose: &str) -> PathBuf {
         .file_name()
         .map_or_else(|| "out".into(), |name| name.to_string_lossy().into_owned());
     let unique = COUNTER.fetch_add(1, Ordering::Relaxed);
-    path.with_file_name(format!(
-        ".{name}.cairn-{purpose}-{}-{unique}",
-        std::process::id()
-    ))
+    path.with_file_name(format!(".{name}.cairn-{purpose}-{}-{unique}", std::process::id()))
 }
 
 /// Moves everything in `from` into `to`, replacing files of the same name and
@@ -147,10 +144,7 @@ pub fn merge(from: &Path, to: &Path) -> Result<(), PublishError> {
             {
                 return Err(PublishError {
                     path: destination,
-                    source: io::Error::new(
-                        io::ErrorKind::IsADirectory,
-                        "a folder is in the way of an output file",
-                    ),
+                    source: io::Error::new(io::ErrorKind::IsADirectory, "a folder is in the way of an output file"),
                 });
             }
             move_tree(&source, &destination)?;
@@ -201,19 +195,14 @@ mod tests {
     #[test]
     fn replace_swaps_the_whole_folder() {
         let scratch = tempfile::tempdir().expect("tempdir");
-        let (from, to) = (
-            scratch.path().join("from"),
-            scratch.path().join("out/stage"),
-        );
+        let (from, to) = (scratch.path().join("from"), scratch.path().join("out/stage"));
         tree(&from, &[("a.txt", "new"), ("sub/b.txt", "b")]);
         tree(&to, &[("a.txt", "old"), ("stale.txt", "gone")]);
         replace(&from, &to).expect("replace");
         assert_eq!(fs::read_to_string(to.join("a.txt")).expect("read"), "new");
         assert_eq!(fs::read_to_string(to.join("sub/b.txt")).expect("read"), "b");
         assert!(!to.join("stale.txt").exists());
-        let leftovers: Vec<_> = fs::read_dir(scratch.path().join("out"))
-            .expect("list")
-            .collect();
+        let leftovers: Vec<_> = fs::read_dir(scratch.path().join("out")).expect("list").collect();
         assert_eq!(leftovers.len(), 1, "no staging folders are left behind");
     }
 
@@ -225,10 +214,7 @@ mod tests {
         tree(&to, &[("a.txt", "old"), ("mine.txt", "kept")]);
         merge(&from, &to).expect("merge");
         assert_eq!(fs::read_to_string(to.join("a.txt")).expect("read"), "new");
-        assert_eq!(
-            fs::read_to_string(to.join("mine.txt")).expect("read"),
-            "kept"
-        );
+        assert_eq!(fs::read_to_string(to.join("mine.txt")).expect("read"), "kept");
         assert_eq!(fs::read_to_string(to.join("sub/b.txt")).expect("read"), "b");
     }
 }

@@ -9,6 +9,8 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use tracing::Instrument;
+
 use crate::cache_dir::CacheDir;
 use crate::cas::{Store, StoreError};
 use crate::component::{BinaryFormat, Digest, LoadError};
@@ -76,11 +78,11 @@ pub struct Prepared {
 
 /// Loads `file`, selects `targets` (all stages when empty) and walks the workspace.
 pub fn prepare(file: &Path, targets: &[String]) -> Result<Prepared, RunError> {
-    let pipeline = pipeline::load(file)?;
-    let graph = Graph::new(&pipeline.stages)
-        .map_err(|cycle| RunError::Selection(format!("cycle: {}", cycle.join(" → "))))?;
+    let pipeline = tracing::debug_span!("load the pipeline").in_scope(|| pipeline::load(file))?;
+    let graph =
+        Graph::new(&pipeline.stages).map_err(|cycle| RunError::Selection(format!("cycle: {}", cycle.join(" → "))))?;
     let selected = scheduler::select(&pipeline, &graph, targets).map_err(RunError::Selection)?;
-    let workspace = Workspace::scan(&pipeline.root)?;
+    let workspace = tracing::debug_span!("walk the workspace").in_scope(|| Workspace::scan(&pipeline.root))?;
     let warnings = input_warnings(&pipeline, &workspace);
     Ok(Prepared {
         pipeline: Arc::new(pipeline),
@@ -140,8 +142,9 @@ pub async fn execute(
     let pipeline = Arc::clone(&prepared.pipeline);
     let components = component_refs(&prepared, &cache).await?;
     let store = Arc::new(Store::open(&cache).map_err(RunError::Cache)?);
-    let mut state = WorkspaceState::load(&cache, &pipeline.root);
-    let input_digests = hash_inputs(&prepared, &mut state)?;
+    let mut state =
+        tracing::debug_span!("load the workspace state").in_scope(|| WorkspaceState::load(&cache, &pipeline.root));
+    let input_digests = tracing::debug_span!("hash the inputs").in_scope(|| hash_inputs(&prepared, &mut state))?;
     let output_root = pipeline.root.join(OUTPUT_FOLDER);
     prepare_output_root(&output_root).map_err(|source| {
         RunError::Cache(StoreError::Io {
@@ -194,8 +197,11 @@ pub async fn execute(
         &context,
         interrupt,
     )
+    .instrument(tracing::debug_span!("run the stages"))
     .await;
-    if let Err(error) = state.lock().unwrap_or_else(PoisonError::into_inner).save() {
+    let saved = tracing::debug_span!("save the workspace state")
+        .in_scope(|| state.lock().unwrap_or_else(PoisonError::into_inner).save());
+    if let Err(error) = saved {
         tracing::warn!(%error, "cannot save what cairn remembers of this workspace; the next run will hash again");
     }
     reporter.event(&results.finished_event());
@@ -204,10 +210,7 @@ pub async fn execute(
 
 /// The digest of every workspace file some selected stage reads: remembered
 /// for unchanged files, hashed (in parallel) for the others.
-fn hash_inputs(
-    prepared: &Prepared,
-    state: &mut WorkspaceState,
-) -> Result<HashMap<String, Digest>, RunError> {
+fn hash_inputs(prepared: &Prepared, state: &mut WorkspaceState) -> Result<Vec<Option<Digest>>, RunError> {
     let mut globs: Vec<&str> = Vec::new();
     for (stage, selected) in prepared.pipeline.stages.iter().zip(&prepared.selected) {
         if *selected {
@@ -216,18 +219,13 @@ fn hash_inputs(
     }
     globs.sort_unstable();
     globs.dedup();
-    let files = prepared.workspace.select(&globs)?;
-    state
-        .digests(&prepared.workspace, &files)
-        .map_err(RunError::Cache)
+    let wanted = prepared.workspace.select_indices(&globs)?;
+    state.digests(&prepared.workspace, &wanted).map_err(RunError::Cache)
 }
 
 /// Fetches or builds each distinct component of the selected stages and
 /// digests it; compiling waits until a stage has to run.
-async fn component_refs(
-    prepared: &Prepared,
-    cache: &CacheDir,
-) -> Result<Vec<Option<ComponentRef>>, RunError> {
+async fn component_refs(prepared: &Prepared, cache: &CacheDir) -> Result<Vec<Option<ComponentRef>>, RunError> {
     let sources = ComponentSources::new(cache.clone());
     let mut known: HashMap<Uses, ComponentRef> = HashMap::new();
     let mut components = Vec::with_capacity(prepared.pipeline.stages.len());
@@ -240,13 +238,10 @@ async fn component_refs(
             components.push(Some(component.clone()));
             continue;
         }
-        let bytes = sources
-            .bytes(&stage.uses)
-            .await
-            .map_err(|source| RunError::Source {
-                stage: stage.name.clone(),
-                source,
-            })?;
+        let bytes = sources.bytes(&stage.uses).await.map_err(|source| RunError::Source {
+            stage: stage.name.clone(),
+            source,
+        })?;
         let format = match BinaryFormat::detect(&bytes) {
             Some(BinaryFormat::Component) => "component",
             Some(BinaryFormat::CoreModule) => "core-module",
@@ -282,10 +277,7 @@ fn prepare_output_root(output_root: &Path) -> std::io::Result<()> {
 /// What the pinned clock reads: `SOURCE_DATE_EPOCH`, or 0.
 pub fn source_date_epoch() -> Result<u64, RunError> {
     match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(value) if !value.trim().is_empty() => value
-            .trim()
-            .parse()
-            .map_err(|_| RunError::SourceDateEpoch(value)),
+        Ok(value) if !value.trim().is_empty() => value.trim().parse().map_err(|_| RunError::SourceDateEpoch(value)),
         _ => Ok(0),
     }
 }

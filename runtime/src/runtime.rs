@@ -17,9 +17,7 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, OptLevel};
 
 use crate::cache_dir::{CacheDir, CacheDirError};
-use crate::component::{
-    BinaryFormat, CompiledCache, ComponentKind, Digest, LoadError, to_component,
-};
+use crate::component::{BinaryFormat, CompiledCache, ComponentKind, Digest, LoadError, to_component};
 use crate::observer::StageObserver;
 use crate::once_map::OnceMap;
 use crate::sandbox::{self, Entry, Sandbox, SandboxError, StageRun, StageState};
@@ -86,16 +84,14 @@ impl Runtime {
     pub fn new(cache: &CacheDir) -> Result<Self, RuntimeError> {
         let engine = engine()?;
         let mut linker = Linker::new(&engine);
-        sandbox::add_to_linker(&mut linker)
-            .map_err(|error| RuntimeError::Engine(error_chain(&error)))?;
+        sandbox::add_to_linker(&mut linker).map_err(|error| RuntimeError::Engine(error_chain(&error)))?;
         Ok(Self {
             compiled: Some(CompiledCache::new(&cache.compiled(), &engine)),
             scratch: cache.scratch()?,
             linker,
             loaded: OnceMap::default(),
-            _ticker: EpochTicker::start(engine.clone()).map_err(|error| {
-                RuntimeError::Engine(format!("cannot start the epoch thread: {error}"))
-            })?,
+            _ticker: EpochTicker::start(engine.clone())
+                .map_err(|error| RuntimeError::Engine(format!("cannot start the epoch thread: {error}")))?,
             engine,
         })
     }
@@ -110,14 +106,10 @@ impl Runtime {
                 let engine = self.engine.clone();
                 let linker = self.linker.clone();
                 let compiled = self.compiled.clone();
-                tokio::task::spawn_blocking(move || {
-                    load(&engine, &linker, compiled.as_ref(), digest, &bytes)
-                })
-                .await
-                .map_err(|error| {
-                    LoadError::Compile(format!("the compiler thread failed: {error}"))
-                })?
-                .map(Arc::new)
+                tokio::task::spawn_blocking(move || load(&engine, &linker, compiled.as_ref(), digest, &bytes))
+                    .await
+                    .map_err(|error| LoadError::Compile(format!("the compiler thread failed: {error}")))?
+                    .map(Arc::new)
             })
             .await
     }
@@ -130,14 +122,7 @@ impl Runtime {
         sandbox: &Sandbox,
         observer: Arc<dyn StageObserver>,
     ) -> Result<StageRun, SandboxError> {
-        sandbox::run(
-            &self.engine,
-            &component.entry,
-            sandbox,
-            &self.scratch,
-            observer,
-        )
-        .await
+        sandbox::run(&self.engine, &component.entry, sandbox, &self.scratch, observer).await
     }
 }
 
@@ -206,22 +191,12 @@ fn load(
 }
 
 /// Decides from the component's exports how it is entered.
-fn classify(
-    engine: &Engine,
-    component: &Component,
-    format: BinaryFormat,
-) -> Result<ComponentKind, LoadError> {
+fn classify(engine: &Engine, component: &Component, format: BinaryFormat) -> Result<ComponentKind, LoadError> {
     let component_type = component.component_type();
-    let exports: Vec<&str> = component_type
-        .exports(engine)
-        .map(|(name, _)| name)
-        .collect();
+    let exports: Vec<&str> = component_type.exports(engine).map(|(name, _)| name).collect();
     if exports.contains(&"run") {
         Ok(ComponentKind::Stage)
-    } else if exports
-        .iter()
-        .any(|name| name.starts_with("wasi:cli/run@0.2"))
-    {
+    } else if exports.iter().any(|name| name.starts_with("wasi:cli/run@0.2")) {
         Ok(match format {
             BinaryFormat::Component => ComponentKind::Command,
             BinaryFormat::CoreModule => ComponentKind::Preview1Command,
@@ -239,11 +214,7 @@ fn classify(
 
 /// `error: cause: cause`.
 pub(crate) fn error_chain(error: &wasmtime::Error) -> String {
-    error
-        .chain()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(": ")
+    error.chain().map(ToString::to_string).collect::<Vec<_>>().join(": ")
 }
 
 /// The innermost cause alone, where wasmtime says what actually happened.

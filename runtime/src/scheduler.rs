@@ -85,11 +85,7 @@ pub struct Upstream {
 /// Runs one stage; the scheduler calls it once all the stage's needs ended.
 pub trait Executor: Send + Sync + 'static {
     /// Runs stage `index` of the pipeline (all of its attempts).
-    fn execute(
-        self: Arc<Self>,
-        index: usize,
-        upstream: Upstream,
-    ) -> impl Future<Output = StageResult> + Send;
+    fn execute(self: Arc<Self>, index: usize, upstream: Upstream) -> impl Future<Output = StageResult> + Send;
 }
 
 /// How to run the graph.
@@ -216,10 +212,7 @@ pub async fn run<E: Executor>(
             && let Some(index) = books.ready.pop_front()
         {
             let decision = if stopped {
-                Err(
-                    "not run: an earlier stage failed (use --keep-going to run independent stages)"
-                        .to_owned(),
-                )
+                Err("not run: an earlier stage failed (use --keep-going to run independent stages)".to_owned())
             } else {
                 decide(
                     &pipeline.stages[index],
@@ -282,20 +275,10 @@ struct Books<'a> {
 }
 
 impl<'a> Books<'a> {
-    fn new(
-        pipeline: &'a Pipeline,
-        graph: &'a Graph,
-        selected: &'a [bool],
-        reporter: &'a dyn Reporter,
-    ) -> Self {
+    fn new(pipeline: &'a Pipeline, graph: &'a Graph, selected: &'a [bool], reporter: &'a dyn Reporter) -> Self {
         let count = pipeline.stages.len();
         let waiting: Vec<usize> = (0..count)
-            .map(|index| {
-                graph.needs[index]
-                    .iter()
-                    .filter(|&&need| selected[need])
-                    .count()
-            })
+            .map(|index| graph.needs[index].iter().filter(|&&need| selected[need]).count())
             .collect();
         let ready = graph
             .order
@@ -379,17 +362,13 @@ fn decide(
         let name = &pipeline.stages[need].name;
         match &results[need] {
             Some(result) if result.status.is_success() => {
-                upstream
-                    .outputs
-                    .insert(name.clone(), Arc::clone(&result.outputs));
+                upstream.outputs.insert(name.clone(), Arc::clone(&result.outputs));
                 if let Some(digest) = result.outputs_digest {
                     upstream.digests.insert(name.clone(), digest);
                 }
             }
             Some(result) => {
-                unsuccessful.get_or_insert_with(|| {
-                    format!("needs `{name}`, which {}", past_tense(result.status))
-                });
+                unsuccessful.get_or_insert_with(|| format!("needs `{name}`, which {}", past_tense(result.status)));
             }
             // Not selected in this run: its last published outputs stand in.
             None => {}

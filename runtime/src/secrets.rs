@@ -69,11 +69,7 @@ impl Secrets {
             let value = value.trim();
             let unquoted = ['"', '\'']
                 .iter()
-                .find_map(|quote| {
-                    value
-                        .strip_prefix(*quote)
-                        .and_then(|rest| rest.strip_suffix(*quote))
-                })
+                .find_map(|quote| value.strip_prefix(*quote).and_then(|rest| rest.strip_suffix(*quote)))
                 .unwrap_or(value);
             file.insert(name.to_owned(), unquoted.to_owned());
         }
@@ -82,10 +78,7 @@ impl Secrets {
 
     /// The value of `name`: from the file, else from the environment.
     pub fn get(&self, name: &str) -> Option<String> {
-        self.file
-            .get(name)
-            .cloned()
-            .or_else(|| std::env::var(name).ok())
+        self.file.get(name).cloned().or_else(|| std::env::var(name).ok())
     }
 }
 
@@ -97,11 +90,7 @@ mod tests {
     fn secrets_files_read_like_dotenv() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("secrets.env");
-        std::fs::write(
-            &path,
-            "# deploy keys\nTOKEN=abc=def\nexport QUOTED=\"a b\"\n\n",
-        )
-        .expect("write");
+        std::fs::write(&path, "# deploy keys\nTOKEN=abc=def\nexport QUOTED=\"a b\"\n\n").expect("write");
         let secrets = Secrets::from_file(&path).expect("valid");
         assert_eq!(secrets.get("TOKEN").as_deref(), Some("abc=def"));
         assert_eq!(secrets.get("QUOTED").as_deref(), Some("a b"));

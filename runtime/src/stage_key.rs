@@ -74,14 +74,8 @@ impl KeyParts {
                 .iter()
                 .map(|(key, value)| vec![key.as_bytes(), value.as_bytes()]),
         );
-        encoder.list(
-            "secrets",
-            self.secrets.iter().map(|name| vec![name.as_bytes()]),
-        );
-        encoder.list(
-            "network",
-            self.network.iter().map(|entry| vec![entry.as_bytes()]),
-        );
+        encoder.list("secrets", self.secrets.iter().map(|name| vec![name.as_bytes()]));
+        encoder.list("network", self.network.iter().map(|entry| vec![entry.as_bytes()]));
         encoder.field("clock", &[self.clock.as_bytes()]);
         encoder.field("random", &[self.random.as_bytes()]);
         encoder.field("inputs", &[self.inputs.as_bytes()]);
@@ -108,38 +102,15 @@ impl KeyParts {
             }
         };
         scalar("stage", &self.stage, &before.stage);
-        scalar(
-            "component",
-            &self.component.to_string(),
-            &before.component.to_string(),
-        );
+        scalar("component", &self.component.to_string(), &before.component.to_string());
         scalar("format", &self.format, &before.format);
-        scalar(
-            "args",
-            &format!("{:?}", self.args),
-            &format!("{:?}", before.args),
-        );
-        scalar(
-            "secrets",
-            &self.secrets.join(", "),
-            &before.secrets.join(", "),
-        );
-        scalar(
-            "network",
-            &self.network.join(", "),
-            &before.network.join(", "),
-        );
+        scalar("args", &format!("{:?}", self.args), &format!("{:?}", before.args));
+        scalar("secrets", &self.secrets.join(", "), &before.secrets.join(", "));
+        scalar("network", &self.network.join(", "), &before.network.join(", "));
         scalar("clock", &self.clock, &before.clock);
         scalar("random", &self.random, &before.random);
-        for (part, now, then) in [
-            ("with", &self.config, &before.config),
-            ("env", &self.env, &before.env),
-        ] {
-            for key in now
-                .keys()
-                .chain(then.keys())
-                .collect::<std::collections::BTreeSet<_>>()
-            {
+        for (part, now, then) in [("with", &self.config, &before.config), ("env", &self.env, &before.env)] {
+            for key in now.keys().chain(then.keys()).collect::<std::collections::BTreeSet<_>>() {
                 if now.get(key) != then.get(key) {
                     changes.push(Change::Entry {
                         part,
@@ -223,11 +194,7 @@ impl fmt::Display for Change {
                 .map_or("(unset)".to_owned(), |value| format!("`{value}`"))
         };
         match self {
-            Change::Value {
-                part,
-                before,
-                after,
-            } => write!(formatter, "{part} changed: `{before}` → `{after}`"),
+            Change::Value { part, before, after } => write!(formatter, "{part} changed: `{before}` → `{after}`"),
             Change::Entry {
                 part,
                 key,
@@ -248,9 +215,7 @@ impl fmt::Display for Change {
                 after: Some(_),
             } => write!(formatter, "the outputs of `{stage}` changed"),
             Change::Upstream {
-                stage,
-                before: None,
-                ..
+                stage, before: None, ..
             } => write!(formatter, "it now needs `{stage}`"),
             Change::Upstream { stage, .. } => write!(formatter, "it no longer needs `{stage}`"),
         }
@@ -339,9 +304,7 @@ mod tests {
             |parts| parts.random = "secure".into(),
             |parts| parts.inputs = Digest::of(b"other inputs"),
             |parts| {
-                parts
-                    .needs
-                    .insert("build".into(), Digest::of(b"new outputs"));
+                parts.needs.insert("build".into(), Digest::of(b"new outputs"));
             },
         ];
         for (index, change) in variants.iter().enumerate() {
@@ -360,11 +323,7 @@ mod tests {
         let mut parts = known();
         parts.env.insert("RUST_LOG".into(), "debug".into());
         parts.needs.insert("build".into(), Digest::of(b"rebuilt"));
-        let changes: Vec<String> = parts
-            .changes_since(&known())
-            .iter()
-            .map(ToString::to_string)
-            .collect();
+        let changes: Vec<String> = parts.changes_since(&known()).iter().map(ToString::to_string).collect();
         assert_eq!(
             changes,
             [

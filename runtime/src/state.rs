@@ -20,10 +20,10 @@ use crate::component::Digest;
 use crate::observer::Annotation;
 use crate::sandbox::Outcome;
 use crate::stage_key::KeyParts;
-use crate::workspace::{Stamp, Workspace, WorkspaceFile};
+use crate::workspace::{Stamp, Workspace};
 
 /// Bumped when the format changes; an older file is ignored.
-const VERSION: u32 = 1;
+const VERSION: u32 = 3;
 
 /// A file modified this recently may change again within the same clock
 /// tick without its stamp changing ("racily clean", in git's words); its
@@ -37,13 +37,30 @@ struct FileRecord {
     digest: Digest,
 }
 
+/// [`KeyParts`] kept encoded, so loading the state does not rebuild the
+/// parts of every stage on every run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EncodedParts(Vec<u8>);
+
+impl EncodedParts {
+    /// Encodes `parts`.
+    pub fn new(parts: &KeyParts) -> Self {
+        Self(postcard::to_stdvec(parts).unwrap_or_default())
+    }
+
+    /// The parts, if they decode.
+    pub fn decode(&self) -> Option<KeyParts> {
+        postcard::from_bytes(&self.0).ok()
+    }
+}
+
 /// One run of a stage, as remembered.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunRecord {
     /// The stage key.
     pub key: Digest,
-    /// What went into it.
-    pub parts: KeyParts,
+    /// What went into it, encoded: only `cairn explain` reads it.
+    pub parts: EncodedParts,
     /// Whether the stage ran (`succeeded`) or its result was reused (`cached`).
     pub status: String,
     /// Its outputs tree.
@@ -114,7 +131,10 @@ pub struct StageRecord {
 #[derive(Default, Serialize, Deserialize)]
 struct StateFile {
     version: u32,
-    files: HashMap<String, FileRecord>,
+    /// `Vec<(path, FileRecord)>` sorted by path, like the workspace's file
+    /// list it is matched against, kept encoded: it is read with borrowed
+    /// paths, so ten thousand records cost no allocation per path.
+    files: Vec<u8>,
     stages: HashMap<String, StageRecord>,
 }
 
@@ -163,46 +183,64 @@ impl WorkspaceState {
         Ok(())
     }
 
-    /// The digest of each of `files`: remembered when its stamp is unchanged,
-    /// hashed (in parallel) otherwise.
-    pub fn digests(
-        &mut self,
-        workspace: &Workspace,
-        files: &[&WorkspaceFile],
-    ) -> Result<HashMap<String, Digest>, StoreError> {
-        let mut digests = HashMap::with_capacity(files.len());
+    /// The digest of each file of `workspace` whose index is in `wanted`
+    /// (sorted), as a list parallel to `workspace.files()`: remembered when
+    /// the file's stamp is unchanged, hashed (in parallel) otherwise.
+    pub fn digests(&mut self, workspace: &Workspace, wanted: &[usize]) -> Result<Vec<Option<Digest>>, StoreError> {
+        let files = workspace.files();
+        let mut digests = vec![None; files.len()];
         let mut stale = Vec::new();
-        for file in files {
-            match self.data.files.get(&file.path) {
-                Some(record) if record.stamp == file.stamp => {
-                    digests.insert(file.path.clone(), record.digest);
+        let records: Vec<(&str, FileRecord)> = postcard::from_bytes(&self.data.files).unwrap_or_default();
+        // Both lists are sorted by path: walk them together.
+        let mut cursor = records.iter().peekable();
+        for &index in wanted {
+            let file = &files[index];
+            while cursor.next_if(|(path, _)| *path < file.path.as_str()).is_some() {}
+            match cursor.peek() {
+                Some((path, record)) if *path == file.path && record.stamp == file.stamp => {
+                    digests[index] = Some(record.digest);
                 }
-                _ => stale.push(*file),
+                _ => stale.push(index),
             }
         }
         if stale.is_empty() {
             return Ok(digests);
         }
-        let hashed: Vec<(&WorkspaceFile, Digest)> = stale
+        let hashed: Vec<(usize, Digest)> = stale
             .par_iter()
-            .map(|file| hash_file(&workspace.root().join(&file.path)).map(|digest| (*file, digest)))
+            .map(|&index| hash_file(&workspace.root().join(&files[index].path)).map(|digest| (index, digest)))
             .collect::<Result<_, _>>()?;
         let racy_after = SystemTime::now()
             .checked_sub(RACY_WINDOW)
             .and_then(|time| time.duration_since(UNIX_EPOCH).ok())
             .map_or(i64::MAX, |since| since.as_nanos() as i64);
-        for (file, digest) in hashed {
-            digests.insert(file.path.clone(), digest);
+        let mut remembered: HashMap<&str, FileRecord> = HashMap::new();
+        for (index, digest) in hashed {
+            digests[index] = Some(digest);
+            let file = &files[index];
             if file.stamp.modified < racy_after && file.stamp.changed < racy_after {
-                self.data.files.insert(
-                    file.path.clone(),
+                remembered.insert(
+                    &file.path,
                     FileRecord {
                         stamp: file.stamp,
                         digest,
                     },
                 );
-                self.dirty = true;
             }
+        }
+        if !remembered.is_empty() {
+            let mut updated: Vec<(String, FileRecord)> = records
+                .iter()
+                .map(|(path, record)| (*path, remembered.remove(path).unwrap_or(*record)))
+                .map(|(path, record)| (path.to_owned(), record))
+                .collect();
+            updated.extend(remembered.into_iter().map(|(path, record)| (path.to_owned(), record)));
+            updated.sort_by(|left, right| left.0.cmp(&right.0));
+            self.data.files = postcard::to_stdvec(&updated).map_err(|error| StoreError::Io {
+                path: self.path.clone(),
+                source: std::io::Error::other(error),
+            })?;
+            self.dirty = true;
         }
         Ok(digests)
     }
@@ -260,34 +298,31 @@ mod tests {
         std::thread::sleep(RACY_WINDOW + Duration::from_millis(100));
 
         let workspace = Workspace::scan(&root).expect("scan");
-        let files: Vec<&WorkspaceFile> = workspace.files().iter().collect();
         let mut state = WorkspaceState::load(&cache, &root);
-        let digests = state.digests(&workspace, &files).expect("hashed");
-        assert_eq!(digests["a.txt"], Digest::of(b"a"));
+        assert_eq!(
+            state.digests(&workspace, &[0]).expect("hashed")[0],
+            Some(Digest::of(b"a"))
+        );
         state.save().expect("saved");
 
         // A remembered digest is trusted while the stamp matches: prove it by
         // remembering a wrong one.
         let mut reloaded = WorkspaceState::load(&cache, &root);
-        assert!(reloaded.data.files.contains_key("a.txt"), "remembered");
-        reloaded
-            .data
-            .files
-            .get_mut("a.txt")
-            .expect("present")
-            .digest = Digest::of(b"remembered");
+        let mut records: Vec<(String, FileRecord)> = postcard::from_bytes(&reloaded.data.files).expect("decodes");
+        assert_eq!(records.len(), 1, "remembered");
+        records[0].1.digest = Digest::of(b"remembered");
+        reloaded.data.files = postcard::to_stdvec(&records).expect("encodes");
         assert_eq!(
-            reloaded.digests(&workspace, &files).expect("hashed")["a.txt"],
-            Digest::of(b"remembered")
+            reloaded.digests(&workspace, &[0]).expect("hashed")[0],
+            Some(Digest::of(b"remembered"))
         );
 
         // A changed file is hashed again.
         std::fs::write(root.join("a.txt"), "changed").expect("write");
         let workspace = Workspace::scan(&root).expect("scan");
-        let files: Vec<&WorkspaceFile> = workspace.files().iter().collect();
         assert_eq!(
-            reloaded.digests(&workspace, &files).expect("hashed")["a.txt"],
-            Digest::of(b"changed")
+            reloaded.digests(&workspace, &[0]).expect("hashed")[0],
+            Some(Digest::of(b"changed"))
         );
     }
 }

@@ -61,12 +61,7 @@ impl fmt::Display for ByteSize {
     /// In the largest binary unit that fits: whole when exact (`256 MiB`),
     /// otherwise with one decimal (`1.5 MiB`).
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const UNITS: [(u64, &str); 4] = [
-            (1 << 40, "TiB"),
-            (1 << 30, "GiB"),
-            (1 << 20, "MiB"),
-            (1 << 10, "KiB"),
-        ];
+        const UNITS: [(u64, &str); 4] = [(1 << 40, "TiB"), (1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
         for (unit, name) in UNITS {
             if self.0 >= unit {
                 return if self.0.is_multiple_of(unit) {

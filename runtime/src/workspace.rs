@@ -10,7 +10,12 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use globset::{Glob, GlobBuilder};
+use ignore::Match;
+use ignore::gitignore::Gitignore;
 use serde::{Deserialize, Serialize};
 
 /// The folder cairn publishes stage outputs to, inside the workspace.
@@ -82,58 +87,38 @@ pub struct WorkspaceFile {
 }
 
 /// The files of a workspace, sorted by path.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Workspace {
     root: PathBuf,
     files: Vec<WorkspaceFile>,
+    memo: Mutex<HashMap<String, Arc<Vec<usize>>>>,
 }
 
 impl Workspace {
-    /// Walks `root`, stating every file once.
+    /// Walks `root`, stating every file once (relative to its open folder,
+    /// so the kernel does not resolve the whole path each time), folders in
+    /// parallel. `.gitignore` and `.ignore` files apply as git applies them,
+    /// including those of the folders above `root` up to the repository's
+    /// top, which every checkout of the repository has too.
     pub fn scan(root: &Path) -> Result<Self, WorkspaceError> {
-        let mut files = Vec::new();
-        let walk = ignore::WalkBuilder::new(root)
-            .hidden(false)
-            .git_ignore(true)
-            .git_global(false)
-            .git_exclude(false)
-            .require_git(false)
-            .filter_entry(|entry| {
-                let name = entry.file_name();
-                name != ".git" && !(entry.depth() == 1 && name == OUTPUT_FOLDER)
-            })
-            .build();
-        for entry in walk {
-            let entry = entry.map_err(|error| WorkspaceError::Walk {
-                path: root.to_owned(),
-                message: error.to_string(),
-            })?;
-            if entry.file_type().is_none_or(|kind| kind.is_dir()) {
-                continue;
-            }
-            let relative = entry.path().strip_prefix(root).unwrap_or(entry.path());
-            // A name that is not UTF-8 cannot be matched by a glob or named
-            // in a tree; it is left out (and so invisible to every stage).
-            let Some(path) = relative.to_str() else {
-                continue;
-            };
-            let metadata =
-                entry
-                    .path()
-                    .symlink_metadata()
-                    .map_err(|error| WorkspaceError::Walk {
-                        path: entry.path().to_owned(),
-                        message: error.to_string(),
-                    })?;
-            files.push(WorkspaceFile {
-                path: path.to_owned(),
-                stamp: Stamp::of(&metadata),
-            });
+        // Ignore files match absolute paths, so walk the absolute root.
+        let root = &root.canonicalize().map_err(|error| WorkspaceError::Walk {
+            path: root.to_owned(),
+            message: error.to_string(),
+        })?;
+        let ignores = parent_ignores(root);
+        let found = Mutex::new(Vec::new());
+        let failure = Mutex::new(None);
+        rayon::scope(|scope| walk_folder(scope, root, PathBuf::new(), ignores, &found, &failure));
+        if let Some(error) = failure.into_inner().unwrap_or_else(PoisonError::into_inner) {
+            return Err(error);
         }
-        files.sort_by(|left, right| left.path.cmp(&right.path));
+        let mut files = found.into_inner().unwrap_or_else(PoisonError::into_inner);
+        files.sort_by(|left: &WorkspaceFile, right| left.path.cmp(&right.path));
         Ok(Self {
             root: root.to_owned(),
             files,
+            memo: Mutex::new(HashMap::new()),
         })
     }
 
@@ -149,43 +134,175 @@ impl Workspace {
 
     /// The files `globs` select, sorted. `*` stays within a folder and `**`
     /// crosses folders, as in `.gitignore`: `*.toml` is the top level only,
-    /// `**/*.toml` is everywhere. Each glob only looks at the files under
-    /// its literal prefix, so a thousand stages with narrow globs do not
-    /// each scan the whole workspace.
+    /// `**/*.toml` is everywhere.
     pub fn select(&self, globs: &[&str]) -> Result<Vec<&WorkspaceFile>, WorkspaceError> {
-        if globs.is_empty() {
-            return Ok(Vec::new());
-        }
-        let set = glob_set(globs)?;
-        let mut selected: Vec<usize> = Vec::new();
-        for glob in globs {
-            let range = self.range_under(literal_prefix(glob));
-            selected.extend(range.filter(|&index| set.is_match(&self.files[index].path)));
-        }
-        selected.sort_unstable();
-        selected.dedup();
-        Ok(selected
+        Ok(self
+            .select_indices(globs)?
             .into_iter()
             .map(|index| &self.files[index])
             .collect())
     }
 
+    /// [`select`](Self::select), as indices into [`files`](Self::files).
+    pub fn select_indices(&self, globs: &[&str]) -> Result<Vec<usize>, WorkspaceError> {
+        if let [glob] = globs {
+            return Ok(self.matching(glob)?.to_vec());
+        }
+        let mut selected: Vec<usize> = Vec::new();
+        for glob in globs {
+            selected.extend(self.matching(glob)?.iter().copied());
+        }
+        selected.sort_unstable();
+        selected.dedup();
+        Ok(selected)
+    }
+
     /// Whether `glob` selects at least one file.
     pub fn matches_anything(&self, glob: &str) -> Result<bool, WorkspaceError> {
-        let matcher = compile(glob)?.compile_matcher();
-        Ok(self
-            .range_under(literal_prefix(glob))
-            .any(|index| matcher.is_match(&self.files[index].path)))
+        Ok(!self.matching(glob)?.is_empty())
+    }
+
+    /// The indices of the files `glob` selects, computed once per glob per
+    /// run (matrix entries and many stages share globs). Only the files under
+    /// the glob's literal prefix are looked at, and the common shapes (an
+    /// exact path, `folder/**`) need no pattern matching at all, so a
+    /// thousand stages with narrow globs cost little more than one.
+    fn matching(&self, glob: &str) -> Result<Arc<Vec<usize>>, WorkspaceError> {
+        if let Some(found) = self.memo.lock().unwrap_or_else(PoisonError::into_inner).get(glob) {
+            return Ok(Arc::clone(found));
+        }
+        let prefix = literal_prefix(glob);
+        let range = self.range_under(prefix);
+        let found: Vec<usize> = if prefix == glob {
+            range.filter(|&index| self.files[index].path == glob).collect()
+        } else if glob
+            .strip_suffix("**")
+            .is_some_and(|rest| rest == prefix && rest.ends_with('/'))
+        {
+            range.collect()
+        } else {
+            let matcher = compile(glob)?.compile_matcher();
+            range
+                .filter(|&index| matcher.is_match(&self.files[index].path))
+                .collect()
+        };
+        let found = Arc::new(found);
+        self.memo
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(glob.to_owned(), Arc::clone(&found));
+        Ok(found)
     }
 
     /// The indices of the files whose path starts with `prefix`.
     fn range_under(&self, prefix: &str) -> std::ops::Range<usize> {
-        let start = self
-            .files
-            .partition_point(|file| file.path.as_str() < prefix);
+        let start = self.files.partition_point(|file| file.path.as_str() < prefix);
         let end = start + self.files[start..].partition_point(|file| file.path.starts_with(prefix));
         start..end
     }
+}
+
+/// The ignore files in force in a folder, innermost last.
+type Ignores = Arc<Vec<Gitignore>>;
+
+/// Lists one folder: files are stated and kept, sub-folders walked in
+/// parallel, ignored entries skipped.
+fn walk_folder<'scope>(
+    scope: &rayon::Scope<'scope>,
+    root: &'scope Path,
+    relative: PathBuf,
+    mut ignores: Ignores,
+    found: &'scope Mutex<Vec<WorkspaceFile>>,
+    failure: &'scope Mutex<Option<WorkspaceError>>,
+) {
+    let folder = root.join(&relative);
+    let fail = |error: std::io::Error, path: &Path| {
+        failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_or_insert(WorkspaceError::Walk {
+                path: path.to_owned(),
+                message: error.to_string(),
+            });
+    };
+    let entries: Vec<std::fs::DirEntry> = match std::fs::read_dir(&folder) {
+        Ok(entries) => entries.filter_map(Result::ok).collect(),
+        Err(error) => return fail(error, &folder),
+    };
+    let own: Vec<Gitignore> = entries
+        .iter()
+        .filter(|entry| entry.file_name() == ".gitignore" || entry.file_name() == ".ignore")
+        .map(|entry| Gitignore::new(entry.path()).0)
+        .filter(|ignore| !ignore.is_empty())
+        .collect();
+    if !own.is_empty() {
+        let mut all = (*ignores).clone();
+        all.extend(own);
+        ignores = Arc::new(all);
+    }
+    let mut files = Vec::new();
+    for entry in entries {
+        let name = entry.file_name();
+        let Ok(kind) = entry.file_type() else { continue };
+        if name == ".git" || (relative.as_os_str().is_empty() && name == OUTPUT_FOLDER) {
+            continue;
+        }
+        let path = entry.path();
+        if ignored(&ignores, &path, kind.is_dir()) {
+            continue;
+        }
+        let relative = relative.join(&name);
+        if kind.is_dir() {
+            let ignores = Arc::clone(&ignores);
+            scope.spawn(move |scope| walk_folder(scope, root, relative, ignores, found, failure));
+            continue;
+        }
+        // A name that is not UTF-8 cannot be matched by a glob or named in
+        // a tree; it is left out (and so invisible to every stage).
+        let Some(text) = relative.to_str() else { continue };
+        match entry.metadata() {
+            Ok(metadata) => files.push(WorkspaceFile {
+                path: text.to_owned(),
+                stamp: Stamp::of(&metadata),
+            }),
+            Err(error) => fail(error, &path),
+        }
+    }
+    found.lock().unwrap_or_else(PoisonError::into_inner).extend(files);
+}
+
+/// Whether the innermost ignore file with an opinion ignores `path`.
+fn ignored(ignores: &[Gitignore], path: &Path, is_dir: bool) -> bool {
+    for ignore in ignores.iter().rev() {
+        match ignore.matched(path, is_dir) {
+            Match::Ignore(_) => return true,
+            Match::Whitelist(_) => return false,
+            Match::None => {}
+        }
+    }
+    false
+}
+
+/// The ignore files of the folders above `root`, up to the one holding `.git`.
+fn parent_ignores(root: &Path) -> Ignores {
+    let mut ignores = Vec::new();
+    if root.join(".git").exists() {
+        return Arc::new(ignores);
+    }
+    for folder in root.ancestors().skip(1) {
+        for name in [".gitignore", ".ignore"] {
+            let path = folder.join(name);
+            if path.is_file() {
+                ignores.push(Gitignore::new(&path).0);
+            }
+        }
+        if folder.join(".git").exists() {
+            ignores.reverse();
+            return Arc::new(ignores);
+        }
+    }
+    // Not in a repository: only the workspace's own ignore files count.
+    Arc::new(Vec::new())
 }
 
 /// The part of a glob before its first wildcard, cut back to a whole folder
@@ -209,17 +326,6 @@ fn compile(glob: &str) -> Result<Glob, WorkspaceError> {
             glob: glob.to_owned(),
             message: error.kind().to_string(),
         })
-}
-
-fn glob_set(globs: &[&str]) -> Result<GlobSet, WorkspaceError> {
-    let mut builder = GlobSetBuilder::new();
-    for glob in globs {
-        builder.add(compile(glob)?);
-    }
-    builder.build().map_err(|error| WorkspaceError::Glob {
-        glob: globs.join(", "),
-        message: error.to_string(),
-    })
 }
 
 #[cfg(test)]
@@ -256,20 +362,13 @@ mod tests {
         ]);
         fs::write(dir.path().join(".gitignore"), "target/\n").expect("write");
         let workspace = Workspace::scan(dir.path()).expect("scan");
-        assert_eq!(
-            paths(&workspace.select(&["*.toml"]).expect("valid")),
-            ["Cargo.toml"]
-        );
+        assert_eq!(paths(&workspace.select(&["*.toml"]).expect("valid")), ["Cargo.toml"]);
         assert_eq!(
             paths(&workspace.select(&["**/*.toml"]).expect("valid")),
             [".github/ci.toml", "Cargo.toml", "crates/a/Cargo.toml"]
         );
         assert_eq!(
-            paths(
-                &workspace
-                    .select(&["crates/**", "src/main.rs"])
-                    .expect("valid")
-            ),
+            paths(&workspace.select(&["crates/**", "src/main.rs"]).expect("valid")),
             ["crates/a/Cargo.toml", "src/main.rs"]
         );
         assert!(workspace.matches_anything("src/**").expect("valid"));

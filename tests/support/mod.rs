@@ -63,16 +63,10 @@ impl StageObserver for Recorder {
         self.lines.lock().expect("not poisoned").push(line.clone());
     }
     fn progress(&self, done: u64, total: u64) {
-        self.progress
-            .lock()
-            .expect("not poisoned")
-            .push((done, total));
+        self.progress.lock().expect("not poisoned").push((done, total));
     }
     fn annotate(&self, annotation: &Annotation) {
-        self.annotations
-            .lock()
-            .expect("not poisoned")
-            .push(annotation.clone());
+        self.annotations.lock().expect("not poisoned").push(annotation.clone());
     }
 }
 
@@ -205,11 +199,7 @@ pub struct Finished {
 
 /// Runs a command to completion.
 pub fn finish(command: &mut Command) -> Finished {
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = command.output().expect("cairn starts");
+    let Output { status, stdout, stderr } = command.output().expect("cairn starts");
     Finished {
         code: status.code(),
         stdout: String::from_utf8_lossy(&stdout).into_owned(),
@@ -246,19 +236,14 @@ pub fn run_json(dir: &Path, args: &[&str]) -> (Finished, Vec<serde_json::Value>)
     let events = finished
         .stdout
         .lines()
-        .map(|line| {
-            serde_json::from_str(line).unwrap_or_else(|error| panic!("not JSON ({error}): {line}"))
-        })
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|error| panic!("not JSON ({error}): {line}")))
         .collect();
     (finished, events)
 }
 
 /// The events of one kind.
 pub fn events_of<'a>(events: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::Value> {
-    events
-        .iter()
-        .filter(|event| event["event"] == kind)
-        .collect()
+    events.iter().filter(|event| event["event"] == kind).collect()
 }
 
 /// The `stage_finished` event of `stage`.
@@ -273,9 +258,7 @@ pub fn finished_stage<'a>(events: &'a [serde_json::Value], stage: &str) -> &'a s
 pub fn stage_stdout(events: &[serde_json::Value], stage: &str) -> Vec<String> {
     events
         .iter()
-        .filter(|event| {
-            event["event"] == "stage_log" && event["stage"] == stage && event["source"] == "stdout"
-        })
+        .filter(|event| event["event"] == "stage_log" && event["stage"] == stage && event["source"] == "stdout")
         .filter_map(|event| event["text"].as_str().map(str::to_owned))
         .collect()
 }

@@ -22,9 +22,7 @@ pub const COMPONENT_TARGET: &str = "wasm32-wasip2";
 pub enum GuestBuildError {
     /// The Rust standard library for the wasm target is not installed and
     /// could not be installed automatically.
-    #[error(
-        "the Rust target `{target}` is not installed{reason}\nhint: run `rustup target add {target}`"
-    )]
+    #[error("the Rust target `{target}` is not installed{reason}\nhint: run `rustup target add {target}`")]
     TargetMissing {
         /// The target triple.
         target: String,
@@ -41,9 +39,7 @@ pub enum GuestBuildError {
         source: std::io::Error,
     },
     /// `cargo build` ran and failed; its diagnostics were already printed.
-    #[error(
-        "`cargo build` of {packages} for {target} failed ({status}); its errors are printed above"
-    )]
+    #[error("`cargo build` of {packages} for {target} failed ({status}); its errors are printed above")]
     CargoFailed {
         /// The packages that were being built.
         packages: String,
@@ -53,9 +49,7 @@ pub enum GuestBuildError {
         status: std::process::ExitStatus,
     },
     /// Cargo succeeded but reported no `.wasm` file for a package.
-    #[error(
-        "`cargo build` produced no .wasm file for `{package}`; is it a `bin` or `cdylib` crate?"
-    )]
+    #[error("`cargo build` produced no .wasm file for `{package}`; is it a `bin` or `cdylib` crate?")]
     NoArtifact {
         /// The package without an artifact.
         package: String,
@@ -213,10 +207,7 @@ impl GuestBuild {
             });
         }
         for package in &self.packages {
-            if !artifacts
-                .iter()
-                .any(|artifact| &artifact.package == package)
-            {
+            if !artifacts.iter().any(|artifact| &artifact.package == package) {
                 return Err(GuestBuildError::NoArtifact {
                     package: package.clone(),
                 });
@@ -292,10 +283,7 @@ fn parse_artifact_message(line: &str) -> Vec<Artifact> {
     message
         .filenames
         .into_iter()
-        .filter(|path| {
-            path.extension()
-                .is_some_and(|extension| extension == "wasm")
-        })
+        .filter(|path| path.extension().is_some_and(|extension| extension == "wasm"))
         .map(|path| Artifact {
             target_name: target.name.clone(),
             package: package.clone(),
@@ -311,18 +299,12 @@ fn package_name(package_id: &str) -> String {
         let name = fragment.split('@').next().unwrap_or(fragment);
         // `#0.1.0` alone means the name is the last path segment.
         if name.chars().next().is_some_and(|c| c.is_ascii_digit()) {
-            let path = package_id
-                .rsplit_once('#')
-                .map_or(package_id, |(path, _)| path);
+            let path = package_id.rsplit_once('#').map_or(package_id, |(path, _)| path);
             return path.rsplit('/').next().unwrap_or(path).to_owned();
         }
         return name.to_owned();
     }
-    package_id
-        .split(' ')
-        .next()
-        .unwrap_or(package_id)
-        .to_owned()
+    package_id.split(' ').next().unwrap_or(package_id).to_owned()
 }
 
 /// The root folder of the cargo workspace `manifest_path` belongs to (the
@@ -350,9 +332,7 @@ pub fn workspace_root(manifest_path: &Path) -> Result<PathBuf, GuestBuildError> 
         })?;
     let root_manifest = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
     match root_manifest.parent() {
-        Some(root) if output.status.success() && !root.as_os_str().is_empty() => {
-            Ok(root.to_owned())
-        }
+        Some(root) if output.status.success() && !root.as_os_str().is_empty() => Ok(root.to_owned()),
         _ => Ok(manifest_path.parent().unwrap_or(Path::new(".")).to_owned()),
     }
 }
@@ -404,15 +384,9 @@ mod tests {
 
     #[test]
     fn package_names_are_read_from_both_id_forms() {
-        assert_eq!(
-            package_name("path+file:///w/stages/wc#stage-wc@0.1.0"),
-            "stage-wc"
-        );
+        assert_eq!(package_name("path+file:///w/stages/wc#stage-wc@0.1.0"), "stage-wc");
         assert_eq!(package_name("path+file:///w/stages/wc#0.1.0"), "wc");
-        assert_eq!(
-            package_name("stage-wc 0.1.0 (path+file:///w/stages/wc)"),
-            "stage-wc"
-        );
+        assert_eq!(package_name("stage-wc 0.1.0 (path+file:///w/stages/wc)"), "stage-wc");
     }
 
     #[test]
@@ -441,10 +415,7 @@ mod tests {
         };
         assert_eq!(
             artifact.source_files(),
-            vec![
-                PathBuf::from("/src/a.rs"),
-                PathBuf::from("/src/with space.rs")
-            ]
+            vec![PathBuf::from("/src/a.rs"), PathBuf::from("/src/with space.rs")]
         );
         std::fs::remove_dir_all(&dir).ok();
     }

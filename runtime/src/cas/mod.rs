@@ -103,12 +103,7 @@ impl Store {
             .write(true)
             .open(&lock_path)
             .map_err(StoreError::io(&lock_path))?;
-        if exclusive {
-            lock.lock()
-        } else {
-            lock.lock_shared()
-        }
-        .map_err(StoreError::io(&lock_path))?;
+        if exclusive { lock.lock() } else { lock.lock_shared() }.map_err(StoreError::io(&lock_path))?;
         Ok(Self {
             blobs,
             actions,
@@ -144,11 +139,7 @@ impl Store {
     /// Stores the contents of the file at `path` and returns their digest and
     /// size. When `expected` is given, a file that no longer has that digest
     /// is an error (it changed after it was hashed).
-    pub fn put_file(
-        &self,
-        path: &Path,
-        expected: Option<Digest>,
-    ) -> Result<(Digest, u64), StoreError> {
+    pub fn put_file(&self, path: &Path, expected: Option<Digest>) -> Result<(Digest, u64), StoreError> {
         let size = fs::metadata(path).map_err(StoreError::io(path))?.len();
         if let Some(digest) = expected
             && self.is_verified(&digest)
@@ -159,9 +150,7 @@ impl Store {
         // outputs identical to an earlier run's) and need no copy.
         let digest = hash_file(path)?;
         if expected.is_some_and(|expected| expected != digest) {
-            return Err(StoreError::Changed {
-                path: path.to_owned(),
-            });
+            return Err(StoreError::Changed { path: path.to_owned() });
         }
         if !self.has_blob(&digest) {
             let mut file = self.temp_file()?;
@@ -174,14 +163,11 @@ impl Store {
                     break;
                 }
                 hasher.update(&buffer[..read]);
-                file.write_all(&buffer[..read])
-                    .map_err(StoreError::io(&self.tmp))?;
+                file.write_all(&buffer[..read]).map_err(StoreError::io(&self.tmp))?;
             }
             // What was copied must be what was hashed.
             if Digest::from_hasher(&hasher) != digest {
-                return Err(StoreError::Changed {
-                    path: path.to_owned(),
-                });
+                return Err(StoreError::Changed { path: path.to_owned() });
             }
             self.commit_blob(file, &digest)?;
         }
@@ -268,20 +254,12 @@ impl Store {
     /// Makes a fully written temporary file the blob `digest`: read-only,
     /// then renamed into place (a concurrent writer of the same blob wins
     /// the same bytes).
-    fn commit_blob(
-        &self,
-        file: tempfile::NamedTempFile,
-        digest: &Digest,
-    ) -> Result<(), StoreError> {
+    fn commit_blob(&self, file: tempfile::NamedTempFile, digest: &Digest) -> Result<(), StoreError> {
         let path = self.blob_path(digest);
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent).map_err(StoreError::io(parent))?;
         }
-        let mut permissions = file
-            .as_file()
-            .metadata()
-            .map_err(StoreError::io(&path))?
-            .permissions();
+        let mut permissions = file.as_file().metadata().map_err(StoreError::io(&path))?.permissions();
         permissions.set_readonly(true);
         file.as_file()
             .set_permissions(permissions)
@@ -295,9 +273,7 @@ impl Store {
 
     fn action_path(&self, key: &Digest) -> PathBuf {
         let hex = key.to_hex();
-        self.actions
-            .join(&hex[..2])
-            .join(format!("{}.json", &hex[2..]))
+        self.actions.join(&hex[..2]).join(format!("{}.json", &hex[2..]))
     }
 
     /// The folder of blobs, for `cairn cache` maintenance.
@@ -322,14 +298,11 @@ pub fn hash_file(path: &Path) -> Result<Digest, StoreError> {
     let mut hasher = blake3::Hasher::new();
     let size = fs::metadata(path).map_err(StoreError::io(path))?.len();
     if size >= LARGE_FILE {
-        hasher
-            .update_mmap_rayon(path)
-            .map_err(StoreError::io(path))?;
+        hasher.update_mmap_rayon(path).map_err(StoreError::io(path))?;
     } else {
         let mut file = File::open(path).map_err(StoreError::io(path))?;
         let mut buffer = Vec::with_capacity(size as usize);
-        file.read_to_end(&mut buffer)
-            .map_err(StoreError::io(path))?;
+        file.read_to_end(&mut buffer).map_err(StoreError::io(path))?;
         hasher.update(&buffer);
     }
     Ok(Digest::from_hasher(&hasher))
@@ -352,9 +325,7 @@ mod tests {
         let digest = store.put_bytes(b"hello").expect("stored");
         assert_eq!(digest, Digest::of(b"hello"));
         assert_eq!(store.read(&digest).expect("intact"), b"hello");
-        let permissions = fs::metadata(store.blob_path(&digest))
-            .expect("exists")
-            .permissions();
+        let permissions = fs::metadata(store.blob_path(&digest)).expect("exists").permissions();
         assert!(permissions.readonly());
     }
 

@@ -97,29 +97,29 @@ impl Tree {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = MAGIC.to_vec();
         for entry in &self.entries {
-            let (kind, tail): (u8, Vec<u8>) = match &entry.kind {
-                EntryKind::Directory => (0, Vec::new()),
-                EntryKind::File {
-                    digest,
-                    size,
-                    executable,
-                } => {
-                    let mut tail = digest.as_bytes().to_vec();
-                    tail.extend_from_slice(&size.to_le_bytes());
-                    (if *executable { 2 } else { 1 }, tail)
-                }
-                EntryKind::Symlink { target } => {
-                    let mut tail = (target.len() as u32).to_le_bytes().to_vec();
-                    tail.extend_from_slice(target.as_bytes());
-                    (3, tail)
-                }
-            };
-            out.push(kind);
-            out.extend_from_slice(&(entry.path.len() as u32).to_le_bytes());
-            out.extend_from_slice(entry.path.as_bytes());
-            out.extend_from_slice(&tail);
+            encode_entry(&mut out, &entry.path, &entry.kind);
         }
         out
+    }
+
+    /// The digest of a tree of files only, given sorted by path, without
+    /// building it: what a stage key needs for its inputs on every run,
+    /// where building the tree is only needed when the stage runs.
+    pub fn digest_of_files<'a>(files: impl IntoIterator<Item = (&'a str, Digest, u64, bool)>) -> Digest {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(MAGIC);
+        let mut buffer = Vec::with_capacity(128);
+        for (path, digest, size, executable) in files {
+            buffer.clear();
+            let kind = EntryKind::File {
+                digest,
+                size,
+                executable,
+            };
+            encode_entry(&mut buffer, path, &kind);
+            hasher.update(&buffer);
+        }
+        Digest::from_hasher(&hasher)
     }
 
     /// The tree's digest: that of its encoding.
@@ -129,9 +129,7 @@ impl Tree {
 
     /// Reads back an encoding.
     pub fn decode(bytes: &[u8]) -> Result<Self, TreeError> {
-        let mut rest = bytes
-            .strip_prefix(MAGIC)
-            .ok_or(TreeError::Damaged("no header"))?;
+        let mut rest = bytes.strip_prefix(MAGIC).ok_or(TreeError::Damaged("no header"))?;
         let mut entries = Vec::new();
         let take = |rest: &mut &[u8], count: usize| -> Result<Vec<u8>, TreeError> {
             if rest.len() < count {
@@ -145,9 +143,7 @@ impl Tree {
             let bytes = take(rest, 4)?;
             Ok(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize)
         };
-        let text = |bytes: Vec<u8>| {
-            String::from_utf8(bytes).map_err(|_| TreeError::Damaged("a name is not UTF-8"))
-        };
+        let text = |bytes: Vec<u8>| String::from_utf8(bytes).map_err(|_| TreeError::Damaged("a name is not UTF-8"));
         while !rest.is_empty() {
             let kind = take(&mut rest, 1)?[0];
             let path_length = length(&mut rest)?;
@@ -158,9 +154,7 @@ impl Tree {
                     let digest_bytes: [u8; 32] = take(&mut rest, 32)?
                         .try_into()
                         .map_err(|_| TreeError::Damaged("digest"))?;
-                    let size_bytes: [u8; 8] = take(&mut rest, 8)?
-                        .try_into()
-                        .map_err(|_| TreeError::Damaged("size"))?;
+                    let size_bytes: [u8; 8] = take(&mut rest, 8)?.try_into().map_err(|_| TreeError::Damaged("size"))?;
                     EntryKind::File {
                         digest: Digest::from_bytes(digest_bytes),
                         size: u64::from_le_bytes(size_bytes),
@@ -236,12 +230,7 @@ impl Tree {
 
     /// Lays the tree out in the empty or absent folder `dest`, checking each
     /// blob against its digest first, so nothing corrupt is ever written.
-    pub fn materialize(
-        &self,
-        store: &Store,
-        dest: &Path,
-        how: Materialize,
-    ) -> Result<(), TreeError> {
+    pub fn materialize(&self, store: &Store, dest: &Path, how: Materialize) -> Result<(), TreeError> {
         let io_error = |path: &Path| {
             let path = path.to_owned();
             move |source| TreeError::Store(StoreError::Io { path, source })
@@ -251,18 +240,14 @@ impl Tree {
             let path = dest.join(&entry.path);
             match &entry.kind {
                 EntryKind::Directory => fs::create_dir_all(&path).map_err(io_error(&path))?,
-                EntryKind::File {
-                    digest, executable, ..
-                } => {
+                EntryKind::File { digest, executable, .. } => {
                     store.verify(digest)?;
                     if let Some(parent) = path.parent() {
                         fs::create_dir_all(parent).map_err(io_error(parent))?;
                     }
                     let blob = store.blob_path(digest);
                     match how {
-                        Materialize::Link => {
-                            fs::hard_link(&blob, &path).or_else(|_| copy(&blob, &path, false))
-                        }
+                        Materialize::Link => fs::hard_link(&blob, &path).or_else(|_| copy(&blob, &path, false)),
                         Materialize::Copy => copy(&blob, &path, *executable),
                     }
                     .map_err(io_error(&path))?;
@@ -282,10 +267,7 @@ impl Tree {
     /// how: `+` only in `other`, `-` only in `self`, `~` changed.
     pub fn diff(&self, other: &Tree) -> Vec<String> {
         let mut changes = Vec::new();
-        let (mut left, mut right) = (
-            self.entries.iter().peekable(),
-            other.entries.iter().peekable(),
-        );
+        let (mut left, mut right) = (self.entries.iter().peekable(), other.entries.iter().peekable());
         loop {
             match (left.peek(), right.peek()) {
                 (None, None) => break,
@@ -311,6 +293,30 @@ impl Tree {
             }
         }
         changes
+    }
+}
+
+/// Appends one entry's canonical encoding.
+fn encode_entry(out: &mut Vec<u8>, path: &str, kind: &EntryKind) {
+    let code = match kind {
+        EntryKind::Directory => 0,
+        EntryKind::File { executable: false, .. } => 1,
+        EntryKind::File { executable: true, .. } => 2,
+        EntryKind::Symlink { .. } => 3,
+    };
+    out.push(code);
+    out.extend_from_slice(&(path.len() as u32).to_le_bytes());
+    out.extend_from_slice(path.as_bytes());
+    match kind {
+        EntryKind::Directory => {}
+        EntryKind::File { digest, size, .. } => {
+            out.extend_from_slice(digest.as_bytes());
+            out.extend_from_slice(&size.to_le_bytes());
+        }
+        EntryKind::Symlink { target } => {
+            out.extend_from_slice(&(target.len() as u32).to_le_bytes());
+            out.extend_from_slice(target.as_bytes());
+        }
     }
 }
 
@@ -343,18 +349,56 @@ mod tests {
             },
             Entry {
                 path: "é/link".into(),
-                kind: EntryKind::Symlink {
-                    target: "../a".into(),
-                },
+                kind: EntryKind::Symlink { target: "../a".into() },
             },
         ]);
         assert_eq!(tree.entries()[0].path, "a", "sorted");
+        let files = Tree::new(vec![
+            Entry {
+                path: "a".into(),
+                kind: EntryKind::File {
+                    digest: Digest::of(b"a"),
+                    size: 1,
+                    executable: false,
+                },
+            },
+            Entry {
+                path: "b/c".into(),
+                kind: EntryKind::File {
+                    digest: Digest::of(b"c"),
+                    size: 2,
+                    executable: true,
+                },
+            },
+        ]);
+        let streamed = Tree::digest_of_files([("a", Digest::of(b"a"), 1, false), ("b/c", Digest::of(b"c"), 2, true)]);
+        assert_eq!(streamed, files.digest(), "streaming and building agree");
         let decoded = Tree::decode(&tree.encode()).expect("decodes");
-        assert_eq!(decoded, tree);
-        assert!(
-            Tree::decode(&tree.encode()[..24]).is_err(),
-            "cut inside an entry"
+        let files = Tree::new(vec![
+            Entry {
+                path: "a".into(),
+                kind: EntryKind::File {
+                    digest: Digest::of(b"a"),
+                    size: 1,
+                    executable: false,
+                },
+            },
+            Entry {
+                path: "b/c".into(),
+                kind: EntryKind::File {
+                    digest: Digest::of(b"c"),
+                    size: 2,
+                    executable: true,
+                },
+            },
+        ]);
+        assert_eq!(
+            Tree::digest_of_files([("a", Digest::of(b"a"), 1, false), ("b/c", Digest::of(b"c"), 2, true)]),
+            files.digest(),
+            "streaming and building agree"
         );
+        assert_eq!(decoded, tree);
+        assert!(Tree::decode(&tree.encode()[..24]).is_err(), "cut inside an entry");
         assert!(Tree::decode(b"not a tree").is_err());
     }
 
@@ -375,18 +419,13 @@ mod tests {
         let digest = |root: &Path| Tree::ingest(&store, root).expect("ingests").1;
         assert_eq!(digest(&one), digest(&two));
         assert_ne!(digest(&one), digest(&three));
-        fs::set_permissions(two.join("sub/a.txt"), fs::Permissions::from_mode(0o755))
-            .expect("chmod");
+        fs::set_permissions(two.join("sub/a.txt"), fs::Permissions::from_mode(0o755)).expect("chmod");
         assert_ne!(digest(&one), digest(&two), "the executable bit counts");
 
         let (tree, _) = Tree::ingest(&store, &three).expect("ingests");
         assert_eq!(Tree::new(vec![]).diff(&tree), ["+ sub", "+ sub/a.txt"]);
         let out = dir.path().join("restored");
-        tree.materialize(&store, &out, Materialize::Copy)
-            .expect("restores");
-        assert_eq!(
-            fs::read_to_string(out.join("sub/a.txt")).expect("read"),
-            "different"
-        );
+        tree.materialize(&store, &out, Materialize::Copy).expect("restores");
+        assert_eq!(fs::read_to_string(out.join("sub/a.txt")).expect("read"), "different");
     }
 }

@@ -51,16 +51,8 @@ impl CacheCommand {
                     stats.compiled.0,
                     ByteSize(stats.compiled.1).to_string()
                 );
-                println!(
-                    "other     {:>8}        {:>10}",
-                    "",
-                    ByteSize(stats.other).to_string()
-                );
-                println!(
-                    "total     {:>8}        {:>10}",
-                    "",
-                    ByteSize(stats.total()).to_string()
-                );
+                println!("other     {:>8}        {:>10}", "", ByteSize(stats.other).to_string());
+                println!("total     {:>8}        {:>10}", "", ByteSize(stats.total()).to_string());
                 Ok(Status::Success)
             }
             CacheCommand::Verify => {
@@ -84,9 +76,7 @@ impl CacheCommand {
                         report.leftovers
                     );
                 }
-                let damaged = report.corrupt_blobs.len()
-                    + report.broken_actions.len()
-                    + report.corrupt_compiled.len();
+                let damaged = report.corrupt_blobs.len() + report.broken_actions.len() + report.corrupt_compiled.len();
                 if report.clean() {
                     println!("{} 0 corrupt entries", paint("ok:", Style::Success));
                     Ok(Status::Success)
@@ -112,11 +102,7 @@ impl CacheCommand {
             }
             CacheCommand::Clear => {
                 let freed = cache_maintenance::clear(&cache)?;
-                println!(
-                    "removed {} from {}",
-                    ByteSize(freed),
-                    cache.root().display()
-                );
+                println!("removed {} from {}", ByteSize(freed), cache.root().display());
                 Ok(Status::Success)
             }
         }

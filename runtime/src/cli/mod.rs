@@ -89,8 +89,11 @@ pub(crate) fn init_tracing(verbose: u8) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .without_time()
+        // No timestamps, but still span timings (`without_time` drops both).
+        .with_timer(())
         .with_target(false)
+        // With -vv, each phase of a run reports how long it took.
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
         .try_init();
 }
 

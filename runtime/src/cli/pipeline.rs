@@ -176,8 +176,7 @@ pub(crate) struct GraphArgs {
 impl GraphArgs {
     pub(crate) fn execute(self) -> anyhow::Result<Status> {
         let pipeline = pipeline::load(&self.location.path())?;
-        let graph = Graph::new(&pipeline.stages)
-            .map_err(|cycle| anyhow::anyhow!("cycle: {}", cycle.join(" → ")))?;
+        let graph = Graph::new(&pipeline.stages).map_err(|cycle| anyhow::anyhow!("cycle: {}", cycle.join(" → ")))?;
         let format = match self.format {
             FormatArg::Mermaid => GraphFormat::Mermaid,
             FormatArg::Dot => GraphFormat::Dot,
@@ -190,12 +189,7 @@ impl GraphArgs {
 #[derive(Debug, Args)]
 pub(crate) struct InitArgs {
     /// Write cairn.toml in DIR.
-    #[arg(
-        short = 'C',
-        long = "directory",
-        value_name = "DIR",
-        default_value = "."
-    )]
+    #[arg(short = 'C', long = "directory", value_name = "DIR", default_value = ".")]
     directory: PathBuf,
 
     /// Replace an existing cairn.toml.
@@ -217,8 +211,7 @@ impl InitArgs {
         }
         std::fs::create_dir_all(&self.directory)
             .with_context(|| format!("cannot create `{}`", self.directory.display()))?;
-        std::fs::write(&path, STARTER)
-            .with_context(|| format!("cannot write `{}`", path.display()))?;
+        std::fs::write(&path, STARTER).with_context(|| format!("cannot write `{}`", path.display()))?;
         eprintln!(
             "{} wrote {}; run it with `cairn run{}`",
             paint("ok:", Style::Success),

@@ -128,9 +128,11 @@ impl RunArgs {
             .secrets
             .iter()
             .map(|secret| {
-                std::env::var(secret).map(|value| (secret.clone(), value)).with_context(|| {
-                    format!("the secret `{secret}` was granted, but cairn's environment has no variable `{secret}`")
-                })
+                std::env::var(secret)
+                    .map(|value| (secret.clone(), value))
+                    .with_context(|| {
+                        format!("the secret `{secret}` was granted, but cairn's environment has no variable `{secret}`")
+                    })
             })
             .collect::<anyhow::Result<BTreeMap<_, _>>>()?;
         for (_, dir) in self
@@ -157,9 +159,7 @@ impl RunArgs {
         let env: BTreeMap<String, String> = self.env.into_iter().collect();
         let random = match self.random {
             RandomArg::Secure => Random::Secure,
-            RandomArg::Seeded => {
-                Random::Seeded(sandbox::seed(Digest::of(&bytes), &invocation, &env))
-            }
+            RandomArg::Seeded => Random::Seeded(sandbox::seed(Digest::of(&bytes), &invocation, &env)),
         };
         let sandbox = Sandbox {
             invocation,
@@ -277,11 +277,7 @@ impl InspectArgs {
             print!("{}", description.wit);
             return Ok(Status::Success);
         }
-        println!(
-            "component  {} ({})",
-            self.component,
-            ByteSize(loaded.size() as u64)
-        );
+        println!("component  {} ({})", self.component, ByteSize(loaded.size() as u64));
         println!("digest     {}", loaded.digest());
         println!("kind       {}", loaded.kind());
         println!("world      {}", loaded.kind().world());
@@ -311,12 +307,10 @@ fn read_component(reference: &str) -> anyhow::Result<(Vec<u8>, String)> {
         return Ok((bytes.to_vec(), name.to_owned()));
     }
     let path = Path::new(reference);
-    let bytes =
-        std::fs::read(path).with_context(|| format!("cannot read the component `{reference}`"))?;
-    let name = path.file_stem().map_or_else(
-        || "stage".to_owned(),
-        |stem| stem.to_string_lossy().into_owned(),
-    );
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read the component `{reference}`"))?;
+    let name = path
+        .file_stem()
+        .map_or_else(|| "stage".to_owned(), |stem| stem.to_string_lossy().into_owned());
     Ok((bytes, name))
 }
 

@@ -14,12 +14,12 @@ pub(crate) fn print_error(error: &anyhow::Error) {
     let mut stderr = std::io::stderr().lock();
     // An invalid pipeline renders its own diagnostics, compiler style.
     let invalid = error.chain().find_map(|cause| {
-        let failure = cause.downcast_ref::<LoadFailure>().or_else(|| {
-            match cause.downcast_ref::<RunError>() {
+        let failure = cause
+            .downcast_ref::<LoadFailure>()
+            .or_else(|| match cause.downcast_ref::<RunError>() {
                 Some(RunError::Pipeline(failure)) => Some(failure),
                 _ => None,
-            }
-        })?;
+            })?;
         matches!(failure, LoadFailure::Invalid { .. }).then_some(failure)
     });
     if let Some(invalid) = invalid {
@@ -37,11 +37,7 @@ pub(crate) fn print_error(error: &anyhow::Error) {
             !hint
         });
         let first = lines.next().unwrap_or_default();
-        let prefix = if index == 0 {
-            "error: "
-        } else {
-            "  caused by: "
-        };
+        let prefix = if index == 0 { "error: " } else { "  caused by: " };
         let _ = writeln!(stderr, "{}{first}", paint(prefix, Style::Error));
         for line in lines {
             let _ = writeln!(stderr, "    {line}");

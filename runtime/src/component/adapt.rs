@@ -82,9 +82,5 @@ fn check_is_preview1_command(module: &[u8]) -> Result<(), AdaptError> {
             _ => {}
         }
     }
-    if has_start {
-        Ok(())
-    } else {
-        Err(AdaptError::NoStart)
-    }
+    if has_start { Ok(()) } else { Err(AdaptError::NoStart) }
 }

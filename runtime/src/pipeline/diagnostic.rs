@@ -89,12 +89,7 @@ impl SourceFile {
         };
         let mut out = String::new();
         let Some(span) = &diagnostic.span else {
-            let _ = writeln!(
-                out,
-                "{}: {severity}: {}",
-                self.name.display(),
-                diagnostic.message
-            );
+            let _ = writeln!(out, "{}: {severity}: {}", self.name.display(), diagnostic.message);
             if let Some(hint) = &diagnostic.hint {
                 let _ = writeln!(out, "  = hint: {hint}");
             }
@@ -120,12 +115,7 @@ impl SourceFile {
             .max(1);
         let _ = writeln!(out, "{gutter} |");
         let _ = writeln!(out, "{line} | {source_line}");
-        let _ = writeln!(
-            out,
-            "{gutter} | {}{}",
-            " ".repeat(column - 1),
-            "^".repeat(underlined)
-        );
+        let _ = writeln!(out, "{gutter} | {}{}", " ".repeat(column - 1), "^".repeat(underlined));
         if let Some(hint) = &diagnostic.hint {
             let _ = writeln!(out, "{gutter} = hint: {hint}");
         }
@@ -142,10 +132,7 @@ fn floor_char_boundary(text: &str, mut offset: usize) -> usize {
 
 /// The closest of `candidates` to a misspelled `name`, if one is close enough
 /// to be what was meant.
-pub fn did_you_mean<'a>(
-    name: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<&'a str> {
+pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     candidates
         .into_iter()
         .map(|candidate| (strsim::jaro_winkler(name, candidate), candidate))
@@ -161,9 +148,8 @@ mod tests {
     #[test]
     fn diagnostics_point_at_line_and_column() {
         let file = SourceFile::new("cairn.toml", "[stages.a]\nnedes = [\"b\"]\n");
-        let rendered = file.render(
-            &Diagnostic::error("unknown key `nedes`", 11..16).with_hint("did you mean `needs`?"),
-        );
+        let rendered =
+            file.render(&Diagnostic::error("unknown key `nedes`", 11..16).with_hint("did you mean `needs`?"));
         assert_eq!(
             rendered,
             "cairn.toml:2:1: error: unknown key `nedes`\n  |\n2 | nedes = [\"b\"]\n  | ^^^^^\n  = hint: did you mean `needs`?\n"

@@ -161,17 +161,12 @@ impl Template {
     }
 
     /// The text with every reference resolved, or the first one that cannot be.
-    pub fn render(
-        &self,
-        resolve: &dyn Fn(&Reference) -> Option<String>,
-    ) -> Result<String, Reference> {
+    pub fn render(&self, resolve: &dyn Fn(&Reference) -> Option<String>) -> Result<String, Reference> {
         let mut text = String::new();
         for part in &self.parts {
             match part {
                 Part::Text(literal) => text.push_str(literal),
-                Part::Reference(reference) => {
-                    text.push_str(&resolve(reference).ok_or_else(|| reference.clone())?)
-                }
+                Part::Reference(reference) => text.push_str(&resolve(reference).ok_or_else(|| reference.clone())?),
             }
         }
         Ok(text)
@@ -257,18 +252,12 @@ impl Condition {
     /// Parses a condition, with or without a `${{ }}` wrapper.
     pub fn parse(text: &str) -> Result<Self, SyntaxError> {
         let trimmed = text.trim();
-        let (body, base) = match trimmed
-            .strip_prefix("${{")
-            .and_then(|rest| rest.strip_suffix("}}"))
-        {
+        let (body, base) = match trimmed.strip_prefix("${{").and_then(|rest| rest.strip_suffix("}}")) {
             Some(inner) => (inner, text.find("${{").map_or(0, |start| start + 3)),
             None => (text, 0),
         };
         let tokens = tokenize(body, base)?;
-        let mut parser = Parser {
-            tokens,
-            position: 0,
-        };
+        let mut parser = Parser { tokens, position: 0 };
         let condition = parser.or()?;
         match parser.tokens.get(parser.position) {
             None => Ok(condition),
@@ -305,9 +294,7 @@ impl Condition {
     pub fn evaluate(&self, resolve: &dyn Fn(&Reference) -> Option<String>) -> Value {
         match self {
             Condition::Literal(value) => value.clone(),
-            Condition::Reference(reference) => {
-                Value::String(resolve(reference).unwrap_or_default())
-            }
+            Condition::Reference(reference) => Value::String(resolve(reference).unwrap_or_default()),
             Condition::Not(inner) => Value::Bool(!inner.evaluate(resolve).truthy()),
             Condition::And(left, right) => {
                 Value::Bool(left.evaluate(resolve).truthy() && right.evaluate(resolve).truthy())
@@ -315,14 +302,11 @@ impl Condition {
             Condition::Or(left, right) => {
                 Value::Bool(left.evaluate(resolve).truthy() || right.evaluate(resolve).truthy())
             }
-            Condition::Compare { left, right, equal } => Value::Bool(
-                (left.evaluate(resolve).text() == right.evaluate(resolve).text()) == *equal,
-            ),
+            Condition::Compare { left, right, equal } => {
+                Value::Bool((left.evaluate(resolve).text() == right.evaluate(resolve).text()) == *equal)
+            }
             Condition::Call(function, left, right) => {
-                let (left, right) = (
-                    left.evaluate(resolve).text(),
-                    right.evaluate(resolve).text(),
-                );
+                let (left, right) = (left.evaluate(resolve).text(), right.evaluate(resolve).text());
                 Value::Bool(match function {
                     Function::Contains => left.contains(&right),
                     Function::StartsWith => left.starts_with(&right),
@@ -393,10 +377,7 @@ fn tokenize(text: &str, base: usize) -> Result<Vec<(Token, usize)>, SyntaxError>
                         message: "this string is not closed".to_owned(),
                         offset: at,
                     })?;
-                let text: String = characters[index + 1..index + 1 + end]
-                    .iter()
-                    .map(|(_, c)| c)
-                    .collect();
+                let text: String = characters[index + 1..index + 1 + end].iter().map(|(_, c)| c).collect();
                 tokens.push((Token::String(text), at));
                 index += end + 2;
                 continue;
@@ -406,14 +387,8 @@ fn tokenize(text: &str, base: usize) -> Result<Vec<(Token, usize)>, SyntaxError>
                     .iter()
                     .take_while(|(_, c)| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
                     .count();
-                let word: String = characters[index..index + length]
-                    .iter()
-                    .map(|(_, c)| c)
-                    .collect();
-                tokens.push((
-                    Token::Path(word.split('.').map(str::to_owned).collect()),
-                    at,
-                ));
+                let word: String = characters[index..index + length].iter().map(|(_, c)| c).collect();
+                tokens.push((Token::Path(word.split('.').map(str::to_owned).collect()), at));
                 index += length;
                 continue;
             }
@@ -424,10 +399,7 @@ fn tokenize(text: &str, base: usize) -> Result<Vec<(Token, usize)>, SyntaxError>
                 });
             }
         };
-        let width = if matches!(
-            token,
-            Token::Equal | Token::NotEqual | Token::And | Token::Or
-        ) {
+        let width = if matches!(token, Token::Equal | Token::NotEqual | Token::And | Token::Or) {
             2
         } else {
             1
@@ -567,9 +539,7 @@ mod tests {
         match reference {
             Reference::Branch => Some("main".into()),
             Reference::Env(name) if name == "CI" => Some("true".into()),
-            Reference::StageOutput { stage, key } if stage == "lint" && key == "errors" => {
-                Some("0".into())
-            }
+            Reference::StageOutput { stage, key } if stage == "lint" && key == "errors" => Some("0".into()),
             Reference::StageResult(stage) if stage == "lint" => Some("succeeded".into()),
             Reference::Matrix(key) if key == "target" => Some("x86".into()),
             _ => None,
@@ -606,9 +576,7 @@ mod tests {
         assert_eq!(error.offset, 7);
         let error = Condition::parse("stages.lint.output == '1'").expect_err("bad path");
         assert!(
-            error
-                .message
-                .contains("`stages.lint.output` is not something"),
+            error.message.contains("`stages.lint.output` is not something"),
             "{}",
             error.message
         );
@@ -619,10 +587,8 @@ mod tests {
 
     #[test]
     fn templates_substitute_and_render() {
-        let template = Template::parse(
-            "--target=${{ matrix.target }} --errors=${{stages.lint.outputs.errors}}",
-        )
-        .expect("valid");
+        let template =
+            Template::parse("--target=${{ matrix.target }} --errors=${{stages.lint.outputs.errors}}").expect("valid");
         assert_eq!(template.references().count(), 2);
         let partial = template.substitute(&|reference| match reference {
             Reference::Matrix(_) => resolve(reference),
@@ -632,16 +598,10 @@ mod tests {
             partial.to_string(),
             "--target=x86 --errors=${{ stages.lint.outputs.errors }}"
         );
-        assert_eq!(
-            partial.render(&resolve).expect("resolvable"),
-            "--target=x86 --errors=0"
-        );
+        assert_eq!(partial.render(&resolve).expect("resolvable"), "--target=x86 --errors=0");
         let missing = Template::parse("${{ stages.build.outputs.version }}").expect("valid");
         assert!(missing.render(&resolve).is_err());
         assert!(Template::parse("${{ matrix.target").is_err());
-        assert_eq!(
-            Template::parse("plain text").expect("valid").to_string(),
-            "plain text"
-        );
+        assert_eq!(Template::parse("plain text").expect("valid").to_string(), "plain text");
     }
 }

@@ -54,8 +54,7 @@ impl Graph {
         }
         // Kahn's algorithm, taking ready stages in file order.
         let mut waiting: Vec<usize> = needs.iter().map(Vec::len).collect();
-        let mut ready: std::collections::VecDeque<usize> =
-            (0..stages.len()).filter(|&i| waiting[i] == 0).collect();
+        let mut ready: std::collections::VecDeque<usize> = (0..stages.len()).filter(|&i| waiting[i] == 0).collect();
         let mut order = Vec::with_capacity(stages.len());
         while let Some(stage) = ready.pop_front() {
             order.push(stage);
@@ -83,11 +82,7 @@ impl Graph {
             GraphFormat::Mermaid => {
                 out.push_str("flowchart LR\n");
                 for (index, stage) in stages.iter().enumerate() {
-                    let _ = writeln!(
-                        out,
-                        "    s{index}[\"{}\"]",
-                        stage.name.replace('"', "#quot;")
-                    );
+                    let _ = writeln!(out, "    s{index}[\"{}\"]", stage.name.replace('"', "#quot;"));
                 }
                 for (index, needs) in self.needs.iter().enumerate() {
                     for need in needs {
@@ -133,10 +128,7 @@ fn find_cycle(stages: &[Stage], needs: &[Vec<usize>], waiting: &[usize]) -> Vec<
             return Vec::new();
         };
         if let Some(position) = path.iter().position(|&stage| stage == next) {
-            let mut cycle: Vec<String> = path[position..]
-                .iter()
-                .map(|&i| stages[i].name.clone())
-                .collect();
+            let mut cycle: Vec<String> = path[position..].iter().map(|&i| stages[i].name.clone()).collect();
             cycle.push(cycle[0].clone());
             return cycle;
         }

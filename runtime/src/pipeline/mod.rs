@@ -129,9 +129,7 @@ pub struct Stage {
 /// Reads and checks a pipeline file; on failure, reports every problem found.
 pub fn load(path: &Path) -> Result<Pipeline, LoadFailure> {
     let text = std::fs::read_to_string(path).map_err(|source| match source.kind() {
-        std::io::ErrorKind::NotFound => LoadFailure::Missing {
-            path: path.to_owned(),
-        },
+        std::io::ErrorKind::NotFound => LoadFailure::Missing { path: path.to_owned() },
         _ => LoadFailure::Read {
             path: path.to_owned(),
             source,
@@ -149,8 +147,7 @@ pub fn load(path: &Path) -> Result<Pipeline, LoadFailure> {
         .unwrap_or(Path::new("."))
         .to_owned();
     let file = SourceFile::new(path, text);
-    parse::parse(file.clone(), &root)
-        .map_err(|diagnostics| LoadFailure::Invalid { file, diagnostics })
+    parse::parse(file.clone(), &root).map_err(|diagnostics| LoadFailure::Invalid { file, diagnostics })
 }
 
 /// Why a pipeline could not be loaded.
@@ -186,14 +183,8 @@ pub enum LoadFailure {
 }
 
 fn render_all(file: &SourceFile, diagnostics: &[Diagnostic]) -> String {
-    let errors = diagnostics
-        .iter()
-        .filter(|d| d.severity == Severity::Error)
-        .count();
-    let mut text: String = diagnostics
-        .iter()
-        .map(|diagnostic| file.render(diagnostic))
-        .collect();
+    let errors = diagnostics.iter().filter(|d| d.severity == Severity::Error).count();
+    let mut text: String = diagnostics.iter().map(|diagnostic| file.render(diagnostic)).collect();
     text.push_str(&format!(
         "{} is invalid: {errors} error{}",
         file.name.display(),

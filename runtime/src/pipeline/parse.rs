@@ -5,7 +5,7 @@
 //! place, unknown keys can get a "did you mean", and as many problems as
 //! possible are reported in one go.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Range;
 use std::path::Path;
 
@@ -14,23 +14,14 @@ use toml::de::{DeTable, DeValue};
 
 use super::expression::{Condition, Reference, SyntaxError, Template};
 use super::graph::Graph;
-use super::{
-    ClockGrant, Diagnostic, InputGlob, Pipeline, RandomGrant, SourceFile, Stage, Uses, did_you_mean,
-};
+use super::{ClockGrant, Diagnostic, InputGlob, Pipeline, RandomGrant, SourceFile, Stage, Uses, did_you_mean};
 use crate::sandbox::Limits;
 use crate::standard_stages;
 use crate::units::{ByteSize, HumanDuration};
 
 const TOP_KEYS: &[&str] = &["pipeline", "defaults", "stages"];
 const PIPELINE_KEYS: &[&str] = &["name"];
-const DEFAULT_KEYS: &[&str] = &[
-    "timeout",
-    "memory",
-    "max_output",
-    "max_log",
-    "retries",
-    "env",
-];
+const DEFAULT_KEYS: &[&str] = &["timeout", "memory", "max_output", "max_log", "retries", "env"];
 const STAGE_KEYS: &[&str] = &[
     "uses",
     "inputs",
@@ -64,9 +55,7 @@ pub(super) fn parse(file: SourceFile, root: &Path) -> Result<Pipeline, Vec<Diagn
             let message = error.message().trim().to_owned();
             let mut diagnostic = Diagnostic::error(message.clone(), span);
             if message == "duplicate key" {
-                diagnostic = diagnostic.with_hint(
-                    "a stage or key can be defined once; rename or merge the second one",
-                );
+                diagnostic = diagnostic.with_hint("a stage or key can be defined once; rename or merge the second one");
             }
             return Err(vec![diagnostic]);
         }
@@ -74,6 +63,7 @@ pub(super) fn parse(file: SourceFile, root: &Path) -> Result<Pipeline, Vec<Diagn
     let mut checker = Checker {
         root,
         errors: Vec::new(),
+        resolved: HashMap::new(),
     };
     let pipeline = checker.pipeline(document.get_ref(), file);
     if checker.errors.is_empty() {
@@ -117,6 +107,9 @@ struct RawStage {
 struct Checker<'a> {
     root: &'a Path,
     errors: Vec<Diagnostic>,
+    /// Each distinct `uses` text resolved once: pipelines with many stages
+    /// name few components.
+    resolved: HashMap<String, Uses>,
 }
 
 impl Checker<'_> {
@@ -130,10 +123,7 @@ impl Checker<'_> {
             .root
             .canonicalize()
             .ok()
-            .and_then(|root| {
-                root.file_name()
-                    .map(|name| name.to_string_lossy().into_owned())
-            })
+            .and_then(|root| root.file_name().map(|name| name.to_string_lossy().into_owned()))
             .unwrap_or_else(|| "pipeline".to_owned());
         if let Some(table) = self.table_at(document, "pipeline") {
             self.check_keys(table, PIPELINE_KEYS, "in [pipeline]");
@@ -178,11 +168,8 @@ impl Checker<'_> {
                 .find(|stage| stage.name == cycle[0])
                 .map_or(0..0, |stage| stage.span.clone());
             self.error(
-                Diagnostic::error(
-                    format!("the stages form a cycle: {}", cycle.join(" → ")),
-                    first,
-                )
-                .with_hint("each stage needs the next; remove one of these `needs`"),
+                Diagnostic::error(format!("the stages form a cycle: {}", cycle.join(" → ")), first)
+                    .with_hint("each stage needs the next; remove one of these `needs`"),
             );
         }
         Pipeline {
@@ -225,19 +212,11 @@ impl Checker<'_> {
         }
     }
 
-    fn stage(
-        &mut self,
-        name: Spanned<String>,
-        value: &Value<'_>,
-        defaults: &Defaults,
-    ) -> Option<RawStage> {
+    fn stage(&mut self, name: Spanned<String>, value: &Value<'_>, defaults: &Defaults) -> Option<RawStage> {
         if !valid_stage_name(name.get_ref()) {
             self.error(
-                Diagnostic::error(
-                    format!("`{}` cannot name a stage", name.get_ref()),
-                    name.span(),
-                )
-                .with_hint("use letters, digits, `-` and `_`"),
+                Diagnostic::error(format!("`{}` cannot name a stage", name.get_ref()), name.span())
+                    .with_hint("use letters, digits, `-` and `_`"),
             );
         }
         let DeValue::Table(table) = value.get_ref() else {
@@ -247,13 +226,12 @@ impl Checker<'_> {
         let context = format!("in stage `{}`", name.get_ref());
         self.check_keys(table, STAGE_KEYS, &context);
         let uses = match table.get("uses") {
-            Some(value) => self
-                .string(value, "`uses`")
-                .and_then(|uses| self.uses(&uses)),
+            Some(value) => self.string(value, "`uses`").and_then(|uses| self.uses(&uses)),
             None => {
                 self.error(
-                    Diagnostic::error(format!("stage `{}` has no `uses`", name.get_ref()), name.span())
-                        .with_hint("say which component runs it: `uses = \"std:wc\"`, a `.wasm` file, or a stage folder"),
+                    Diagnostic::error(format!("stage `{}` has no `uses`", name.get_ref()), name.span()).with_hint(
+                        "say which component runs it: `uses = \"std:wc\"`, a `.wasm` file, or a stage folder",
+                    ),
                 );
                 None
             }
@@ -306,10 +284,7 @@ impl Checker<'_> {
                 Some(value) => self.choice(
                     value,
                     "`random`",
-                    &[
-                        ("seeded", RandomGrant::Seeded),
-                        ("secure", RandomGrant::Secure),
-                    ],
+                    &[("seeded", RandomGrant::Seeded), ("secure", RandomGrant::Secure)],
                 ),
                 None => RandomGrant::Seeded,
             },
@@ -319,10 +294,7 @@ impl Checker<'_> {
                 .map(|value| self.boolean(value, "`cache`"))
                 .unwrap_or(true),
             condition: table.get("if").and_then(|value| self.condition(value)),
-            matrix: table
-                .get("matrix")
-                .map(|value| self.matrix(value))
-                .unwrap_or_default(),
+            matrix: table.get("matrix").map(|value| self.matrix(value)).unwrap_or_default(),
             retries: table
                 .get("retries")
                 .and_then(|value| self.count(value, "`retries`"))
@@ -331,8 +303,18 @@ impl Checker<'_> {
         })
     }
 
-    /// Classifies `uses` and checks that what it names exists.
+    /// `uses`, resolved once per distinct text.
     fn uses(&mut self, uses: &Spanned<String>) -> Option<(Uses, Range<usize>)> {
+        if let Some(resolved) = self.resolved.get(uses.get_ref()) {
+            return Some((resolved.clone(), uses.span()));
+        }
+        let resolved = self.resolve_uses(uses)?;
+        self.resolved.insert(uses.get_ref().clone(), resolved.0.clone());
+        Some(resolved)
+    }
+
+    /// Classifies `uses` and checks that what it names exists.
+    fn resolve_uses(&mut self, uses: &Spanned<String>) -> Option<(Uses, Range<usize>)> {
         let text = uses.get_ref();
         let span = uses.span();
         if let Some(name) = text.strip_prefix("std:") {
@@ -340,14 +322,10 @@ impl Checker<'_> {
                 return Some((Uses::Standard(name.to_owned()), span));
             }
             let known: Vec<_> = standard_stages::names().collect();
-            let mut diagnostic =
-                Diagnostic::error(format!("there is no standard stage `{text}`"), span);
+            let mut diagnostic = Diagnostic::error(format!("there is no standard stage `{text}`"), span);
             diagnostic = match did_you_mean(name, known.iter().copied()) {
                 Some(close) => diagnostic.with_hint(format!("did you mean `std:{close}`?")),
-                None => diagnostic.with_hint(format!(
-                    "the standard stages are std:{}",
-                    known.join(", std:")
-                )),
+                None => diagnostic.with_hint(format!("the standard stages are std:{}", known.join(", std:"))),
             };
             self.error(diagnostic);
             return None;
@@ -364,10 +342,7 @@ impl Checker<'_> {
         }
         let path = self.root.join(text);
         if path.is_file() {
-            if path
-                .extension()
-                .is_some_and(|extension| extension == "wasm")
-            {
+            if path.extension().is_some_and(|extension| extension == "wasm") {
                 return Some((Uses::File(path), span));
             }
             self.error(
@@ -380,22 +355,17 @@ impl Checker<'_> {
             }
             self.error(
                 Diagnostic::error(
-                    format!(
-                        "the folder `{text}` is not a stage source folder (it has no Cargo.toml)"
-                    ),
+                    format!("the folder `{text}` is not a stage source folder (it has no Cargo.toml)"),
                     span,
                 )
-                .with_hint(
-                    "point `uses` at a Rust stage crate, a `.wasm` component, or `std:NAME`",
-                ),
+                .with_hint("point `uses` at a Rust stage crate, a `.wasm` component, or `std:NAME`"),
             );
         } else {
             self.error(
-                Diagnostic::error(format!("the component `{text}` does not exist"), span)
-                    .with_hint(format!(
-                        "paths in `uses` are relative to the folder of the pipeline file, `{}`",
-                        self.root.display()
-                    )),
+                Diagnostic::error(format!("the component `{text}` does not exist"), span).with_hint(format!(
+                    "paths in `uses` are relative to the folder of the pipeline file, `{}`",
+                    self.root.display()
+                )),
             );
         }
         None
@@ -407,10 +377,7 @@ impl Checker<'_> {
             Ok(condition) => Some((condition, text.span())),
             Err(error) => {
                 let span = inner_span(&text, &error);
-                self.error(Diagnostic::error(
-                    format!("invalid `if`: {}", error.message),
-                    span,
-                ));
+                self.error(Diagnostic::error(format!("invalid `if`: {}", error.message), span));
                 None
             }
         }
@@ -453,10 +420,7 @@ impl Checker<'_> {
 
     /// Expands matrices, resolves `needs`, and checks every reference.
     fn expand(&mut self, raw_stages: Vec<RawStage>) -> Vec<Stage> {
-        let names: BTreeSet<&str> = raw_stages
-            .iter()
-            .map(|stage| stage.name.get_ref().as_str())
-            .collect();
+        let names: BTreeSet<&str> = raw_stages.iter().map(|stage| stage.name.get_ref().as_str()).collect();
         let mut expanded_names: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for stage in &raw_stages {
             let entries = matrix_entries(&stage.matrix);
@@ -480,10 +444,7 @@ impl Checker<'_> {
             for need in &raw.needs {
                 let target = need.get_ref();
                 if target == base {
-                    self.error(Diagnostic::error(
-                        format!("stage `{base}` needs itself"),
-                        need.span(),
-                    ));
+                    self.error(Diagnostic::error(format!("stage `{base}` needs itself"), need.span()));
                 } else if let Some(expanded) = expanded_names.get(target) {
                     needs.extend(expanded.iter().cloned());
                     needed_bases.insert(target.as_str());
@@ -498,11 +459,7 @@ impl Checker<'_> {
                     self.error(diagnostic);
                 }
             }
-            let matrix_keys: BTreeSet<&str> = raw
-                .matrix
-                .iter()
-                .map(|(key, _)| key.get_ref().as_str())
-                .collect();
+            let matrix_keys: BTreeSet<&str> = raw.matrix.iter().map(|(key, _)| key.get_ref().as_str()).collect();
             let check_reference = |checker: &mut Self,
                                    reference: &Reference,
                                    span: Range<usize>,
@@ -516,20 +473,22 @@ impl Checker<'_> {
                         Diagnostic::error(format!("`{reference}` can only be used in `if`"), span.clone())
                             .with_hint("a stage's inputs must be declared: set the value in `env` or `with` instead"),
                     ),
-                    Reference::StageResult(_) if !in_condition => {
-                        checker.error(Diagnostic::error(format!("`{reference}` can only be used in `if`"), span.clone()))
-                    }
+                    Reference::StageResult(_) if !in_condition => checker.error(Diagnostic::error(
+                        format!("`{reference}` can only be used in `if`"),
+                        span.clone(),
+                    )),
                     _ => {}
                 }
                 if let Some(stage) = reference.stage() {
                     if !needed_bases.contains(stage) {
                         checker.error(
-                            Diagnostic::error(format!("`{reference}` reads stage `{stage}`, which `{base}` does not need"), span)
-                                .with_hint(format!("add `\"{stage}\"` to the `needs` of `{base}`")),
+                            Diagnostic::error(
+                                format!("`{reference}` reads stage `{stage}`, which `{base}` does not need"),
+                                span,
+                            )
+                            .with_hint(format!("add `\"{stage}\"` to the `needs` of `{base}`")),
                         );
-                    } else if matrix_stages.contains(stage)
-                        && matches!(reference, Reference::StageOutput { .. })
-                    {
+                    } else if matrix_stages.contains(stage) && matches!(reference, Reference::StageOutput { .. }) {
                         checker.error(Diagnostic::error(
                             format!("`{reference}` is ambiguous: `{stage}` is a matrix with several entries"),
                             span,
@@ -548,43 +507,29 @@ impl Checker<'_> {
                             Some(template)
                         }
                         Err(error) => {
-                            checker.error(Diagnostic::error(
-                                error.message.clone(),
-                                inner_span(value, &error),
-                            ));
+                            checker.error(Diagnostic::error(error.message.clone(), inner_span(value, &error)));
                             None
                         }
                     })
                     .collect()
             };
             let args = templates(self, &raw.args.iter().collect::<Vec<_>>());
-            let with_values = templates(
-                self,
-                &raw.with.iter().map(|(_, value)| value).collect::<Vec<_>>(),
-            );
-            let env_values = templates(
-                self,
-                &raw.env.iter().map(|(_, value)| value).collect::<Vec<_>>(),
-            );
+            let with_values = templates(self, &raw.with.iter().map(|(_, value)| value).collect::<Vec<_>>());
+            let env_values = templates(self, &raw.env.iter().map(|(_, value)| value).collect::<Vec<_>>());
             if let Some((condition, span)) = &raw.condition {
                 for reference in condition.references() {
                     check_reference(self, reference, span.clone(), true);
                 }
             }
             let Some((uses, _)) = &raw.uses else { continue };
-            if args.len() != raw.args.len()
-                || with_values.len() != raw.with.len()
-                || env_values.len() != raw.env.len()
+            if args.len() != raw.args.len() || with_values.len() != raw.with.len() || env_values.len() != raw.env.len()
             {
                 continue;
             }
             for entry in matrix_entries(&raw.matrix) {
                 let substitute = |template: &Template| {
                     template.substitute(&|reference| match reference {
-                        Reference::Matrix(key) => entry
-                            .iter()
-                            .find(|(k, _)| k == key)
-                            .map(|(_, value)| value.clone()),
+                        Reference::Matrix(key) => entry.iter().find(|(k, _)| k == key).map(|(_, value)| value.clone()),
                         _ => None,
                     })
                 };
@@ -616,24 +561,13 @@ impl Checker<'_> {
                         .zip(env_values.iter().map(substitute))
                         .collect(),
                     needs: needs.clone(),
-                    secrets: raw
-                        .secrets
-                        .iter()
-                        .map(|secret| secret.get_ref().clone())
-                        .collect(),
-                    network: raw
-                        .network
-                        .iter()
-                        .map(|entry| entry.get_ref().clone())
-                        .collect(),
+                    secrets: raw.secrets.iter().map(|secret| secret.get_ref().clone()).collect(),
+                    network: raw.network.iter().map(|entry| entry.get_ref().clone()).collect(),
                     clock: raw.clock,
                     random: raw.random,
                     limits: raw.limits,
                     cache: raw.cache,
-                    condition: raw
-                        .condition
-                        .as_ref()
-                        .map(|(condition, _)| condition.clone()),
+                    condition: raw.condition.as_ref().map(|(condition, _)| condition.clone()),
                     retries: raw.retries,
                 });
             }
@@ -647,8 +581,7 @@ impl Checker<'_> {
             if known.contains(&name) {
                 continue;
             }
-            let mut diagnostic =
-                Diagnostic::error(format!("unknown key `{name}` {context}"), key.span());
+            let mut diagnostic = Diagnostic::error(format!("unknown key `{name}` {context}"), key.span());
             diagnostic = match did_you_mean(name, known.iter().copied()) {
                 Some(close) => diagnostic.with_hint(format!("did you mean `{close}`?")),
                 None => diagnostic.with_hint(format!("the keys here are {}", known.join(", "))),
@@ -767,10 +700,9 @@ impl Checker<'_> {
         }
         let expected = format!("\"{}\"", names.join("\" or \""));
         let diagnostic = match value.get_ref() {
-            DeValue::String(text) => Diagnostic::error(
-                format!("{what} must be {expected}, not \"{text}\""),
-                value.span(),
-            ),
+            DeValue::String(text) => {
+                Diagnostic::error(format!("{what} must be {expected}, not \"{text}\""), value.span())
+            }
             _ => self.type_error(what, &expected, value),
         };
         self.error(diagnostic);
@@ -783,17 +715,11 @@ impl Checker<'_> {
         what: &str,
     ) -> Option<T> {
         let result = match value.get_ref() {
-            DeValue::String(text) => text
-                .parse::<T>()
-                .map_err(|error| format!("{what}: {error}")),
+            DeValue::String(text) => text.parse::<T>().map_err(|error| format!("{what}: {error}")),
             DeValue::Integer(integer) => u64::from_str_radix(integer.as_str(), integer.radix())
                 .map(T::from_integer)
                 .map_err(|_| format!("{what} must not be negative")),
-            other => Err(format!(
-                "{what} must be {}, not {}",
-                T::EXAMPLE,
-                kind(other)
-            )),
+            other => Err(format!("{what} must be {}, not {}", T::EXAMPLE, kind(other))),
         };
         match result {
             Ok(parsed) => Some(parsed),
@@ -868,10 +794,7 @@ fn entry_name(base: &str, entry: &[(String, String)]) -> String {
     if entry.is_empty() {
         return base.to_owned();
     }
-    let values: Vec<String> = entry
-        .iter()
-        .map(|(key, value)| format!("{key}={value}"))
-        .collect();
+    let values: Vec<String> = entry.iter().map(|(key, value)| format!("{key}={value}")).collect();
     format!("{base}[{}]", values.join(","))
 }
 
@@ -880,9 +803,5 @@ fn entry_name(base: &str, entry: &[(String, String)]) -> String {
 fn inner_span(value: &Spanned<String>, error: &SyntaxError) -> Range<usize> {
     let span = value.span();
     let start = span.start + 1 + error.offset;
-    if start < span.end {
-        start..start + 1
-    } else {
-        span
-    }
+    if start < span.end { start..start + 1 } else { span }
 }

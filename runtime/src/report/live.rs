@@ -49,11 +49,9 @@ impl LiveReporter {
     }
 
     fn bar_style() -> ProgressStyle {
-        ProgressStyle::with_template(
-            "{spinner} {prefix:.bold} {elapsed:>4} [{bar:20}] {pos}/{len} {wide_msg}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> ")
+        ProgressStyle::with_template("{spinner} {prefix:.bold} {elapsed:>4} [{bar:20}] {pos}/{len} {wide_msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ")
     }
 }
 

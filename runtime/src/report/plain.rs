@@ -37,11 +37,7 @@ impl Reporter for PlainReporter {
     fn event(&self, event: &Event) {
         self.summary.record(event);
         match event {
-            Event::PipelineStarted {
-                pipeline,
-                stages,
-                jobs,
-            } => {
+            Event::PipelineStarted { pipeline, stages, jobs } => {
                 self.line(&format!(
                     "pipeline `{pipeline}`: {} stages, {jobs} at a time",
                     stages.len()
@@ -109,10 +105,7 @@ impl Reporter for PlainReporter {
                             String::new()
                         };
                         paint(
-                            &format!(
-                                "[{stage}] failed{tries}: {}",
-                                error.as_deref().unwrap_or("")
-                            ),
+                            &format!("[{stage}] failed{tries}: {}", error.as_deref().unwrap_or("")),
                             Style::Error,
                         )
                     }

@@ -22,8 +22,7 @@ pub enum Style {
 
 /// Whether stderr gets colors.
 pub fn color_enabled() -> bool {
-    std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty())
-        && std::io::stderr().is_terminal()
+    std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty()) && std::io::stderr().is_terminal()
 }
 
 /// `text` wrapped in the escape codes of `style`, when colors are enabled.

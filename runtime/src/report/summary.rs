@@ -69,14 +69,7 @@ impl Summary {
             .lock()
             .map(|rows| {
                 rows.iter()
-                    .map(|row| {
-                        (
-                            row.stage.clone(),
-                            row.status,
-                            row.duration,
-                            row.detail.clone(),
-                        )
-                    })
+                    .map(|row| (row.stage.clone(), row.status, row.duration, row.detail.clone()))
                     .collect::<Vec<_>>()
             })
             .unwrap_or_default();
@@ -86,10 +79,7 @@ impl Summary {
             .max()
             .unwrap_or(5)
             .max(5);
-        let mut out = format!(
-            "\n{:<width$}  {:<9}  {:>9}\n",
-            "stage", "status", "duration"
-        );
+        let mut out = format!("\n{:<width$}  {:<9}  {:>9}\n", "stage", "status", "duration");
         for (stage, row_status, duration, detail) in rows {
             let status_text = format!("{:<9}", row_status.as_str());
             let status_text = match row_status {

@@ -22,9 +22,7 @@ pub enum Clock {
 
 impl Default for Clock {
     fn default() -> Self {
-        Clock::Pinned {
-            source_date_epoch: 0,
-        }
+        Clock::Pinned { source_date_epoch: 0 }
     }
 }
 

@@ -64,12 +64,12 @@ impl StageFailure {
     pub fn hint(&self) -> Option<&'static str> {
         match self {
             StageFailure::Bound(bound) => Some(bound.hint()),
-            StageFailure::Trap { message, .. } if message.contains("unreachable") => Some(
-                "a Rust stage that panics traps this way; its panic message is in the log above",
-            ),
-            StageFailure::ExitedInsteadOfReturning(_) => Some(
-                "return from `run` (with an error to fail the stage) so the host receives the outcome",
-            ),
+            StageFailure::Trap { message, .. } if message.contains("unreachable") => {
+                Some("a Rust stage that panics traps this way; its panic message is in the log above")
+            }
+            StageFailure::ExitedInsteadOfReturning(_) => {
+                Some("return from `run` (with an error to fail the stage) so the host receives the outcome")
+            }
             _ => None,
         }
     }

@@ -60,10 +60,7 @@ impl LogCapture {
         secrets: impl IntoIterator<Item = String>,
         limit: ByteSize,
     ) -> Self {
-        let mut secrets: Vec<String> = secrets
-            .into_iter()
-            .filter(|secret| !secret.is_empty())
-            .collect();
+        let mut secrets: Vec<String> = secrets.into_iter().filter(|secret| !secret.is_empty()).collect();
         // Longest first, so a secret containing another is masked whole.
         secrets.sort_by_key(|secret| std::cmp::Reverse(secret.len()));
         Self {
@@ -230,8 +227,7 @@ impl StdoutStream for CapturedStream {
 
 impl OutputStream for CapturedStream {
     fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
-        self.capture
-            .write(self.source, stream_level(self.source), &bytes);
+        self.capture.write(self.source, stream_level(self.source), &bytes);
         Ok(())
     }
 
@@ -250,13 +246,8 @@ impl Pollable for CapturedStream {
 }
 
 impl tokio::io::AsyncWrite for CapturedStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        _context: &mut Context<'_>,
-        bytes: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        self.capture
-            .write(self.source, stream_level(self.source), bytes);
+    fn poll_write(self: Pin<&mut Self>, _context: &mut Context<'_>, bytes: &[u8]) -> Poll<std::io::Result<usize>> {
+        self.capture.write(self.source, stream_level(self.source), bytes);
         Poll::Ready(Ok(bytes.len()))
     }
 
@@ -264,10 +255,7 @@ impl tokio::io::AsyncWrite for CapturedStream {
         Poll::Ready(Ok(()))
     }
 
-    fn poll_shutdown(
-        self: Pin<&mut Self>,
-        _context: &mut Context<'_>,
-    ) -> Poll<std::io::Result<()>> {
+    fn poll_shutdown(self: Pin<&mut Self>, _context: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Poll::Ready(Ok(()))
     }
 }
@@ -324,11 +312,7 @@ mod tests {
     #[test]
     fn lines_without_newlines_are_cut() {
         let capture = capture(1 << 20, &[]);
-        capture.write(
-            LogSource::Stdout,
-            Level::Info,
-            &vec![b'y'; MAX_LINE * 2 + 5],
-        );
+        capture.write(LogSource::Stdout, Level::Info, &vec![b'y'; MAX_LINE * 2 + 5]);
         let log = capture.finish();
         let lengths: Vec<usize> = log.lines.iter().map(|line| line.text.len()).collect();
         assert_eq!(lengths, [MAX_LINE, MAX_LINE, 5]);

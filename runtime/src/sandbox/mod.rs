@@ -120,9 +120,7 @@ pub enum SandboxError {
         source: wasmtime::Error,
     },
     /// An input name that cannot be a folder name.
-    #[error(
-        "`{0}` cannot name an input folder: use letters, digits, `-`, `_`, `.`, `[`, `]` or `=`"
-    )]
+    #[error("`{0}` cannot name an input folder: use letters, digits, `-`, `_`, `.`, `[`, `]` or `=`")]
     InputName(String),
     /// The stage's scratch folders cannot be created.
     #[error("cannot create the stage's scratch folders in `{path}`")]
@@ -203,15 +201,11 @@ pub(crate) enum Entry {
 
 impl Entry {
     /// The entry point of a pre-instantiated component, if it has one.
-    pub(crate) fn stage(
-        pre: wasmtime::component::InstancePre<StageState>,
-    ) -> wasmtime::Result<Self> {
+    pub(crate) fn stage(pre: wasmtime::component::InstancePre<StageState>) -> wasmtime::Result<Self> {
         StagePre::new(pre).map(Entry::Stage)
     }
 
-    pub(crate) fn command(
-        pre: wasmtime::component::InstancePre<StageState>,
-    ) -> wasmtime::Result<Self> {
+    pub(crate) fn command(pre: wasmtime::component::InstancePre<StageState>) -> wasmtime::Result<Self> {
         CommandPre::new(pre).map(Entry::Command)
     }
 }
@@ -308,12 +302,7 @@ pub(crate) async fn run(
 }
 
 /// `/src` and `/in/<name>` read-only, `/out` and `/tmp` writable; nothing else.
-fn grant_files(
-    builder: &mut WasiCtxBuilder,
-    sandbox: &Sandbox,
-    out: &Path,
-    tmp: &Path,
-) -> Result<(), SandboxError> {
+fn grant_files(builder: &mut WasiCtxBuilder, sandbox: &Sandbox, out: &Path, tmp: &Path) -> Result<(), SandboxError> {
     let mut mount = |host: &Path, guest: String, perms: FsPerms| {
         builder
             .preopened_dir(host, &guest, perms)
@@ -346,17 +335,13 @@ fn valid_input_name(name: &str) -> bool {
     !name.is_empty()
         && name != "."
         && name != ".."
-        && name.chars().all(|c| {
-            c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '[' | ']' | '=' | ',')
-        })
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '[' | ']' | '=' | ','))
 }
 
 /// Instantiates the component and calls its entry point.
-async fn call(
-    entry: &Entry,
-    store: &mut Store<StageState>,
-    invocation: &Invocation,
-) -> Result<Outcome, StageFailure> {
+async fn call(entry: &Entry, store: &mut Store<StageState>, invocation: &Invocation) -> Result<Outcome, StageFailure> {
     match entry {
         Entry::Stage(pre) => {
             let stage = pre

@@ -43,9 +43,7 @@ pub(crate) async fn grant(
             // port, which reaches nothing by itself. Allowed even without
             // grants, so that the connect that follows is the operation
             // refused, with a message naming its address.
-            SocketAddrUse::TcpBind | SocketAddrUse::UdpBind => {
-                address.ip().is_unspecified() && address.port() == 0
-            }
+            SocketAddrUse::TcpBind | SocketAddrUse::UdpBind => address.ip().is_unspecified() && address.port() == 0,
             // Stages are clients: no listening, no accepting.
             _ => false,
         };

@@ -78,9 +78,7 @@ pub(crate) fn check(root: &Path) -> Result<OutputTotals, OutputError> {
                     });
                 }
             } else {
-                return Err(OutputError::SpecialFile {
-                    path: display(&path),
-                });
+                return Err(OutputError::SpecialFile { path: display(&path) });
             }
         }
     }
@@ -95,9 +93,7 @@ pub(crate) fn check(root: &Path) -> Result<OutputTotals, OutputError> {
 /// link (checked separately, but pointing elsewhere) the text no longer says
 /// where the path ends up.
 fn stays_inside(link: &Path, target: &Path) -> bool {
-    let mut depth: usize = link
-        .parent()
-        .map_or(0, |parent| parent.components().count());
+    let mut depth: usize = link.parent().map_or(0, |parent| parent.components().count());
     let mut descended = false;
     for component in target.components() {
         match component {
@@ -133,9 +129,7 @@ fn disk_usage(root: &Path) -> u64 {
         for entry in entries.flatten() {
             match entry.file_type() {
                 Ok(kind) if kind.is_dir() => pending.push(entry.path()),
-                Ok(kind) if kind.is_file() => {
-                    total += entry.metadata().map_or(0, |metadata| metadata.len())
-                }
+                Ok(kind) if kind.is_file() => total += entry.metadata().map_or(0, |metadata| metadata.len()),
                 _ => {}
             }
         }
@@ -187,10 +181,7 @@ mod tests {
     fn links_are_judged_by_where_they_resolve() {
         assert!(stays_inside(Path::new("a"), Path::new("b")));
         assert!(stays_inside(Path::new("dir/a"), Path::new("../b")));
-        assert!(stays_inside(
-            Path::new("dir/deeper/a"),
-            Path::new("../../b/c")
-        ));
+        assert!(stays_inside(Path::new("dir/deeper/a"), Path::new("../../b/c")));
         // `sub` could be a link to `..`: a climb after a name is refused.
         assert!(!stays_inside(Path::new("dir/a"), Path::new("sub/../b")));
         assert!(!stays_inside(Path::new("a"), Path::new("../etc/passwd")));

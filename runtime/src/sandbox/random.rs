@@ -24,9 +24,7 @@ pub enum Random {
 pub(crate) fn grant(builder: &mut WasiCtxBuilder, random: Random) {
     if let Random::Seeded(seed) = random {
         // Independent streams per interface, so reading one does not shift the other.
-        let derive = |purpose: &str| {
-            blake3::derive_key(&format!("cairn 2026 sandbox random: {purpose}"), &seed)
-        };
+        let derive = |purpose: &str| blake3::derive_key(&format!("cairn 2026 sandbox random: {purpose}"), &seed);
         builder.secure_random(ChaCha20Rng::from_seed(derive("random")));
         builder.insecure_random(ChaCha20Rng::from_seed(derive("insecure")));
         let insecure_seed = derive("insecure-seed");
@@ -39,21 +37,12 @@ pub(crate) fn grant(builder: &mut WasiCtxBuilder, random: Random) {
 /// The seed of a stage's randomness: a digest of what identifies its run (the
 /// component, the invocation, the environment), so the same stage run draws
 /// the same numbers on any machine and a different run different ones.
-pub fn seed(
-    component: Digest,
-    invocation: &Invocation,
-    env: &BTreeMap<String, String>,
-) -> [u8; 32] {
+pub fn seed(component: Digest, invocation: &Invocation, env: &BTreeMap<String, String>) -> [u8; 32] {
     let mut hasher = blake3::Hasher::new_derive_key("cairn 2026 stage random seed v1");
     hasher.update(component.as_bytes());
     for part in std::iter::once(&invocation.stage)
         .chain(&invocation.args)
-        .chain(
-            invocation
-                .config
-                .iter()
-                .flat_map(|(key, value)| [key, value]),
-        )
+        .chain(invocation.config.iter().flat_map(|(key, value)| [key, value]))
         .chain(env.iter().flat_map(|(key, value)| [key, value]))
     {
         hasher.update(&(part.len() as u64).to_le_bytes());

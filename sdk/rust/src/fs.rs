@@ -32,14 +32,13 @@ pub fn input(stage: &str) -> PathBuf {
 /// `(stage name, /in/<stage>)`, sorted by name.
 pub fn inputs() -> Vec<(String, PathBuf)> {
     let prefix = format!("{INPUTS}/");
-    let mut inputs: Vec<(String, PathBuf)> =
-        crate::bindings::wasi::filesystem::preopens::get_directories()
-            .into_iter()
-            .filter_map(|(_descriptor, path)| {
-                let name = path.strip_prefix(&prefix)?.to_owned();
-                Some((name, PathBuf::from(path)))
-            })
-            .collect();
+    let mut inputs: Vec<(String, PathBuf)> = crate::bindings::wasi::filesystem::preopens::get_directories()
+        .into_iter()
+        .filter_map(|(_descriptor, path)| {
+            let name = path.strip_prefix(&prefix)?.to_owned();
+            Some((name, PathBuf::from(path)))
+        })
+        .collect();
     inputs.sort();
     inputs
 }

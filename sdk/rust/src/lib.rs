@@ -133,15 +133,13 @@ macro_rules! export {
             impl $crate::bindings::Guest for CairnStageExport {
                 fn run(
                     invocation: $crate::bindings::cairn::stage::types::Invocation,
-                ) -> ::core::result::Result<
-                    $crate::bindings::cairn::stage::types::Outcome,
-                    ::std::string::String,
-                > {
+                ) -> ::core::result::Result<$crate::bindings::cairn::stage::types::Outcome, ::std::string::String>
+                {
                     $crate::__run::<$stage>(invocation)
                 }
             }
 
-            $crate::bindings::__export_stage_world!(CairnStageExport with_types_in $crate::bindings);
+    $crate::bindings::__export_stage_world!(CairnStageExport with_types_in $crate::bindings);
         };
     };
 }

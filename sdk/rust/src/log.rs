@@ -55,12 +55,7 @@ pub struct Annotation {
 
 impl Annotation {
     /// A diagnostic of `severity` on `path` at 1-based `line` (0: the whole file).
-    pub fn new(
-        severity: Level,
-        path: impl Into<String>,
-        line: u32,
-        message: impl Into<String>,
-    ) -> Self {
+    pub fn new(severity: Level, path: impl Into<String>, line: u32, message: impl Into<String>) -> Self {
         Self {
             path: path.into(),
             line,

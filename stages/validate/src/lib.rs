@@ -26,8 +26,7 @@ impl Stage for Validate {
         let mut invalid = Vec::new();
         let mut report = String::new();
         for (index, path) in files.iter().enumerate() {
-            let text = std::fs::read_to_string(path)
-                .map_err(|error| format!("reading {}: {error}", path.display()))?;
+            let text = std::fs::read_to_string(path).map_err(|error| format!("reading {}: {error}", path.display()))?;
             match check(path, &text) {
                 Ok(()) => writeln!(report, "ok      {}", path.display())?,
                 Err(error) => {
@@ -40,8 +39,7 @@ impl Stage for Validate {
                         error.message
                     )?;
                     cairn_sdk::annotate(
-                        Annotation::error(path.to_string_lossy(), error.line, error.message)
-                            .column(error.column),
+                        Annotation::error(path.to_string_lossy(), error.line, error.message).column(error.column),
                     );
                     invalid.push(path.display().to_string());
                 }
@@ -101,11 +99,7 @@ fn check(path: &Path, text: &str) -> Result<(), ParseError> {
 fn line_and_column(text: &str, offset: usize) -> (u32, u32) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
-    let column = before
-        .rsplit('\n')
-        .next()
-        .map_or(0, |tail| tail.chars().count())
-        + 1;
+    let column = before.rsplit('\n').next().map_or(0, |tail| tail.chars().count()) + 1;
     (line as u32, column as u32)
 }
 

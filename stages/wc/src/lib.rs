@@ -50,8 +50,7 @@ impl Stage for Wc {
         let mut json_files = Vec::new();
         let mut total = Counts::default();
         for (index, path) in files.iter().enumerate() {
-            let contents = std::fs::read(path)
-                .map_err(|error| format!("reading {}: {error}", path.display()))?;
+            let contents = std::fs::read(path).map_err(|error| format!("reading {}: {error}", path.display()))?;
             let counts = Counts::of(&contents);
             total.add(counts);
             writeln!(
@@ -70,21 +69,14 @@ impl Stage for Wc {
             }));
             cairn_sdk::progress(index as u64 + 1, files.len() as u64);
         }
-        writeln!(
-            table,
-            "{:>8} {:>8} {:>10} total",
-            total.lines, total.words, total.bytes
-        )?;
+        writeln!(table, "{:>8} {:>8} {:>10} total", total.lines, total.words, total.bytes)?;
 
         std::fs::write(fs::out().join("wc.txt"), table)?;
         let report = serde_json::json!({
             "files": json_files,
             "total": { "lines": total.lines, "words": total.words, "bytes": total.bytes },
         });
-        std::fs::write(
-            fs::out().join("wc.json"),
-            serde_json::to_vec_pretty(&report)?,
-        )?;
+        std::fs::write(fs::out().join("wc.json"), serde_json::to_vec_pretty(&report)?)?;
 
         cairn_sdk::info!(
             "{} files, {} lines, {} words, {} bytes",

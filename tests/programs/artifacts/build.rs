@@ -8,9 +8,7 @@ use std::path::PathBuf;
 use cairn_guest_build::{GuestBuild, build_script_target_dir};
 
 fn main() {
-    let manifest_dir = PathBuf::from(
-        std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"),
-    );
+    let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let workspace_manifest = manifest_dir.join("../../../Cargo.toml");
     let target_dir = build_script_target_dir();
 
@@ -49,8 +47,7 @@ fn main() {
             .find(|artifact| artifact.target_name == target_name)
             .unwrap_or_else(|| panic!("no artifact for `{target_name}`"));
         writeln!(code, "/// The path of {what}.").expect("write to String");
-        writeln!(code, "pub const {constant}: &str = {:?};", artifact.path)
-            .expect("write to String");
+        writeln!(code, "pub const {constant}: &str = {:?};", artifact.path).expect("write to String");
     }
     let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     std::fs::write(out_dir.join("artifacts.rs"), code).expect("write artifacts.rs");

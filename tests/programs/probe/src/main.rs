@@ -110,9 +110,7 @@ fn run(words: &[&str]) -> Result<(), String> {
         ["random-file", path] => std::fs::write(path, random_bytes()?).map_err(describe),
         ["symlink", target, link] => symlink(target, link),
         ["exit", code] => {
-            let code: i32 = code
-                .parse()
-                .map_err(|_| format!("`{code}` is not an exit code"))?;
+            let code: i32 = code.parse().map_err(|_| format!("`{code}` is not an exit code"))?;
             std::process::exit(code)
         }
         ["spin"] => {
@@ -166,14 +164,11 @@ fn run(words: &[&str]) -> Result<(), String> {
         // Outputs with every kind of awkward name, for round-trip tests.
         ["awkward", dir] => awkward(dir),
         ["many", dir, count] => {
-            let count: usize = count
-                .parse()
-                .map_err(|_| format!("`{count}` is not a number"))?;
+            let count: usize = count.parse().map_err(|_| format!("`{count}` is not a number"))?;
             for index in 0..count {
                 let sub = format!("{dir}/{:03}", index / 1000);
                 std::fs::create_dir_all(&sub).map_err(describe)?;
-                std::fs::write(format!("{sub}/{index}.txt"), index.to_string())
-                    .map_err(describe)?;
+                std::fs::write(format!("{sub}/{index}.txt"), index.to_string()).map_err(describe)?;
             }
             Ok(())
         }
@@ -203,10 +198,7 @@ fn awkward(dir: &str) -> Result<(), String> {
         ("with space.txt", b"space"),
         ("with\ttab.txt", b"tab"),
         ("with\nnewline.txt", b"newline"),
-        (
-            "unicode-\u{e9}\u{1d11e}\u{4e2d}.txt",
-            "\u{e9}\u{1d11e}".as_bytes(),
-        ),
+        ("unicode-\u{e9}\u{1d11e}\u{4e2d}.txt", "\u{e9}\u{1d11e}".as_bytes()),
         ("empty.txt", b""),
         ("binary.bin", &[0, 255, 10, 13, 0]),
         ("nested/deeper/still/file.txt", b"deep"),
@@ -278,8 +270,7 @@ fn symlink(target: &str, link: &str) -> Result<(), String> {
         .into_iter()
         .find(|(_, path)| path == "/out")
         .ok_or("no /out preopen")?;
-    out.symlink_at(target, relative)
-        .map_err(|code| format!("{code:?}"))
+    out.symlink_at(target, relative).map_err(|code| format!("{code:?}"))
 }
 
 #[cfg(all(target_os = "wasi", target_env = "p2"))]

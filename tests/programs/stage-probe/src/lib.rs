@@ -34,13 +34,7 @@ impl Stage for StageProbe {
 }
 
 fn echo(invocation: &Invocation) -> cairn_sdk::Result<Outcome> {
-    for level in [
-        Level::Trace,
-        Level::Debug,
-        Level::Info,
-        Level::Warn,
-        Level::Error,
-    ] {
+    for level in [Level::Trace, Level::Debug, Level::Info, Level::Warn, Level::Error] {
         cairn_sdk::log(level, &format!("level {level:?}"));
     }
     println!("to stdout");

@@ -17,10 +17,7 @@ impl Stage for Render {
         match invocation.args.as_slice() {
             [] => render(&invocation),
             [command, locale, pages] if command == "announce" => announce(locale, pages),
-            other => Err(format!(
-                "unexpected arguments {other:?}; expected none, or `announce LOCALE PAGES`"
-            )
-            .into()),
+            other => Err(format!("unexpected arguments {other:?}; expected none, or `announce LOCALE PAGES`").into()),
         }
     }
 }
@@ -48,11 +45,7 @@ fn render(invocation: &Invocation) -> cairn_sdk::Result<Outcome> {
             escape(footer)
         );
         std::fs::write(fs::out().join(format!("{stem}.html")), html)?;
-        writeln!(
-            index,
-            "  <li><a href=\"{stem}.html\">{}</a></li>",
-            escape(&stem)
-        )?;
+        writeln!(index, "  <li><a href=\"{stem}.html\">{}</a></li>", escape(&stem))?;
         cairn_sdk::progress(done as u64 + 1, pages.len() as u64);
         cairn_sdk::debug!("rendered {}", page.display());
     }
@@ -99,10 +92,7 @@ fn markdown_to_html(text: &str, path: &Path) -> String {
                     .column(hashes as u32 + 1),
                 );
             }
-            html.push_str(&format!(
-                "<h{hashes}>{}</h{hashes}>\n",
-                inline(heading.trim())
-            ));
+            html.push_str(&format!("<h{hashes}>{}</h{hashes}>\n", inline(heading.trim())));
         } else if line.trim().is_empty() {
             flush(&mut paragraph, &mut html);
         } else {

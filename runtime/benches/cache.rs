@@ -1,0 +1,190 @@
+//! The cache's two costs that every run pays:
+//!
+//! - a no-op run: 1,000 stages over 11,000 input files, everything cached,
+//!   against `make -r` finding an equivalent Makefile up to date;
+//! - first-run hashing of a 1 GiB tree, against `b3sum` on the same files
+//!   (`cargo install b3sum`; the comparison is skipped without it).
+//!
+//! `cargo bench -p cairn --bench cache`; figures in BENCHMARKS.md.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cairn::CacheDir;
+use cairn::state::WorkspaceState;
+use cairn::workspace::Workspace;
+
+const STAGES: usize = 1_000;
+const FILES_PER_STAGE: usize = 11;
+const RUNS: usize = 9;
+
+fn main() {
+    no_op_run();
+    hashing();
+}
+
+fn no_op_run() {
+    let workspace = tempfile::tempdir().expect("tempdir");
+    let cache = tempfile::tempdir().expect("tempdir");
+    let root = workspace.path();
+    let mut pipeline = String::from("[pipeline]\nname = \"no-op\"\n");
+    let mut makefile = String::from("all:");
+    let mut rules = String::new();
+    for stage in 0..STAGES {
+        std::fs::create_dir(root.join(format!("pkg{stage}"))).expect("mkdir");
+        for file in 0..FILES_PER_STAGE {
+            std::fs::write(
+                root.join(format!("pkg{stage}/f{file}.txt")),
+                format!("package {stage} file {file}\n"),
+            )
+            .expect("write");
+        }
+        let _ = write!(
+            pipeline,
+            "[stages.s{stage}]\nuses = {:?}\ninputs = [\"pkg{stage}/**\"]\nargs = [\"upper\", \"/src/pkg{stage}/f0.txt\", \"/out/out.txt\"]\n",
+            cairn_test_programs::PROBE_COMPONENT
+        );
+        let _ = write!(makefile, " out/pkg{stage}.txt");
+        let prerequisites: Vec<String> = (0..FILES_PER_STAGE)
+            .map(|file| format!("pkg{stage}/f{file}.txt"))
+            .collect();
+        let _ = writeln!(
+            rules,
+            "out/pkg{stage}.txt: {}\n\t@mkdir -p out\n\ttr a-z A-Z < pkg{stage}/f0.txt > $@",
+            prerequisites.join(" ")
+        );
+    }
+    std::fs::write(root.join("cairn.toml"), pipeline).expect("write");
+    std::fs::write(root.join("Makefile"), format!("{makefile}\n{rules}")).expect("write");
+    // Files younger than two seconds are hashed on every run (they could
+    // still change within the same timestamp): let them age first.
+    std::thread::sleep(Duration::from_millis(2_500));
+
+    let cairn = || {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_cairn"));
+        command
+            .args(["run", "-j", "2"])
+            .current_dir(root)
+            .env("CAIRN_CACHE", cache.path());
+        command
+    };
+    let make = || {
+        let mut command = Command::new("make");
+        command.args(["-r", "-s"]).current_dir(root);
+        command
+    };
+    run(&mut cairn());
+    run(&mut cairn());
+    run(Command::new("make").args(["-r", "-s", "-j2"]).current_dir(root));
+    let mut cairn_times = Vec::new();
+    let mut make_times = Vec::new();
+    for _ in 0..RUNS {
+        cairn_times.push(run(&mut cairn()));
+        make_times.push(run(&mut make()));
+    }
+    let (cairn_median, make_median) = (median(&mut cairn_times), median(&mut make_times));
+    println!(
+        "no-op run: {STAGES} stages over {} input files, everything up to date, median of {RUNS} runs",
+        STAGES * FILES_PER_STAGE
+    );
+    println!(
+        "  make -r                        {:>8.1} ms",
+        make_median.as_secs_f64() * 1e3
+    );
+    println!(
+        "  cairn run -j 2                 {:>8.1} ms",
+        cairn_median.as_secs_f64() * 1e3
+    );
+    println!(
+        "  cairn / make                   {:>8.2}x",
+        cairn_median.as_secs_f64() / make_median.as_secs_f64()
+    );
+}
+
+fn hashing() {
+    const FILES: usize = 128;
+    const FILE_SIZE: usize = 8 << 20;
+    let tree = tempfile::tempdir().expect("tempdir");
+    let mut paths = Vec::new();
+    for index in 0..FILES {
+        let mut contents = vec![0u8; FILE_SIZE];
+        blake3::Hasher::new_derive_key("cairn benchmark data")
+            .update(&index.to_le_bytes())
+            .finalize_xof()
+            .fill(&mut contents);
+        let path = tree.path().join(format!("data{index:03}.bin"));
+        std::fs::write(&path, contents).expect("write");
+        paths.push(path);
+    }
+    let gib = (FILES * FILE_SIZE) as f64 / f64::from(1u32 << 30);
+
+    let b3sum = Command::new("b3sum")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok();
+    let mut cairn_times = Vec::new();
+    let mut b3sum_times = Vec::new();
+    for _ in 0..5 {
+        cairn_times.push(hash_with_cairn(tree.path()));
+        if b3sum {
+            b3sum_times.push(run(Command::new("b3sum").arg("--no-names").args(&paths)));
+        }
+    }
+    let cairn_median = median(&mut cairn_times);
+    println!(
+        "\nfirst-run hashing of a {gib:.0} GiB tree ({FILES} files of {} MiB), median of 5 runs",
+        FILE_SIZE >> 20
+    );
+    println!(
+        "  cairn (walk + hash, no state)  {:>8.1} ms  {:>5.2} GiB/s",
+        cairn_median.as_secs_f64() * 1e3,
+        gib / cairn_median.as_secs_f64()
+    );
+    if b3sum {
+        let b3sum_median = median(&mut b3sum_times);
+        println!(
+            "  b3sum                          {:>8.1} ms  {:>5.2} GiB/s",
+            b3sum_median.as_secs_f64() * 1e3,
+            gib / b3sum_median.as_secs_f64()
+        );
+        println!(
+            "  cairn throughput / b3sum's     {:>8.2}x",
+            b3sum_median.as_secs_f64() / cairn_median.as_secs_f64()
+        );
+    } else {
+        println!("  (b3sum is not installed: `cargo install b3sum` to compare)");
+    }
+}
+
+/// Walks `root` and hashes every file with an empty state, as a first run does.
+fn hash_with_cairn(root: &Path) -> Duration {
+    let cache = tempfile::tempdir().expect("tempdir");
+    let cache = CacheDir::open(cache.path()).expect("cache");
+    let started = Instant::now();
+    let workspace = Workspace::scan(root).expect("scan");
+    let mut state = WorkspaceState::load(&cache, root);
+    let wanted: Vec<usize> = (0..workspace.files().len()).collect();
+    let digests = state.digests(&workspace, &wanted).expect("hashed");
+    let elapsed = started.elapsed();
+    assert!(digests.iter().all(Option::is_some));
+    elapsed
+}
+
+fn run(command: &mut Command) -> Duration {
+    let started = Instant::now();
+    let status = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("the command starts");
+    assert!(status.success(), "{command:?} failed");
+    started.elapsed()
+}
+
+fn median(samples: &mut [Duration]) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
