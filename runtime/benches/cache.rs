@@ -7,10 +7,14 @@
 //!
 //! `cargo bench -p cairn --bench cache`; figures in BENCHMARKS.md.
 
+mod support;
+
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
+
 use std::time::{Duration, Instant};
+use support::{median, run};
 
 use cairn::CacheDir;
 use cairn::state::WorkspaceState;
@@ -84,7 +88,7 @@ fn no_op_run() {
         cairn_times.push(run(&mut cairn()));
         make_times.push(run(&mut make()));
     }
-    let (cairn_median, make_median) = (median(&mut cairn_times), median(&mut make_times));
+    let (cairn_median, make_median) = (median(&cairn_times), median(&make_times));
     println!(
         "no-op run: {STAGES} stages over {} input files, everything up to date, median of {RUNS} runs",
         STAGES * FILES_PER_STAGE
@@ -133,7 +137,7 @@ fn hashing() {
             b3sum_times.push(run(Command::new("b3sum").arg("--no-names").args(&paths)));
         }
     }
-    let cairn_median = median(&mut cairn_times);
+    let cairn_median = median(&cairn_times);
     println!(
         "\nfirst-run hashing of a {gib:.0} GiB tree ({FILES} files of {} MiB), median of 5 runs",
         FILE_SIZE >> 20
@@ -144,7 +148,7 @@ fn hashing() {
         gib / cairn_median.as_secs_f64()
     );
     if b3sum {
-        let b3sum_median = median(&mut b3sum_times);
+        let b3sum_median = median(&b3sum_times);
         println!(
             "  b3sum                          {:>8.1} ms  {:>5.2} GiB/s",
             b3sum_median.as_secs_f64() * 1e3,
@@ -171,20 +175,4 @@ fn hash_with_cairn(root: &Path) -> Duration {
     let elapsed = started.elapsed();
     assert!(digests.iter().all(Option::is_some));
     elapsed
-}
-
-fn run(command: &mut Command) -> Duration {
-    let started = Instant::now();
-    let status = command
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("the command starts");
-    assert!(status.success(), "{command:?} failed");
-    started.elapsed()
-}
-
-fn median(samples: &mut [Duration]) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
 }

@@ -5,9 +5,12 @@
 //!
 //! `cargo bench -p cairn --bench independent_stages`; figures in BENCHMARKS.md.
 
+mod support;
+
 use std::fmt::Write as _;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+
+use support::{median, run};
 
 const STAGES: usize = 500;
 const RUNS: usize = 7;
@@ -63,7 +66,7 @@ fn main() {
         cairn_times.push(run(&mut cairn()));
         make_times.push(run(&mut make()));
     }
-    let (cairn_median, make_median) = (median(&mut cairn_times), median(&mut make_times));
+    let (cairn_median, make_median) = (median(&cairn_times), median(&make_times));
     println!("{STAGES} independent trivial stages, -j 2, median of {RUNS} runs");
     println!(
         "  make -r -j2 (tr a-z A-Z)        {:>8.1} ms",
@@ -77,20 +80,4 @@ fn main() {
         "  cairn / make                    {:>8.2}x",
         cairn_median.as_secs_f64() / make_median.as_secs_f64()
     );
-}
-
-fn run(command: &mut Command) -> Duration {
-    let started = Instant::now();
-    let status = command
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("the command starts");
-    assert!(status.success(), "{command:?} failed");
-    started.elapsed()
-}
-
-fn median(samples: &mut [Duration]) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
 }

@@ -5,6 +5,8 @@
 //! BENCHMARKS.md records the figures. Timings on shared machines are noisy,
 //! so every figure is a median of many runs and comparisons are ratios.
 
+mod support;
+
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
@@ -13,6 +15,7 @@ use std::time::{Duration, Instant};
 use cairn::observer::Silent;
 use cairn::{CacheDir, LoadedComponent, Runtime, Sandbox};
 use cairn_guest_build::GuestBuild;
+use support::percentile;
 
 const RUNS: usize = 300;
 
@@ -129,12 +132,6 @@ async fn measure_async_n<F: Future<Output = ()>>(runs: usize, mut step: impl FnM
         samples.push(started.elapsed());
     }
     samples
-}
-
-fn percentile(samples: &[Duration], fraction: f64) -> Duration {
-    let mut sorted = samples.to_vec();
-    sorted.sort();
-    sorted[((sorted.len() - 1) as f64 * fraction).round() as usize]
 }
 
 fn report(what: &str, samples: &[Duration], baseline: Option<&[Duration]>) {

@@ -270,30 +270,16 @@ fn blob_name(blobs: &Path, path: &Path) -> Option<String> {
 }
 
 fn files_under(root: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    let mut pending = vec![root.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        let Ok(entries) = fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            match entry.file_type() {
-                Ok(kind) if kind.is_dir() => pending.push(entry.path()),
-                Ok(kind) if kind.is_file() => files.push(entry.path()),
-                _ => {}
-            }
-        }
-    }
-    files
+    crate::files::regular_files(root)
+        .into_iter()
+        .map(|(path, _)| path)
+        .collect()
 }
 
 fn measure(root: &Path) -> (u64, u64) {
-    files_under(root).iter().fold((0, 0), |(count, bytes), path| {
-        (
-            count + 1,
-            bytes + fs::metadata(path).map_or(0, |metadata| metadata.len()),
-        )
-    })
+    crate::files::regular_files(root)
+        .iter()
+        .fold((0, 0), |(count, bytes), (_, size)| (count + 1, bytes + size))
 }
 
 /// Empties a folder, returning how many entries it held.

@@ -18,6 +18,7 @@ pub mod component;
 pub mod component_source;
 pub mod executor;
 pub mod explain;
+mod files;
 pub mod git;
 pub mod observer;
 mod once_map;

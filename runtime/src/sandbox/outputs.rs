@@ -120,21 +120,7 @@ fn display(path: &Path) -> String {
 /// Bytes of regular files under `root`; unreadable parts count as nothing.
 /// Cheap enough to call while the stage runs.
 fn disk_usage(root: &Path) -> u64 {
-    let mut total = 0;
-    let mut pending = vec![root.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        let Ok(entries) = fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            match entry.file_type() {
-                Ok(kind) if kind.is_dir() => pending.push(entry.path()),
-                Ok(kind) if kind.is_file() => total += entry.metadata().map_or(0, |metadata| metadata.len()),
-                _ => {}
-            }
-        }
-    }
-    total
+    crate::files::regular_files(root).iter().map(|(_, size)| size).sum()
 }
 
 /// Shortest pause between two measurements while a stage runs.
