@@ -140,7 +140,8 @@ fn build_folder(cache: &CacheDir, folder: &Path) -> Result<Arc<[u8]>, SourceErro
         return Ok(bytes);
     }
 
-    eprintln!(
+    // Not a warning, but worth seeing: cargo's own output follows.
+    tracing::info!(
         "building the stage folder {} (cargo build --release --target wasm32-wasip2)",
         folder.display()
     );

@@ -80,10 +80,16 @@ impl Cli {
     }
 }
 
-/// Sends cairn's own tracing (not stage logs) to stderr: warnings by default,
+/// Sends cairn's own tracing (not stage logs) to stderr: warnings (and stage folder builds) by default,
 /// everything with `-vv`, or what `CAIRN_LOG` says.
 pub(crate) fn init_tracing(verbose: u8) {
-    let default = if verbose >= 2 { "debug" } else { "warn" };
+    // Warnings, and the note that a stage folder is being built (cargo's
+    // output follows it); everything with -vv.
+    let default = if verbose >= 2 {
+        "debug"
+    } else {
+        "warn,cairn::component_source=info"
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
@@ -91,6 +97,7 @@ pub(crate) fn init_tracing(verbose: u8) {
         .with_writer(std::io::stderr)
         // No timestamps, but still span timings (`without_time` drops both).
         .with_timer(())
+        .with_ansi(cairn::report::color_enabled())
         .with_target(false)
         // With -vv, each phase of a run reports how long it took.
         .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)

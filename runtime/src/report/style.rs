@@ -20,9 +20,12 @@ pub enum Style {
     Bold,
 }
 
-/// Whether stderr gets colors.
+/// Whether stderr gets colors (decided once per process).
 pub fn color_enabled() -> bool {
-    std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty()) && std::io::stderr().is_terminal()
+    static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ENABLED.get_or_init(|| {
+        std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty()) && std::io::stderr().is_terminal()
+    })
 }
 
 /// `text` wrapped in the escape codes of `style`, when colors are enabled.
