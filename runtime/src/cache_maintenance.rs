@@ -69,7 +69,7 @@ pub struct GcReport {
     pub before: u64,
     /// Size of blobs and actions after.
     pub after: u64,
-    /// Action entries evicted, least recently used first.
+    /// Action entries and pulled components evicted, least recently used first.
     pub actions: u64,
     /// Blobs deleted.
     pub blobs: u64,
@@ -130,6 +130,12 @@ pub fn verify(cache: &CacheDir) -> Result<VerifyReport, StoreError> {
             );
         }
     }
+    for (path, digest) in roots(&store) {
+        if !store.has_blob(&digest) {
+            let _ = fs::remove_file(&path);
+            report.broken_actions.push(format!("root {}", digest.to_hex()));
+        }
+    }
     for path in files_under(&cache.compiled()) {
         report.compiled += 1;
         if !crate::component::compiled_entry_intact(&path) {
@@ -173,6 +179,11 @@ pub fn gc(cache: &CacheDir, max_size: ByteSize) -> Result<GcReport, StoreError> 
                 let _ = fs::remove_file(&path);
             }
         }
+    }
+    // Roots (pulled components) compete with actions for space, by last use.
+    for (path, digest) in roots(&store) {
+        let used = fs::metadata(&path).and_then(|metadata| metadata.modified());
+        actions.push((used.unwrap_or(SystemTime::UNIX_EPOCH), path, 0, vec![digest]));
     }
     let mut references: HashMap<Digest, usize> = HashMap::new();
     for (_, _, _, blobs) in &actions {
@@ -228,7 +239,12 @@ pub fn gc(cache: &CacheDir, max_size: ByteSize) -> Result<GcReport, StoreError> 
 pub fn clear(cache: &CacheDir) -> Result<u64, StoreError> {
     let before = stats(cache).map_err(StoreError::io(cache.root()))?.total();
     let store = Store::open_exclusive(cache)?;
-    for folder in [store.blobs_dir(), store.actions_dir(), store.tmp_dir()] {
+    for folder in [
+        store.blobs_dir(),
+        store.actions_dir(),
+        store.roots_dir(),
+        store.tmp_dir(),
+    ] {
         clear_folder(folder);
     }
     for name in ["compiled-v1", "stage-builds-v1", "workspaces-v1", "cargo-target", "tmp"] {
@@ -257,6 +273,17 @@ fn references(store: &Store, entry: &ActionEntry) -> Option<Vec<Digest>> {
     }
     let unique: HashSet<Digest> = blobs.drain(..).collect();
     Some(unique.into_iter().collect())
+}
+
+/// Every root and the blob it keeps.
+fn roots(store: &Store) -> Vec<(PathBuf, Digest)> {
+    files_under(store.roots_dir())
+        .into_iter()
+        .filter_map(|path| {
+            let digest = format!("blake3:{}", path.file_name()?.to_string_lossy()).parse().ok()?;
+            Some((path, digest))
+        })
+        .collect()
 }
 
 /// The hex name of a blob file (`ab/cdef...` → `abcdef...`).

@@ -1,5 +1,6 @@
 //! Where component bytes come from: a `.wasm` file, the standard library
-//! embedded in cairn, or a stage source folder built on demand.
+//! embedded in cairn, a stage source folder built on demand, or a component
+//! published to a registry and pinned in `cairn.lock` (see [`crate::oci`]).
 //!
 //! A source folder is built with cargo once, and rebuilt only when a file
 //! that build read changes: the files come from cargo's dep-info (the crate,
@@ -13,7 +14,10 @@ use std::sync::Arc;
 use cairn_guest_build::{GuestBuild, GuestBuildError};
 
 use crate::cache_dir::{CacheDir, write_atomically};
+use crate::cas::Store;
 use crate::component::Digest;
+use crate::oci::OciError;
+use crate::oci::resolve::RemoteComponents;
 use crate::once_map::OnceMap;
 use crate::pipeline::Uses;
 use crate::standard_stages;
@@ -33,9 +37,12 @@ pub enum SourceError {
     /// `std:NAME` names no standard stage.
     #[error("there is no standard stage `std:{0}`")]
     UnknownStandard(String),
-    /// The pipeline names an OCI reference, which this build cannot pull.
-    #[error("`{0}`: components from OCI registries are not supported yet")]
-    Oci(String),
+    /// A remote component could not be had.
+    #[error(transparent)]
+    Remote(#[from] OciError),
+    /// A remote component was asked for before the pipeline's references were resolved.
+    #[error("`{0}` has not been resolved against cairn.lock")]
+    Unresolved(String),
     /// Building a stage source folder failed.
     #[error("cannot build the stage folder `{folder}`")]
     Build {
@@ -71,6 +78,7 @@ pub enum SourceError {
 pub struct ComponentSources {
     cache: CacheDir,
     folders: OnceMap<PathBuf, Arc<[u8]>>,
+    remote: Option<(tokio::sync::Mutex<RemoteComponents>, Arc<Store>)>,
 }
 
 impl ComponentSources {
@@ -79,7 +87,14 @@ impl ComponentSources {
         Self {
             cache,
             folders: OnceMap::default(),
+            remote: None,
         }
+    }
+
+    /// Sources that also hand out the pinned remote components, kept in `store`.
+    pub fn with_remote(mut self, remote: RemoteComponents, store: Arc<Store>) -> Self {
+        self.remote = Some((tokio::sync::Mutex::new(remote), store));
+        self
     }
 
     /// The bytes of the component `uses` names.
@@ -92,7 +107,10 @@ impl ComponentSources {
             Uses::Standard(name) => standard_stages::get(name)
                 .map(Arc::from)
                 .ok_or_else(|| SourceError::UnknownStandard(name.clone())),
-            Uses::Oci(reference) => Err(SourceError::Oci(reference.clone())),
+            Uses::Oci(reference) => match &self.remote {
+                Some((remote, store)) => Ok(remote.lock().await.bytes(reference, store).await?),
+                None => Err(SourceError::Unresolved(reference.text.clone())),
+            },
             Uses::SourceFolder(folder) => {
                 self.folders
                     .get_or_try_init(folder.clone(), || {

@@ -21,6 +21,7 @@ pub mod explain;
 mod files;
 pub mod git;
 pub mod observer;
+pub mod oci;
 mod once_map;
 pub mod output_dir;
 pub mod pipeline;

@@ -16,6 +16,8 @@ use crate::cas::{Store, StoreError};
 use crate::component::{BinaryFormat, Digest, LoadError};
 use crate::component_source::{ComponentSources, SourceError};
 use crate::executor::{CacheMode, ComponentRef, LazyRuntime, StageExecutor};
+use crate::oci::OciError;
+use crate::oci::resolve::{self, RemoteComponents, ResolveOptions};
 use crate::pipeline::{self, Diagnostic, Graph, LoadFailure, Pipeline, Uses};
 use crate::report::{Event, Reporter};
 use crate::scheduler::{self, ConditionContext, Options, RunResults};
@@ -56,6 +58,9 @@ pub enum RunError {
     /// The cache cannot be used.
     #[error(transparent)]
     Cache(StoreError),
+    /// The pipeline's remote components cannot be pinned.
+    #[error(transparent)]
+    Remote(OciError),
     /// `SOURCE_DATE_EPOCH` is set to something that is not a number.
     #[error("SOURCE_DATE_EPOCH is `{0}`, not a number of seconds since 1970")]
     SourceDateEpoch(String),
@@ -122,6 +127,25 @@ pub struct RunSettings {
     pub secrets: Secrets,
     /// How the cache is used.
     pub cache: CacheMode,
+    /// How remote components are pinned and fetched.
+    pub remote: ResolveOptions,
+}
+
+/// Brings `cairn.lock` in line with the pipeline's remote components (the
+/// whole pipeline's, whatever stages run), saying what moved.
+async fn resolve_remote(
+    pipeline: &Pipeline,
+    store: &Store,
+    options: &ResolveOptions,
+) -> Result<RemoteComponents, RunError> {
+    let remote = resolve::resolve(&pipeline.oci_references(), &pipeline.lock_path(), store, options)
+        .instrument(tracing::debug_span!("resolve remote components"))
+        .await
+        .map_err(RunError::Remote)?;
+    for change in &remote.changes {
+        tracing::info!("{}: {change}", pipeline.lock_path().display());
+    }
+    Ok(remote)
 }
 
 /// Gets every selected stage's component and input digests ready (building
@@ -140,8 +164,10 @@ pub async fn execute(
 ) -> Result<RunResults, RunError> {
     let source_date_epoch = source_date_epoch()?;
     let pipeline = Arc::clone(&prepared.pipeline);
-    let components = component_refs(&prepared, &cache).await?;
     let store = Arc::new(Store::open(&cache).map_err(RunError::Cache)?);
+    let remote = resolve_remote(&pipeline, &store, &settings.remote).await?;
+    let sources = ComponentSources::new(cache.clone()).with_remote(remote, Arc::clone(&store));
+    let components = component_refs(&prepared, &sources).await?;
     let mut state =
         tracing::debug_span!("load the workspace state").in_scope(|| WorkspaceState::load(&cache, &pipeline.root));
     let input_digests = tracing::debug_span!("hash the inputs").in_scope(|| hash_inputs(&prepared, &mut state))?;
@@ -225,8 +251,10 @@ fn hash_inputs(prepared: &Prepared, state: &mut WorkspaceState) -> Result<Vec<Op
 
 /// Fetches or builds each distinct component of the selected stages and
 /// digests it; compiling waits until a stage has to run.
-async fn component_refs(prepared: &Prepared, cache: &CacheDir) -> Result<Vec<Option<ComponentRef>>, RunError> {
-    let sources = ComponentSources::new(cache.clone());
+async fn component_refs(
+    prepared: &Prepared,
+    sources: &ComponentSources,
+) -> Result<Vec<Option<ComponentRef>>, RunError> {
     let mut known: HashMap<Uses, ComponentRef> = HashMap::new();
     let mut components = Vec::with_capacity(prepared.pipeline.stages.len());
     for (stage, selected) in prepared.pipeline.stages.iter().zip(&prepared.selected) {

@@ -3,6 +3,8 @@
 //! records what a stage reported, and a wrapper around the real `cairn` binary.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod registry;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -184,6 +186,9 @@ pub fn cairn(dir: &Path) -> Command {
     command
         .current_dir(dir)
         .env("CAIRN_CACHE", cache_for(dir))
+        // Registry credentials of the test's own, never the machine's.
+        .env("DOCKER_CONFIG", cache_for(dir).join("docker"))
+        .env_remove("CAIRN_INSECURE_REGISTRIES")
         .env("NO_COLOR", "1")
         .env_remove("SOURCE_DATE_EPOCH")
         .env_remove("CAIRN_LOG");

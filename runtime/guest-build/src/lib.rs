@@ -48,6 +48,12 @@ pub enum GuestBuildError {
         /// How cargo exited.
         status: std::process::ExitStatus,
     },
+    /// `cargo metadata` failed or did not list the package.
+    #[error("`cargo metadata` could not read the package `{}`; its errors are printed above", manifest.display())]
+    Metadata {
+        /// The package's manifest.
+        manifest: PathBuf,
+    },
     /// Cargo succeeded but reported no `.wasm` file for a package.
     #[error("`cargo build` produced no .wasm file for `{package}`; is it a `bin` or `cdylib` crate?")]
     NoArtifact {
@@ -335,6 +341,63 @@ pub fn workspace_root(manifest_path: &Path) -> Result<PathBuf, GuestBuildError> 
         Some(root) if output.status.success() && !root.as_os_str().is_empty() => Ok(root.to_owned()),
         _ => Ok(manifest_path.parent().unwrap_or(Path::new(".")).to_owned()),
     }
+}
+
+/// What a package's `Cargo.toml` says about it, workspace inheritance
+/// applied: what `cairn publish` annotates a stage with.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+pub struct PackageMetadata {
+    /// The package name.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// Its one-line description.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Where its source lives.
+    #[serde(default)]
+    pub repository: Option<String>,
+    /// Its home page.
+    #[serde(default)]
+    pub homepage: Option<String>,
+    /// Its SPDX license expression.
+    #[serde(default)]
+    pub license: Option<String>,
+    #[serde(default)]
+    manifest_path: PathBuf,
+}
+
+/// Reads the package at `manifest_path` with `cargo metadata`.
+pub fn package_metadata(manifest_path: &Path) -> Result<PackageMetadata, GuestBuildError> {
+    #[derive(serde::Deserialize)]
+    struct Metadata {
+        packages: Vec<PackageMetadata>,
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
+    let output = Command::new(&cargo)
+        .args(["metadata", "--format-version", "1", "--no-deps", "--manifest-path"])
+        .arg(manifest_path)
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|source| GuestBuildError::Spawn {
+            program: cargo.to_string_lossy().into_owned(),
+            source,
+        })?;
+    let wanted = manifest_path
+        .canonicalize()
+        .unwrap_or_else(|_| manifest_path.to_owned());
+    let metadata: Option<Metadata> = serde_json::from_slice(&output.stdout).ok();
+    metadata
+        .filter(|_| output.status.success())
+        .and_then(|metadata| {
+            metadata
+                .packages
+                .into_iter()
+                .find(|package| package.manifest_path.canonicalize().is_ok_and(|path| path == wanted))
+        })
+        .ok_or_else(|| GuestBuildError::Metadata {
+            manifest: manifest_path.to_owned(),
+        })
 }
 
 /// Makes sure the standard library for `target` is installed, installing it

@@ -5,6 +5,9 @@
 //! Layout, under `$CAIRN_CACHE/cas-v1/`:
 //! - `blobs/ab/cdef...`: file contents, read-only, named by digest;
 //! - `actions/ab/cdef...json`: stage key → [`ActionEntry`];
+//! - `roots/<hex>`: blobs kept alive outside the action cache (components
+//!   pulled from registries); a root's modification time is its last use,
+//!   and `cairn cache gc` evicts roots and actions alike, least recently used first;
 //! - `tmp/`: where every entry is written before being renamed into place,
 //!   so a reader (or a process killed mid-write) never sees half an entry;
 //! - `lock`: runs hold it shared, `cairn cache gc|verify|clear` exclusively,
@@ -74,6 +77,7 @@ impl StoreError {
 pub struct Store {
     blobs: PathBuf,
     actions: PathBuf,
+    roots: PathBuf,
     tmp: PathBuf,
     verified: Mutex<HashSet<Digest>>,
     _lock: File,
@@ -92,8 +96,13 @@ impl Store {
 
     fn open_with(cache: &CacheDir, exclusive: bool) -> Result<Self, StoreError> {
         let root = cache.root().join("cas-v1");
-        let (blobs, actions, tmp) = (root.join("blobs"), root.join("actions"), root.join("tmp"));
-        for dir in [&blobs, &actions, &tmp] {
+        let (blobs, actions, roots, tmp) = (
+            root.join("blobs"),
+            root.join("actions"),
+            root.join("roots"),
+            root.join("tmp"),
+        );
+        for dir in [&blobs, &actions, &roots, &tmp] {
             fs::create_dir_all(dir).map_err(StoreError::io(dir))?;
         }
         let lock_path = root.join("lock");
@@ -107,6 +116,7 @@ impl Store {
         Ok(Self {
             blobs,
             actions,
+            roots,
             tmp,
             verified: Mutex::new(HashSet::new()),
             _lock: lock,
@@ -173,6 +183,20 @@ impl Store {
         }
         self.mark_verified(digest);
         Ok((digest, size))
+    }
+
+    /// Keeps the blob `digest` alive outside the action cache, and marks it
+    /// used now: `cairn cache gc` evicts it only as the least recently used.
+    pub fn keep(&self, digest: &Digest) -> Result<(), StoreError> {
+        let path = self.roots.join(digest.to_hex());
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(StoreError::io(&path))?;
+        file.set_modified(std::time::SystemTime::now())
+            .map_err(StoreError::io(&path))
     }
 
     /// The bytes of a blob, checked against its digest.
@@ -284,6 +308,11 @@ impl Store {
     /// The folder of action entries, for `cairn cache` maintenance.
     pub(crate) fn actions_dir(&self) -> &Path {
         &self.actions
+    }
+
+    /// The folder of roots, for `cairn cache` maintenance.
+    pub(crate) fn roots_dir(&self) -> &Path {
+        &self.roots
     }
 
     /// The folder of temporary files, for `cairn cache` maintenance.

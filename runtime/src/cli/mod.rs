@@ -3,6 +3,7 @@
 
 mod cache;
 mod pipeline;
+mod registry;
 mod stage;
 pub(crate) mod terminal;
 
@@ -62,6 +63,14 @@ enum Command {
     /// Run or inspect a single stage component.
     #[command(subcommand)]
     Stage(stage::StageCommand),
+    /// Publish a component to an OCI registry or layout folder; prints its digest.
+    Publish(Box<registry::PublishArgs>),
+    /// Pin the pipeline's published components in cairn.lock (--update to move the pins).
+    Lock(registry::LockArgs),
+    /// Save credentials for a registry (in docker's config file).
+    Login(registry::LoginArgs),
+    /// Forget the credentials for a registry.
+    Logout(registry::LogoutArgs),
 }
 
 impl Cli {
@@ -76,6 +85,10 @@ impl Cli {
             Command::Explain(arguments) => arguments.execute(),
             Command::Cache(command) => command.execute(),
             Command::Stage(command) => command.execute(verbose),
+            Command::Publish(arguments) => arguments.execute(),
+            Command::Lock(arguments) => arguments.execute(),
+            Command::Login(arguments) => arguments.execute(),
+            Command::Logout(arguments) => arguments.execute(),
         }
     }
 }
@@ -88,7 +101,7 @@ pub(crate) fn init_tracing(verbose: u8) {
     let default = if verbose >= 2 {
         "debug"
     } else {
-        "warn,cairn::component_source=info"
+        "warn,cairn::component_source=info,cairn::run=info"
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));

@@ -10,6 +10,7 @@ use clap::{Args, ValueEnum};
 
 use cairn::CacheDir;
 use cairn::executor::CacheMode;
+use cairn::oci::resolve::{ResolveOptions, Update};
 use cairn::pipeline::{self, Graph, GraphFormat};
 use cairn::report::{JsonReporter, LiveReporter, PlainReporter, Reporter, Style, paint};
 use cairn::run::{self, RunSettings};
@@ -17,6 +18,7 @@ use cairn::scheduler::Options;
 use cairn::secrets::Secrets;
 
 use super::Status;
+use super::registry::RegistryArgs;
 
 /// Where the pipeline is: `-C DIR` and `-f FILE`, shared by every pipeline command.
 #[derive(Debug, Args)]
@@ -69,6 +71,13 @@ pub(crate) struct RunArgs {
     /// come out different: nondeterminism is reported, not hidden.
     #[arg(long)]
     check: bool,
+
+    /// Fail if cairn.lock would change (a component not pinned, or pinned but unused): for CI.
+    #[arg(long)]
+    locked: bool,
+
+    #[command(flatten)]
+    registry: RegistryArgs,
 }
 
 impl RunArgs {
@@ -108,6 +117,11 @@ impl RunArgs {
             cache: CacheMode {
                 read: !self.no_cache,
                 check: self.check,
+            },
+            remote: ResolveOptions {
+                locked: self.locked,
+                update: Update::Nothing,
+                registry: self.registry.settings(),
             },
         };
         let results = executor.block_on(async {

@@ -7,15 +7,21 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
 
+use cairn::cas::Store;
 use cairn::component;
 use cairn::component::Digest;
+use cairn::component_source::ComponentSources;
+use cairn::oci::resolve::RemoteComponents;
+use cairn::oci::{Location, OciReference};
+use cairn::pipeline::Uses;
 use cairn::sandbox::{self, Clock, Random};
 use cairn::units::{ByteSize, HumanDuration};
-use cairn::{CacheDir, Invocation, Limits, Runtime, Sandbox, output_dir, standard_stages};
+use cairn::{CacheDir, Invocation, Limits, Runtime, Sandbox, output_dir};
 
 use super::Status;
 use cairn::report::{Style, elapsed, paint};
 
+use super::registry::RegistryArgs;
 use super::terminal::StageLogPrinter;
 
 #[derive(Debug, Subcommand)]
@@ -55,7 +61,7 @@ enum RandomArg {
 
 #[derive(Debug, Args)]
 pub(crate) struct RunArgs {
-    /// A component or preview1 module (`.wasm`), or `std:NAME` for a standard stage.
+    /// A component or preview1 module (`.wasm`), a stage folder, `std:NAME`, or `oci://...`.
     component: String,
 
     /// Show this folder to the stage, read-only, at /src.
@@ -115,6 +121,9 @@ pub(crate) struct RunArgs {
     #[arg(long)]
     name: Option<String>,
 
+    #[command(flatten)]
+    registry: RegistryArgs,
+
     /// Arguments for the component, after `--`.
     #[arg(last = true, value_name = "ARGS")]
     args: Vec<String>,
@@ -122,7 +131,8 @@ pub(crate) struct RunArgs {
 
 impl RunArgs {
     fn execute(self, verbose: u8) -> anyhow::Result<Status> {
-        let (bytes, default_name) = read_component(&self.component)?;
+        let cache = CacheDir::from_env()?;
+        let (bytes, default_name) = read_component(&self.component, &cache, &self.registry)?;
         let name = self.name.clone().unwrap_or(default_name);
         let secrets = self
             .secrets
@@ -178,7 +188,6 @@ impl RunArgs {
             },
         };
 
-        let cache = CacheDir::from_env()?;
         let executor = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -250,18 +259,21 @@ impl RunArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct InspectArgs {
-    /// A component or preview1 module (`.wasm`), or `std:NAME`.
+    /// A component or preview1 module (`.wasm`), a stage folder, `std:NAME`, or `oci://...`.
     component: String,
 
     /// Print the component's whole WIT world instead of a summary.
     #[arg(long)]
     wit: bool,
+
+    #[command(flatten)]
+    registry: RegistryArgs,
 }
 
 impl InspectArgs {
     fn execute(self) -> anyhow::Result<Status> {
-        let (bytes, _) = read_component(&self.component)?;
         let cache = CacheDir::from_env()?;
+        let (bytes, _) = read_component(&self.component, &cache, &self.registry)?;
         let executor = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -293,29 +305,44 @@ impl InspectArgs {
     }
 }
 
-/// The bytes of a component named on the command line, and a default stage
-/// name for it (the file stem, or the standard stage's name).
-fn read_component(reference: &str) -> anyhow::Result<(Vec<u8>, String)> {
-    if let Some(name) = reference.strip_prefix("std:") {
-        let bytes = standard_stages::get(name).with_context(|| {
-            let known: Vec<_> = standard_stages::names().collect();
-            format!(
-                "there is no standard stage `{reference}` (there are: std:{})",
-                known.join(", std:")
-            )
-        })?;
-        return Ok((bytes.to_vec(), name.to_owned()));
+/// The bytes of a component named on the command line (a `.wasm` file, a
+/// stage folder, `std:NAME`, or an OCI reference, pulled by what it names),
+/// and a default stage name for it.
+fn read_component(text: &str, cache: &CacheDir, registry: &RegistryArgs) -> anyhow::Result<(Vec<u8>, String)> {
+    let is_path = !text.starts_with("std:") && !OciReference::is_oci(text);
+    if is_path && !Path::new(text).exists() {
+        bail!("cannot read the component `{text}`: there is no such file or folder");
     }
-    let path = Path::new(reference);
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read the component `{reference}`"))?;
-    let name = path
-        .file_stem()
-        .map_or_else(|| "stage".to_owned(), |stem| stem.to_string_lossy().into_owned());
-    Ok((bytes, name))
+    // Any file is taken as a component here, whatever its extension: the
+    // bytes decide.
+    let uses = if is_path && Path::new(text).is_file() {
+        Uses::File(text.into())
+    } else {
+        Uses::parse(text, Path::new("."))?
+    };
+    let name = match &uses {
+        Uses::File(path) | Uses::SourceFolder(path) => path.file_stem().map(|stem| stem.to_string_lossy().into_owned()),
+        Uses::Standard(name) => Some(name.clone()),
+        Uses::Oci(reference) => match &reference.location {
+            Location::Registry { repository, .. } => repository.rsplit('/').next().map(str::to_owned),
+            Location::Layout { .. } => reference.tag.clone(),
+        },
+    };
+    let executor = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let store = Arc::new(Store::open(cache)?);
+    let sources =
+        ComponentSources::new(cache.clone()).with_remote(RemoteComponents::unpinned(registry.settings()), store);
+    let bytes = executor
+        .block_on(sources.bytes(&uses))
+        .with_context(|| format!("cannot read the component `{text}`"))?;
+    Ok((bytes.to_vec(), name.unwrap_or_else(|| "stage".to_owned())))
 }
 
 /// `KEY=VALUE` on the command line.
-fn parse_pair<T: From<String>>(text: &str) -> Result<(String, T), String> {
+pub(super) fn parse_pair<T: From<String>>(text: &str) -> Result<(String, T), String> {
     match text.split_once('=') {
         Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), T::from(value.to_owned()))),
         _ => Err(format!("`{text}` is not KEY=VALUE")),

@@ -14,12 +14,40 @@ pub struct Description {
     pub wit: String,
 }
 
+/// The names a component imports and exports, as the wasm OCI artifact
+/// config lists them: `wasi:cli/environment@0.2.0` for an interface, the
+/// plain name (`run`) for a function.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorldNames {
+    /// Imported names.
+    pub imports: Vec<String>,
+    /// Exported names.
+    pub exports: Vec<String>,
+}
+
+/// The import and export names of a component (not a core module: adapt it first).
+pub fn world_names(component: &[u8]) -> Result<WorldNames, String> {
+    let (resolve, world_id) = decode(component)?;
+    let world = &resolve.worlds[world_id];
+    let names = |items: &wit_parser::IndexMap<WorldKey, WorldItem>| {
+        items.keys().map(|key| resolve.name_world_key(key)).collect()
+    };
+    Ok(WorldNames {
+        imports: names(&world.imports),
+        exports: names(&world.exports),
+    })
+}
+
+fn decode(component: &[u8]) -> Result<(Resolve, wit_parser::WorldId), String> {
+    match wit_component::decode(component).map_err(|error| format!("{error:#}"))? {
+        DecodedWasm::Component(resolve, world_id) => Ok((resolve, world_id)),
+        DecodedWasm::WitPackage(..) => Err("the file is a WIT package, not a component".to_owned()),
+    }
+}
+
 /// Decodes the WIT world of a component (not a core module: adapt it first).
 pub fn describe(component: &[u8]) -> Result<Description, String> {
-    let decoded = wit_component::decode(component).map_err(|error| format!("{error:#}"))?;
-    let DecodedWasm::Component(resolve, world_id) = decoded else {
-        return Err("the file is a WIT package, not a component".to_owned());
-    };
+    let (resolve, world_id) = decode(component)?;
     let world = &resolve.worlds[world_id];
     let items = |items: &wit_parser::IndexMap<WorldKey, WorldItem>| {
         items

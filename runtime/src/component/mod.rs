@@ -17,7 +17,7 @@ mod inspect;
 pub use adapt::AdaptError;
 pub(crate) use compiled_cache::{CompiledCache, entry_intact as compiled_entry_intact};
 pub use digest::Digest;
-pub use inspect::{Description, describe};
+pub use inspect::{Description, WorldNames, describe, world_names};
 
 use std::borrow::Cow;
 use std::fmt;

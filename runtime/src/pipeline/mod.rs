@@ -18,7 +18,9 @@ pub use diagnostic::{Diagnostic, Severity, SourceFile, did_you_mean};
 pub use expression::{Condition, Reference, Template};
 pub use graph::{Graph, GraphFormat};
 
+use crate::oci::OciReference;
 use crate::sandbox::Limits;
+use crate::standard_stages;
 
 /// The file name `cairn run` looks for.
 pub const PIPELINE_FILE: &str = "cairn.toml";
@@ -37,6 +39,23 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
+    /// The lock file pinning this pipeline's remote components (`cairn.toml` → `cairn.lock`).
+    pub fn lock_path(&self) -> PathBuf {
+        crate::oci::lockfile::LockFile::path_for(&self.file.name)
+    }
+
+    /// Every distinct remote component reference, in the order of the file.
+    pub fn oci_references(&self) -> Vec<&OciReference> {
+        let mut seen = std::collections::HashSet::new();
+        self.stages
+            .iter()
+            .filter_map(|stage| match &stage.uses {
+                Uses::Oci(reference) => seen.insert(&reference.text).then_some(reference),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The stage named `name` (an expanded name such as `build[target=x86]`).
     pub fn stage(&self, name: &str) -> Option<&Stage> {
         self.stages.iter().find(|stage| stage.name == name)
@@ -52,8 +71,70 @@ pub enum Uses {
     SourceFolder(PathBuf),
     /// `std:NAME`, embedded in cairn.
     Standard(String),
-    /// `oci://...`, pulled from a registry.
-    Oci(String),
+    /// `oci://...` or `oci-layout://...`: published, pinned in `cairn.lock`.
+    Oci(OciReference),
+}
+
+/// Why a `uses` value names nothing cairn can run.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}\nhint: {hint}")]
+pub struct UsesError {
+    /// What is wrong, naming the value.
+    pub message: String,
+    /// What would work.
+    pub hint: String,
+}
+
+impl Uses {
+    /// Classifies a `uses` value (a path is relative to `base`) and checks
+    /// that what it names exists: the one reading of `uses` for pipelines
+    /// and the command line alike.
+    pub fn parse(text: &str, base: &Path) -> Result<Uses, UsesError> {
+        let error = |message: String, hint: String| Err(UsesError { message, hint });
+        if let Some(name) = text.strip_prefix("std:") {
+            if standard_stages::get(name).is_some() {
+                return Ok(Uses::Standard(name.to_owned()));
+            }
+            let known: Vec<_> = standard_stages::names().collect();
+            let hint = match did_you_mean(name, known.iter().copied()) {
+                Some(close) => format!("did you mean `std:{close}`?"),
+                None => format!("the standard stages are std:{}", known.join(", std:")),
+            };
+            return error(format!("there is no standard stage `{text}`"), hint);
+        }
+        if OciReference::is_oci(text) {
+            return OciReference::parse(text, base)
+                .map(Uses::Oci)
+                .or_else(|problem| error(format!("`{text}`: {}", problem.problem), problem.hint.to_owned()));
+        }
+        let path = base.join(text);
+        if path.is_file() {
+            if path.extension().is_some_and(|extension| extension == "wasm") {
+                return Ok(Uses::File(path));
+            }
+            error(
+                format!("`{text}` is not a `.wasm` file"),
+                "`uses` takes a `.wasm` component, a stage folder with a Cargo.toml, `std:NAME`, or an `oci://` reference"
+                    .to_owned(),
+            )
+        } else if path.is_dir() {
+            if path.join("Cargo.toml").is_file() {
+                return Ok(Uses::SourceFolder(path));
+            }
+            error(
+                format!("the folder `{text}` is not a stage source folder (it has no Cargo.toml)"),
+                "point `uses` at a Rust stage crate, a `.wasm` component, or `std:NAME`".to_owned(),
+            )
+        } else {
+            error(
+                format!("the component `{text}` does not exist"),
+                format!(
+                    "paths in `uses` are relative to the folder of the pipeline file, `{}`",
+                    base.display()
+                ),
+            )
+        }
+    }
 }
 
 /// One of a stage's `inputs`.

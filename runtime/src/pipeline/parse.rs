@@ -16,7 +16,6 @@ use super::expression::{Condition, Reference, SyntaxError, Template};
 use super::graph::Graph;
 use super::{ClockGrant, Diagnostic, InputGlob, Pipeline, RandomGrant, SourceFile, Stage, Uses, did_you_mean};
 use crate::sandbox::Limits;
-use crate::standard_stages;
 use crate::units::{ByteSize, HumanDuration};
 
 const TOP_KEYS: &[&str] = &["pipeline", "defaults", "stages"];
@@ -315,60 +314,13 @@ impl Checker<'_> {
 
     /// Classifies `uses` and checks that what it names exists.
     fn resolve_uses(&mut self, uses: &Spanned<String>) -> Option<(Uses, Range<usize>)> {
-        let text = uses.get_ref();
-        let span = uses.span();
-        if let Some(name) = text.strip_prefix("std:") {
-            if standard_stages::get(name).is_some() {
-                return Some((Uses::Standard(name.to_owned()), span));
+        match Uses::parse(uses.get_ref(), self.root) {
+            Ok(resolved) => Some((resolved, uses.span())),
+            Err(error) => {
+                self.error(Diagnostic::error(error.message, uses.span()).with_hint(error.hint));
+                None
             }
-            let known: Vec<_> = standard_stages::names().collect();
-            let mut diagnostic = Diagnostic::error(format!("there is no standard stage `{text}`"), span);
-            diagnostic = match did_you_mean(name, known.iter().copied()) {
-                Some(close) => diagnostic.with_hint(format!("did you mean `std:{close}`?")),
-                None => diagnostic.with_hint(format!("the standard stages are std:{}", known.join(", std:"))),
-            };
-            self.error(diagnostic);
-            return None;
         }
-        if text.starts_with("oci://") || text.starts_with("oci-layout://") {
-            self.error(
-                Diagnostic::error(
-                    format!("`{text}`: components from OCI registries are not supported yet"),
-                    span,
-                )
-                .with_hint("use a local `.wasm` file or stage folder for now"),
-            );
-            return None;
-        }
-        let path = self.root.join(text);
-        if path.is_file() {
-            if path.extension().is_some_and(|extension| extension == "wasm") {
-                return Some((Uses::File(path), span));
-            }
-            self.error(
-                Diagnostic::error(format!("`{text}` is not a `.wasm` file"), span)
-                    .with_hint("`uses` takes a `.wasm` component, a stage folder with a Cargo.toml, or `std:NAME`"),
-            );
-        } else if path.is_dir() {
-            if path.join("Cargo.toml").is_file() {
-                return Some((Uses::SourceFolder(path), span));
-            }
-            self.error(
-                Diagnostic::error(
-                    format!("the folder `{text}` is not a stage source folder (it has no Cargo.toml)"),
-                    span,
-                )
-                .with_hint("point `uses` at a Rust stage crate, a `.wasm` component, or `std:NAME`"),
-            );
-        } else {
-            self.error(
-                Diagnostic::error(format!("the component `{text}` does not exist"), span).with_hint(format!(
-                    "paths in `uses` are relative to the folder of the pipeline file, `{}`",
-                    self.root.display()
-                )),
-            );
-        }
-        None
     }
 
     fn condition(&mut self, value: &Value<'_>) -> Option<(Condition, Range<usize>)> {

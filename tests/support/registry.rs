@@ -1,0 +1,259 @@
+//! A real OCI registry for tests: Debian's `docker-registry` (CNCF
+//! distribution 2.8) started on a free loopback port with a config file and
+//! storage of its own, optionally behind htpasswd basic auth, and stopped
+//! when the test drops it.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running registry.
+pub struct TestRegistry {
+    child: Option<Child>,
+    /// `127.0.0.1:PORT`.
+    pub host: String,
+    folder: tempfile::TempDir,
+}
+
+impl TestRegistry {
+    /// A registry anyone may push to and pull from.
+    pub fn start() -> Self {
+        Self::launch(&[])
+    }
+
+    /// A registry that wants one of `users` (name, password) for everything.
+    pub fn with_users(users: &[(&str, &str)]) -> Self {
+        Self::launch(users)
+    }
+
+    fn launch(users: &[(&str, &str)]) -> Self {
+        let folder = tempfile::tempdir().expect("a folder for the registry");
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free loopback port")
+            .port();
+        let host = format!("127.0.0.1:{port}");
+        let mut config = format!(
+            "version: 0.1\n\
+             log:\n  level: warn\n  accesslog:\n    disabled: true\n\
+             storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
+             http:\n  addr: {host}\n",
+            folder.path().join("storage").display()
+        );
+        if !users.is_empty() {
+            let htpasswd: String = users
+                .iter()
+                .map(|(user, password)| format!("{user}:{}\n", bcrypt::hash(password, 5).expect("bcrypt hashes")))
+                .collect();
+            std::fs::write(folder.path().join("htpasswd"), htpasswd).expect("the htpasswd file");
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: cairn-tests\n    path: {}\n",
+                folder.path().join("htpasswd").display()
+            ));
+        }
+        let config_path = folder.path().join("config.yml");
+        std::fs::write(&config_path, config).expect("the registry config");
+        let log = std::fs::File::create(folder.path().join("registry.log")).expect("the registry log");
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config_path)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("the log twice"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|error| {
+                panic!(
+                    "cannot start `docker-registry` ({error}); install it with `apt-get install docker-registry` \
+                     (.ci/run does)"
+                )
+            });
+        let mut registry = TestRegistry {
+            child: Some(child),
+            host,
+            folder,
+        };
+        registry.wait_until_ready();
+        registry
+    }
+
+    fn wait_until_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!("docker-registry exited ({status}):\n{}", self.log());
+            }
+            if http_status(&self.host, "/v2/").is_some() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "docker-registry did not start:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// What the registry logged.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.folder.path().join("registry.log")).unwrap_or_default()
+    }
+
+    /// Stops the registry (as if the network went away).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Where the registry stores the blob `digest` (`sha256:...`).
+    pub fn blob_file(&self, digest: &str) -> PathBuf {
+        let hex = digest.strip_prefix("sha256:").expect("a sha256 digest");
+        self.storage()
+            .join("docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data")
+    }
+
+    fn storage(&self) -> PathBuf {
+        self.folder.path().join("storage")
+    }
+
+    /// `oci://HOST/PATH`.
+    pub fn reference(&self, path: &str) -> String {
+        format!("oci://{}/{path}", self.host)
+    }
+}
+
+impl Drop for TestRegistry {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The status code of `GET path`, if anything answers.
+fn http_status(host: &str, path: &str) -> Option<u16> {
+    let mut stream = TcpStream::connect(host).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").ok()?;
+    let mut head = [0; 12];
+    stream.read_exact(&mut head).ok()?;
+    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+}
+
+/// Flips one byte in the middle of a file the registry (or a layout) stores.
+pub fn tamper(path: &Path) {
+    let mut bytes = std::fs::read(path).unwrap_or_else(|error| panic!("cannot read {}: {error}", path.display()));
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x55;
+    let mut permissions = std::fs::metadata(path).expect("metadata").permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    permissions.set_readonly(false);
+    std::fs::set_permissions(path, permissions).expect("writable");
+    std::fs::write(path, bytes).expect("the tampered file");
+}
+
+/// A plain-HTTP client for checking what the registry holds, byte for byte.
+pub struct Http {
+    runtime: tokio::runtime::Runtime,
+    client: reqwest::Client,
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        // reqwest is built without a default TLS provider (cairn installs ring).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        Http {
+            runtime: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime"),
+            client: reqwest::Client::new(),
+        }
+    }
+}
+
+impl Http {
+    /// `GET url` with `accept`: status, `Docker-Content-Digest`, body.
+    pub fn get(&self, url: &str, accept: &str) -> (u16, Option<String>, Vec<u8>) {
+        self.runtime.block_on(async {
+            let response = self
+                .client
+                .get(url)
+                .header("Accept", accept)
+                .send()
+                .await
+                .expect("the registry answers");
+            let status = response.status().as_u16();
+            let digest = response
+                .headers()
+                .get("Docker-Content-Digest")
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_owned);
+            (status, digest, response.bytes().await.expect("a body").to_vec())
+        })
+    }
+
+    /// Uploads a blob the two-step way the distribution spec describes.
+    pub fn push_blob(&self, host: &str, repository: &str, bytes: &[u8]) -> String {
+        let digest = format!("sha256:{}", hex(&sha2_digest(bytes)));
+        self.runtime.block_on(async {
+            let started = self
+                .client
+                .post(format!("http://{host}/v2/{repository}/blobs/uploads/"))
+                .send()
+                .await
+                .expect("the upload starts");
+            assert_eq!(started.status().as_u16(), 202, "starting an upload");
+            let location = started.headers()["Location"].to_str().expect("a location").to_owned();
+            let location = if location.starts_with('/') {
+                format!("http://{host}{location}")
+            } else {
+                location
+            };
+            let separator = if location.contains('?') { '&' } else { '?' };
+            let finished = self
+                .client
+                .put(format!("{location}{separator}digest={digest}"))
+                .header("Content-Type", "application/octet-stream")
+                .body(bytes.to_vec())
+                .send()
+                .await
+                .expect("the upload finishes");
+            assert_eq!(finished.status().as_u16(), 201, "finishing an upload");
+        });
+        digest
+    }
+
+    /// Puts a manifest under `tag`.
+    pub fn push_manifest(&self, host: &str, repository: &str, tag: &str, manifest: &[u8]) {
+        self.runtime.block_on(async {
+            let response = self
+                .client
+                .put(format!("http://{host}/v2/{repository}/manifests/{tag}"))
+                .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+                .body(manifest.to_vec())
+                .send()
+                .await
+                .expect("the manifest upload");
+            assert_eq!(response.status().as_u16(), 201, "{:?}", response.text().await);
+        });
+    }
+}
+
+/// The sha256 of `bytes`.
+pub fn sha2_digest(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes).into()
+}
+
+/// Lower-case hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
