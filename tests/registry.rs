@@ -545,3 +545,35 @@ fn base64_of(text: &str) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(text)
 }
+
+#[test]
+fn bearer_tokens_from_login_reach_a_token_checking_registry() {
+    let registry = TestRegistry::start();
+    let publisher = tempfile::tempdir().unwrap();
+    publish(publisher.path(), "std:wc", &registry.reference("private/wc:1"));
+    let gateway = support::registry::BearerGateway::start(&registry.host, "t0ken");
+    let reference = format!("oci://{}/private/wc:1", gateway.host);
+    let dir = workspace(&reference);
+
+    let anonymous = finish(cairn(dir.path()).arg("run"));
+    assert_eq!(anonymous.code, Some(2), "{anonymous:?}");
+    assert!(anonymous.stderr.contains("refused anonymous access"), "{anonymous:?}");
+
+    let wrong = finish(
+        cairn(dir.path())
+            .args(["login", &gateway.host, "--token-stdin"])
+            .stdin(password_file("guess")),
+    );
+    assert_eq!(wrong.code, Some(2), "{wrong:?}");
+    assert!(wrong.stderr.contains("refused the token"), "{wrong:?}");
+
+    let login = finish(
+        cairn(dir.path())
+            .args(["login", &gateway.host, "--token-stdin"])
+            .stdin(password_file("t0ken")),
+    );
+    assert_eq!(login.code, Some(0), "{login:?}");
+    let (finished, summary) = run(dir.path(), &[]);
+    assert_eq!(finished.code, Some(0), "{finished:?}");
+    assert_eq!(summary.as_deref(), Some("1 files, 1 lines, 2 words"));
+}

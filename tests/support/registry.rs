@@ -257,3 +257,72 @@ pub fn sha2_digest(bytes: &[u8]) -> [u8; 32] {
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
+
+/// A stand-in for a registry behind a token-checking gateway: each
+/// connection's first request must carry `Authorization: Bearer TOKEN`
+/// (else 401 with a bearer challenge); accepted connections are piped to the
+/// real registry.
+pub struct BearerGateway {
+    /// `127.0.0.1:PORT`.
+    pub host: String,
+}
+
+impl BearerGateway {
+    /// Starts a gateway in front of `registry` accepting `token`; it lives as long as the test process.
+    pub fn start(registry: &str, token: &str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+        let host = listener.local_addr().expect("an address").to_string();
+        let (registry, expected, realm) = (
+            registry.to_owned(),
+            format!("bearer {token}"),
+            format!("http://{host}/token"),
+        );
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let (registry, expected, realm) = (registry.clone(), expected.clone(), realm.clone());
+                std::thread::spawn(move || serve(client, &registry, &expected, &realm));
+            }
+        });
+        BearerGateway { host }
+    }
+}
+
+fn serve(mut client: TcpStream, registry: &str, expected: &str, realm: &str) {
+    let mut head = Vec::new();
+    let mut byte = [0; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match client.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return,
+        }
+    }
+    let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    let authorized = text.lines().any(|line| {
+        line.strip_prefix("authorization:")
+            .is_some_and(|value| value.trim() == expected)
+    });
+    if !authorized {
+        let _ = write!(
+            client,
+            "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"{realm}\",service=\"cairn-tests\"\r\n\
+             Content-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+        );
+        return;
+    }
+    let Ok(mut upstream) = TcpStream::connect(registry) else {
+        return;
+    };
+    if upstream.write_all(&head).is_err() {
+        return;
+    }
+    let (Ok(mut client_reader), Ok(mut upstream_writer)) = (client.try_clone(), upstream.try_clone()) else {
+        return;
+    };
+    let forward = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut client_reader, &mut upstream_writer);
+        let _ = upstream_writer.shutdown(std::net::Shutdown::Write);
+    });
+    let _ = std::io::copy(&mut upstream, &mut client);
+    let _ = client.shutdown(std::net::Shutdown::Write);
+    let _ = forward.join();
+}
