@@ -46,6 +46,13 @@ fn run(dir: &Path, args: &[&str]) -> (Finished, Option<String>) {
     (finished, summary)
 }
 
+/// `cairn run --locked` with an empty cache, as on a machine that has never
+/// pulled anything.
+fn run_on_a_new_machine(dir: &Path) -> Finished {
+    let empty = tempfile::tempdir().unwrap();
+    finish(cairn(dir).env("CAIRN_CACHE", empty.path()).args(["run", "--locked"]))
+}
+
 fn lock_of(dir: &Path) -> String {
     std::fs::read_to_string(dir.join("cairn.lock")).expect("cairn.lock was written")
 }
@@ -331,12 +338,7 @@ fn a_tampered_manifest_is_refused_by_its_pinned_digest() {
 
     tamper(&registry.blob_file(&digest));
     // A fresh machine (empty cache) must fetch by the pinned digest.
-    let fresh = tempfile::tempdir().unwrap();
-    let refused = finish(
-        cairn(dir.path())
-            .env("CAIRN_CACHE", fresh.path())
-            .args(["run", "--locked"]),
-    );
+    let refused = run_on_a_new_machine(dir.path());
     assert_eq!(refused.code, Some(2), "{refused:?}");
     assert!(refused.stderr.contains("does not match its digest"), "{refused:?}");
 }
@@ -390,12 +392,7 @@ fn basic_auth_registries_take_credentials_from_login_or_the_docker_config() {
         format!(r#"{{"auths":{{"{}":{{"auth":"{encoded}"}}}}}}"#, registry.host),
     )
     .unwrap();
-    let fresh = tempfile::tempdir().unwrap();
-    let refused = finish(
-        cairn(dir.path())
-            .env("CAIRN_CACHE", fresh.path())
-            .args(["run", "--locked"]),
-    );
+    let refused = run_on_a_new_machine(dir.path());
     assert_eq!(refused.code, Some(2), "{refused:?}");
     assert!(
         refused.stderr.contains("refused the credentials of user `ci` from") && refused.stderr.contains("config.json"),
@@ -424,12 +421,7 @@ fn a_locked_pipeline_runs_offline_from_the_cache() {
     assert_eq!(summary.as_deref(), Some("1 files, 1 lines, 2 words"));
 
     // A machine without the component says which registry it could not reach.
-    let fresh = tempfile::tempdir().unwrap();
-    let unreachable = finish(
-        cairn(dir.path())
-            .env("CAIRN_CACHE", fresh.path())
-            .args(["run", "--locked"]),
-    );
+    let unreachable = run_on_a_new_machine(dir.path());
     assert_eq!(unreachable.code, Some(2), "{unreachable:?}");
     assert!(
         unreachable
@@ -475,12 +467,7 @@ fn an_image_layout_folder_is_a_registry_without_a_server() {
     // Tampering with the layout is caught like tampering with a registry.
     let layer = hex(&sha2_digest(cairn::standard_stages::get("wc").unwrap()));
     tamper(&dir.path().join("oci/blobs/sha256").join(layer));
-    let fresh = tempfile::tempdir().unwrap();
-    let refused = finish(
-        cairn(dir.path())
-            .env("CAIRN_CACHE", fresh.path())
-            .args(["run", "--locked"]),
-    );
+    let refused = run_on_a_new_machine(dir.path());
     assert_eq!(refused.code, Some(2), "{refused:?}");
     assert!(refused.stderr.contains("does not match its digest"), "{refused:?}");
 }

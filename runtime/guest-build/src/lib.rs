@@ -320,27 +320,31 @@ fn package_name(package_id: &str) -> String {
 /// independent of where the checkout is: cargo names packages inside the
 /// workspace by relative path, and the compiler embeds the remapped prefix.
 pub fn workspace_root(manifest_path: &Path) -> Result<PathBuf, GuestBuildError> {
+    let output = cargo_about(
+        &["locate-project", "--workspace", "--message-format", "plain"],
+        manifest_path,
+    )?;
+    let root_manifest = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+    match root_manifest.parent() {
+        Some(root) if output.status.success() && !root.as_os_str().is_empty() => Ok(root.to_owned()),
+        _ => Ok(manifest_path.parent().unwrap_or(Path::new(".")).to_owned()),
+    }
+}
+
+/// Runs `cargo ARGS --manifest-path MANIFEST` (a query, not a build), its
+/// errors shown to the user.
+fn cargo_about(args: &[&str], manifest_path: &Path) -> Result<std::process::Output, GuestBuildError> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
-    let output = Command::new(&cargo)
-        .args([
-            "locate-project",
-            "--workspace",
-            "--message-format",
-            "plain",
-            "--manifest-path",
-        ])
+    Command::new(&cargo)
+        .args(args)
+        .arg("--manifest-path")
         .arg(manifest_path)
         .stderr(Stdio::inherit())
         .output()
         .map_err(|source| GuestBuildError::Spawn {
             program: cargo.to_string_lossy().into_owned(),
             source,
-        })?;
-    let root_manifest = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
-    match root_manifest.parent() {
-        Some(root) if output.status.success() && !root.as_os_str().is_empty() => Ok(root.to_owned()),
-        _ => Ok(manifest_path.parent().unwrap_or(Path::new(".")).to_owned()),
-    }
+        })
 }
 
 /// What a package's `Cargo.toml` says about it, workspace inheritance
@@ -373,16 +377,7 @@ pub fn package_metadata(manifest_path: &Path) -> Result<PackageMetadata, GuestBu
     struct Metadata {
         packages: Vec<PackageMetadata>,
     }
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
-    let output = Command::new(&cargo)
-        .args(["metadata", "--format-version", "1", "--no-deps", "--manifest-path"])
-        .arg(manifest_path)
-        .stderr(Stdio::inherit())
-        .output()
-        .map_err(|source| GuestBuildError::Spawn {
-            program: cargo.to_string_lossy().into_owned(),
-            source,
-        })?;
+    let output = cargo_about(&["metadata", "--format-version", "1", "--no-deps"], manifest_path)?;
     let wanted = manifest_path
         .canonicalize()
         .unwrap_or_else(|_| manifest_path.to_owned());
