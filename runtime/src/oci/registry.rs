@@ -122,8 +122,13 @@ impl Registry {
         while let Some(chunk) = stream.next().await {
             let chunk = match chunk {
                 Ok(chunk) => chunk,
-                // oci-client checks the digest too, and says so as an I/O error at the end.
-                Err(error) if error.to_string().to_ascii_lowercase().contains("digest") => {
+                // oci-client checks the digest too, and reports a mismatch as
+                // an I/O error at the end; the check below names it.
+                Err(error)
+                    if error
+                        .get_ref()
+                        .is_some_and(|inner| inner.is::<oci_client::errors::DigestError>()) =>
+                {
                     break;
                 }
                 Err(error) => {
