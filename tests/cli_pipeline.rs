@@ -37,7 +37,7 @@ fn the_example_pipeline_builds_its_stage_and_runs_green() {
     // and an unchanged pipeline runs nothing.
     let again = finish(cairn(&example).arg("run"));
     assert_eq!(again.code, Some(0), "{again:?}");
-    assert!(!again.stderr.contains("building the stage folder"), "{again:?}");
+    assert!(!again.stderr.contains("building the Rust stage folder"), "{again:?}");
     assert!(
         again.stderr.contains("pipeline succeeded: 0 succeeded, 5 cached"),
         "{again:?}"
@@ -77,19 +77,22 @@ fn a_stage_folder_is_rebuilt_when_and_only_when_its_sources_change() {
 
     let first = finish(cairn(dir.path()).args(["run"]));
     assert_eq!(first.code, Some(0), "{first:?}");
-    assert!(first.stderr.contains("building the stage folder"), "{first:?}");
+    assert!(first.stderr.contains("building the Rust stage folder"), "{first:?}");
     assert!(
         first.stderr.contains("succeeded in") && first.stderr.contains("hello"),
         "{first:?}"
     );
 
     let unchanged = finish(cairn(dir.path()).args(["run"]));
-    assert!(!unchanged.stderr.contains("building the stage folder"), "{unchanged:?}");
+    assert!(
+        !unchanged.stderr.contains("building the Rust stage folder"),
+        "{unchanged:?}"
+    );
 
     std::fs::write(stage.join("src/lib.rs"), source("bonjour")).expect("write");
     let changed = finish(cairn(dir.path()).args(["run"]));
     assert_eq!(changed.code, Some(0), "{changed:?}");
-    assert!(changed.stderr.contains("building the stage folder"), "{changed:?}");
+    assert!(changed.stderr.contains("building the Rust stage folder"), "{changed:?}");
     assert!(changed.stderr.contains("bonjour"), "{changed:?}");
 }
 

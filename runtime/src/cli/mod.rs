@@ -101,7 +101,7 @@ pub(crate) fn init_tracing(verbose: u8) {
     let default = if verbose >= 2 {
         "debug"
     } else {
-        "warn,cairn::component_source=info,cairn::run=info"
+        "warn,cairn::stage_build=info,cairn::run=info"
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));

@@ -18,6 +18,7 @@ use cairn::oci::resolve::{self, ResolveOptions, Update};
 use cairn::oci::{OciReference, publish};
 use cairn::pipeline::{self, Uses};
 use cairn::report::{Style, paint};
+use cairn::stage_build;
 use cairn::units::ByteSize;
 
 use super::Status;
@@ -86,14 +87,16 @@ impl PublishArgs {
         let mut annotations = BTreeMap::new();
         match &uses {
             Uses::SourceFolder(folder) => {
-                let package = cairn_guest_build::package_metadata(&folder.join("Cargo.toml"))?;
-                annotations.insert(TITLE.to_owned(), package.name);
-                annotations.insert(VERSION.to_owned(), package.version);
-                if let Some(description) = package.description {
-                    annotations.insert(DESCRIPTION.to_owned(), description);
-                }
-                if let Some(source) = package.repository.or(package.homepage) {
-                    annotations.insert(SOURCE.to_owned(), source);
+                let package = stage_build::package_info(folder)?;
+                for (key, value) in [
+                    (TITLE, package.name),
+                    (VERSION, package.version),
+                    (DESCRIPTION, package.description),
+                    (SOURCE, package.source),
+                ] {
+                    if let Some(value) = value {
+                        annotations.insert(key.to_owned(), value);
+                    }
                 }
             }
             Uses::File(path) => {

@@ -15,8 +15,9 @@ use cairn::oci::resolve::RemoteComponents;
 use cairn::oci::{Location, OciReference};
 use cairn::pipeline::Uses;
 use cairn::sandbox::{self, Clock, Random};
+use cairn::stage_build::{self, Language};
 use cairn::units::{ByteSize, HumanDuration};
-use cairn::{CacheDir, Invocation, Limits, Runtime, Sandbox, output_dir};
+use cairn::{CacheDir, Invocation, Limits, Runtime, Sandbox, output_dir, scaffold};
 
 use super::Status;
 use cairn::report::{Style, elapsed, paint};
@@ -30,6 +31,10 @@ pub(crate) enum StageCommand {
     Run(Box<RunArgs>),
     /// Print what a component is, imports and exports.
     Inspect(InspectArgs),
+    /// Build a stage folder (Rust, JavaScript, Python or C) into a component.
+    Build(BuildArgs),
+    /// Create a stage folder that builds and runs as is.
+    New(NewArgs),
 }
 
 impl StageCommand {
@@ -37,6 +42,8 @@ impl StageCommand {
         match self {
             StageCommand::Run(args) => args.execute(verbose),
             StageCommand::Inspect(args) => args.execute(),
+            StageCommand::Build(args) => args.execute(),
+            StageCommand::New(args) => args.execute(),
         }
     }
 }
@@ -301,6 +308,87 @@ impl InspectArgs {
         for export in &description.exports {
             println!("  {export}");
         }
+        Ok(Status::Success)
+    }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BuildArgs {
+    /// The stage folder.
+    #[arg(default_value = ".")]
+    folder: PathBuf,
+
+    /// Where to write the component (default: FOLDER-NAME.wasm in the current folder).
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
+}
+
+impl BuildArgs {
+    fn execute(self) -> anyhow::Result<Status> {
+        let cache = CacheDir::from_env()?;
+        let folder = self
+            .folder
+            .canonicalize()
+            .with_context(|| format!("cannot read the stage folder `{}`", self.folder.display()))?;
+        let built = stage_build::build(&cache, &folder)
+            .with_context(|| format!("cannot build the stage folder `{}`", self.folder.display()))?;
+        let output = self.output.unwrap_or_else(|| {
+            let name = folder
+                .file_name()
+                .map_or_else(|| "stage".into(), |name| name.to_os_string());
+            PathBuf::from(name).with_extension("wasm")
+        });
+        cairn::cache_dir::write_atomically(&output, &built.bytes)
+            .with_context(|| format!("cannot write `{}`", output.display()))?;
+        eprintln!(
+            "{} built the {} stage `{}` into {} ({}, {}){}",
+            paint("ok:", Style::Success),
+            built.language,
+            self.folder.display(),
+            output.display(),
+            ByteSize(built.bytes.len() as u64),
+            Digest::of(&built.bytes),
+            if built.reused {
+                ", unchanged since the last build"
+            } else {
+                ""
+            }
+        );
+        Ok(Status::Success)
+    }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct NewArgs {
+    /// The stage's name: its folder and package name.
+    name: String,
+
+    /// The language to write it in.
+    #[arg(long = "lang", value_name = "LANGUAGE", value_parser = clap::builder::PossibleValuesParser::new(["rust", "js", "python", "c"]))]
+    language: String,
+
+    /// Create the folder inside DIR.
+    #[arg(short = 'C', long = "directory", value_name = "DIR", default_value = ".")]
+    directory: PathBuf,
+
+    /// The cairn-sdk crate a Rust stage depends on (default: the checkout cairn was built from).
+    #[arg(long, value_name = "DIR")]
+    sdk: Option<PathBuf>,
+}
+
+impl NewArgs {
+    fn execute(self) -> anyhow::Result<Status> {
+        let language: Language = self.language.parse().map_err(anyhow::Error::msg)?;
+        let sdk = self.sdk.unwrap_or_else(scaffold::default_rust_sdk);
+        let folder = scaffold::create(&self.directory, &self.name, language, &sdk)?;
+        eprintln!(
+            "{} created the {language} stage `{}`; build it with `cairn stage build {}`, \
+             or use it from a pipeline with `uses = \"./{}\"`",
+            paint("ok:", Style::Success),
+            self.name,
+            folder.display(),
+            self.name
+        );
         Ok(Status::Success)
     }
 }

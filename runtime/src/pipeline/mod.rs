@@ -20,6 +20,7 @@ pub use graph::{Graph, GraphFormat};
 
 use crate::oci::OciReference;
 use crate::sandbox::Limits;
+use crate::stage_build::Language;
 use crate::standard_stages;
 
 /// The file name `cairn run` looks for.
@@ -67,7 +68,7 @@ impl Pipeline {
 pub enum Uses {
     /// A `.wasm` file (a component or a preview1 module).
     File(PathBuf),
-    /// A stage source folder with a `Cargo.toml`, built on demand.
+    /// A stage source folder (Rust, JavaScript, Python or C), built on demand.
     SourceFolder(PathBuf),
     /// `std:NAME`, embedded in cairn.
     Standard(String),
@@ -114,16 +115,18 @@ impl Uses {
             }
             error(
                 format!("`{text}` is not a `.wasm` file"),
-                "`uses` takes a `.wasm` component, a stage folder with a Cargo.toml, `std:NAME`, or an `oci://` reference"
-                    .to_owned(),
+                "`uses` takes a `.wasm` component, a stage folder, `std:NAME`, or an `oci://` reference".to_owned(),
             )
         } else if path.is_dir() {
-            if path.join("Cargo.toml").is_file() {
+            if Language::detect(&path).is_some() {
                 return Ok(Uses::SourceFolder(path));
             }
             error(
-                format!("the folder `{text}` is not a stage source folder (it has no Cargo.toml)"),
-                "point `uses` at a Rust stage crate, a `.wasm` component, or `std:NAME`".to_owned(),
+                format!("the folder `{text}` is not a stage source folder"),
+                format!(
+                    "a stage folder holds {}; `cairn stage new NAME --lang LANGUAGE` writes one",
+                    Language::markers()
+                ),
             )
         } else {
             error(

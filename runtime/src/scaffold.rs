@@ -1,0 +1,154 @@
+//! `cairn stage new`: a stage folder that builds and runs untouched, in any
+//! language cairn builds. The templates live in `sdk/<language>/template/`
+//! (with each language's helper module), embedded here so the binary can
+//! write them anywhere.
+
+use std::path::{Path, PathBuf};
+
+use crate::stage_build::Language;
+
+/// Why a stage folder could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum ScaffoldError {
+    /// The name cannot name a package in every language.
+    #[error("`{0}` is not a stage name: use lower-case letters, digits, `-` and `_`, starting with a letter")]
+    InvalidName(String),
+    /// Something is in the way.
+    #[error("`{}` already exists; choose another name or remove it", .0.display())]
+    Exists(PathBuf),
+    /// The Rust SDK is not where this cairn was built from.
+    #[error(
+        "the Rust SDK is not at `{}` (cairn was built from a checkout that has moved)\n\
+         hint: pass `--sdk PATH/TO/cairn/sdk/rust`",
+        .0.display()
+    )]
+    SdkMissing(PathBuf),
+    /// A file could not be written.
+    #[error("cannot write `{}`", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The files of each language's template, by path in the new folder.
+fn template(language: Language) -> &'static [(&'static str, &'static str)] {
+    match language {
+        Language::Rust => &[
+            ("Cargo.toml", include_str!("../../sdk/rust/template/Cargo.toml")),
+            ("src/lib.rs", include_str!("../../sdk/rust/template/src/lib.rs")),
+            ("README.md", include_str!("../../sdk/rust/template/README.md")),
+            (".gitignore", "/target\n/Cargo.lock\n*.wasm\n"),
+        ],
+        Language::JavaScript => &[
+            ("package.json", include_str!("../../sdk/js/template/package.json")),
+            ("stage.js", include_str!("../../sdk/js/template/stage.js")),
+            ("README.md", include_str!("../../sdk/js/template/README.md")),
+            (".gitignore", "node_modules/\n*.wasm\n"),
+        ],
+        Language::Python => &[
+            ("stage.py", include_str!("../../sdk/python/template/stage.py")),
+            (
+                "pyproject.toml",
+                include_str!("../../sdk/python/template/pyproject.toml"),
+            ),
+            ("README.md", include_str!("../../sdk/python/template/README.md")),
+            (".gitignore", "__pycache__/\n*.wasm\n"),
+        ],
+        Language::C => &[
+            ("stage.c", include_str!("../../sdk/c/template/stage.c")),
+            ("README.md", include_str!("../../sdk/c/template/README.md")),
+            (".gitignore", "*.wasm\n"),
+        ],
+    }
+}
+
+/// Where the Rust SDK of the checkout this cairn was built from is.
+pub fn default_rust_sdk() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk/rust")
+}
+
+/// Creates the stage folder `parent/name` for `language`; a Rust stage
+/// depends on the SDK at `rust_sdk`. Returns the folder.
+pub fn create(parent: &Path, name: &str, language: Language, rust_sdk: &Path) -> Result<PathBuf, ScaffoldError> {
+    let valid = name.len() <= 64
+        && name.starts_with(|first: char| first.is_ascii_lowercase())
+        && name.chars().all(|character| {
+            character.is_ascii_lowercase() || character.is_ascii_digit() || matches!(character, '-' | '_')
+        });
+    if !valid {
+        return Err(ScaffoldError::InvalidName(name.to_owned()));
+    }
+    let folder = parent.join(name);
+    if folder.exists() {
+        return Err(ScaffoldError::Exists(folder));
+    }
+    let sdk = if language == Language::Rust {
+        let sdk = rust_sdk
+            .canonicalize()
+            .ok()
+            .filter(|sdk| sdk.join("Cargo.toml").is_file())
+            .ok_or_else(|| ScaffoldError::SdkMissing(rust_sdk.to_owned()))?;
+        // A TOML basic string.
+        sdk.to_string_lossy().replace('\\', "\\\\").replace('"', "\\\"")
+    } else {
+        String::new()
+    };
+    for (relative, text) in template(language) {
+        let path = folder.join(relative);
+        let io = |source| ScaffoldError::Io {
+            path: path.clone(),
+            source,
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let text = text.replace("{{name}}", name).replace("{{sdk}}", &sdk);
+        std::fs::write(&path, text).map_err(io)?;
+    }
+    Ok(folder)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_template_names_the_stage_and_marks_its_language() {
+        let parent = tempfile::tempdir().unwrap();
+        for language in Language::ALL {
+            let name = format!("hello-{}", language.key());
+            let folder = create(parent.path(), &name, language, &default_rust_sdk()).unwrap();
+            assert_eq!(Language::detect(&folder), Some(language));
+            let readme = std::fs::read_to_string(folder.join("README.md")).unwrap();
+            assert!(readme.starts_with(&format!("# {name}\n")), "{readme}");
+            for (relative, _) in template(language) {
+                let text = std::fs::read_to_string(folder.join(relative)).unwrap();
+                assert!(!text.contains("{{"), "{relative} still has a placeholder");
+            }
+        }
+    }
+
+    #[test]
+    fn bad_names_and_occupied_folders_are_refused() {
+        let parent = tempfile::tempdir().unwrap();
+        for name in ["Hello", "1st", "a b", "../escape", ""] {
+            assert!(matches!(
+                create(parent.path(), name, Language::C, &default_rust_sdk()),
+                Err(ScaffoldError::InvalidName(_))
+            ));
+        }
+        create(parent.path(), "taken", Language::C, &default_rust_sdk()).unwrap();
+        assert!(matches!(
+            create(parent.path(), "taken", Language::Python, &default_rust_sdk()),
+            Err(ScaffoldError::Exists(_))
+        ));
+        assert!(matches!(
+            create(parent.path(), "lost", Language::Rust, Path::new("/nowhere/sdk")),
+            Err(ScaffoldError::SdkMissing(_))
+        ));
+    }
+}
