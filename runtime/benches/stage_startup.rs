@@ -10,12 +10,11 @@ mod support;
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use cairn::observer::Silent;
 use cairn::{CacheDir, LoadedComponent, Runtime, Sandbox};
 use cairn_guest_build::GuestBuild;
-use support::percentile;
+use support::{measure, measure_async, measure_async_n, report};
 
 const RUNS: usize = 300;
 
@@ -106,48 +105,4 @@ async fn load(runtime: &Runtime, path: &str) -> Arc<LoadedComponent> {
 async fn run(runtime: &Runtime, component: &LoadedComponent, sandbox: &Sandbox) {
     let run = runtime.run(component, sandbox, Arc::new(Silent)).await.expect("runs");
     assert!(run.result.is_ok(), "{:?}", run.result);
-}
-
-fn measure(runs: usize, mut step: impl FnMut()) -> Vec<Duration> {
-    step(); // warm up
-    (0..runs)
-        .map(|_| {
-            let started = Instant::now();
-            step();
-            started.elapsed()
-        })
-        .collect()
-}
-
-async fn measure_async<F: Future<Output = ()>>(runs: usize, mut step: impl FnMut() -> F) -> Vec<Duration> {
-    step().await; // warm up
-    measure_async_n(runs, step).await
-}
-
-async fn measure_async_n<F: Future<Output = ()>>(runs: usize, mut step: impl FnMut() -> F) -> Vec<Duration> {
-    let mut samples = Vec::with_capacity(runs);
-    for _ in 0..runs {
-        let started = Instant::now();
-        step().await;
-        samples.push(started.elapsed());
-    }
-    samples
-}
-
-fn report(what: &str, samples: &[Duration], baseline: Option<&[Duration]>) {
-    let median = percentile(samples, 0.5);
-    let p90 = percentile(samples, 0.9);
-    let ratio = baseline
-        .map(|baseline| {
-            format!(
-                "  ({:.2}x the line it is compared with)",
-                median.as_secs_f64() / percentile(baseline, 0.5).as_secs_f64()
-            )
-        })
-        .unwrap_or_default();
-    println!(
-        "  {what:<52} {:>9.3} ms / {:>9.3} ms{ratio}",
-        median.as_secs_f64() * 1e3,
-        p90.as_secs_f64() * 1e3
-    );
 }

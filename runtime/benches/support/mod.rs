@@ -27,3 +27,51 @@ pub fn percentile(samples: &[Duration], fraction: f64) -> Duration {
 pub fn median(samples: &[Duration]) -> Duration {
     percentile(samples, 0.5)
 }
+
+/// Times `step` `runs` times after one warm-up run.
+pub fn measure(runs: usize, mut step: impl FnMut()) -> Vec<Duration> {
+    step(); // warm up
+    (0..runs)
+        .map(|_| {
+            let started = Instant::now();
+            step();
+            started.elapsed()
+        })
+        .collect()
+}
+
+/// Times an async `step` `runs` times after one warm-up run.
+pub async fn measure_async<F: Future<Output = ()>>(runs: usize, mut step: impl FnMut() -> F) -> Vec<Duration> {
+    step().await; // warm up
+    measure_async_n(runs, step).await
+}
+
+/// Times an async `step` `runs` times, with no warm-up (for first-time costs).
+pub async fn measure_async_n<F: Future<Output = ()>>(runs: usize, mut step: impl FnMut() -> F) -> Vec<Duration> {
+    let mut samples = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let started = Instant::now();
+        step().await;
+        samples.push(started.elapsed());
+    }
+    samples
+}
+
+/// Prints the median and p90 of `samples`, and their ratio to `baseline`'s median.
+pub fn report(what: &str, samples: &[Duration], baseline: Option<&[Duration]>) {
+    let median = percentile(samples, 0.5);
+    let p90 = percentile(samples, 0.9);
+    let ratio = baseline
+        .map(|baseline| {
+            format!(
+                "  ({:.2}x the line it is compared with)",
+                median.as_secs_f64() / percentile(baseline, 0.5).as_secs_f64()
+            )
+        })
+        .unwrap_or_default();
+    println!(
+        "  {what:<52} {:>9.3} ms / {:>9.3} ms{ratio}",
+        median.as_secs_f64() * 1e3,
+        p90.as_secs_f64() * 1e3
+    );
+}
