@@ -261,3 +261,31 @@ fn a_missing_toolchain_is_named_with_the_command_that_installs_it() {
     let unknown = finish(cairn(parent.path()).args(["stage", "new", "x", "--lang", "cobol"]));
     assert_eq!(unknown.code, Some(2), "{unknown:?}");
 }
+
+#[test]
+fn publishing_a_stage_folder_annotates_it_from_its_package_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    let stages = repository().join("examples/polyglot/stages");
+    for (stage, description) in [
+        (
+            "lockcheck",
+            "Checks that every Python requirement is pinned to one version",
+        ),
+        (
+            "changelog",
+            "Renders a Markdown changelog from conventional commit messages",
+        ),
+    ] {
+        let target = format!("oci-layout://./oci:{stage}");
+        let published = finish(cairn(dir.path()).args(["publish", stages.join(stage).to_str().unwrap(), &target]));
+        assert_eq!(published.code, Some(0), "{published:?}");
+        let digest = published.stdout.trim().trim_start_matches("sha256:").to_owned();
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("oci/blobs/sha256").join(digest)).unwrap()).unwrap();
+        let annotations = &manifest["annotations"];
+        assert_eq!(annotations["org.opencontainers.image.title"], stage);
+        assert_eq!(annotations["org.opencontainers.image.version"], "0.1.0");
+        assert_eq!(annotations["org.opencontainers.image.description"], description);
+        assert_eq!(annotations["dev.cairn.stage.world"], "cairn:stage/stage@0.1.0");
+    }
+}
