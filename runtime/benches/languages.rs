@@ -14,7 +14,7 @@ use std::sync::Arc;
 use cairn::observer::Silent;
 use cairn::stage_build::{self, Language};
 use cairn::{CacheDir, Runtime, Sandbox, scaffold};
-use support::{measure, measure_async, measure_async_n, report};
+use support::{load_costs, measure, measure_async, report};
 
 fn main() {
     let executor = tokio::runtime::Builder::new_multi_thread()
@@ -49,32 +49,14 @@ fn main() {
         let bytes: Arc<[u8]> = built.bytes;
         println!("\n{language}: {:.2} MB component", bytes.len() as f64 / 1e6);
         executor.block_on(async {
-            let compile = measure_async_n(3, || async {
-                let fresh = tempfile::tempdir().expect("tempdir");
-                let runtime = Runtime::new(&CacheDir::open(fresh.path()).expect("cache")).expect("runtime");
-                assert!(runtime.load(bytes.clone()).await.expect("loads").compiled_now());
-            })
-            .await;
+            let (compile, cached, warm_root) = load_costs(&bytes, 3).await;
             report("first load: compile with Cranelift", &compile, None);
-
-            let warm_root = tempfile::tempdir().expect("tempdir");
-            let warm = CacheDir::open(warm_root.path()).expect("cache");
-            Runtime::new(&warm)
-                .expect("runtime")
-                .load(bytes.clone())
-                .await
-                .expect("loads");
-            let cached = measure_async_n(20, || async {
-                let runtime = Runtime::new(&warm).expect("runtime");
-                assert!(!runtime.load(bytes.clone()).await.expect("loads").compiled_now());
-            })
-            .await;
             report(
                 "later load: deserialize from the compiled cache",
                 &cached,
                 Some(&compile),
             );
-
+            let warm = CacheDir::open(warm_root.path()).expect("cache");
             let runtime = Runtime::new(&warm).expect("runtime");
             let component = runtime.load(bytes.clone()).await.expect("loads");
             let mut sandbox = Sandbox::new("hello", [0; 32]);

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use cairn::observer::Silent;
 use cairn::{CacheDir, LoadedComponent, Runtime, Sandbox};
 use cairn_guest_build::GuestBuild;
-use support::{measure, measure_async, measure_async_n, report};
+use support::{load_costs, measure, measure_async, report};
 
 const RUNS: usize = 300;
 
@@ -68,27 +68,8 @@ fn main() {
         bytes.len() as f64 / 1e6
     );
     executor.block_on(async {
-        let compile = measure_async_n(3, || async {
-            let fresh = tempfile::tempdir().expect("tempdir");
-            let runtime = Runtime::new(&CacheDir::open(fresh.path()).expect("cache")).expect("runtime");
-            let loaded = runtime.load(bytes.clone()).await.expect("loads");
-            assert!(loaded.compiled_now());
-        })
-        .await;
+        let (compile, deserialize, _warm) = load_costs(&bytes, 3).await;
         report("first load: compile with Cranelift", &compile, None);
-        let warm_cache = tempfile::tempdir().expect("tempdir");
-        let warm = CacheDir::open(warm_cache.path()).expect("cache");
-        Runtime::new(&warm)
-            .expect("runtime")
-            .load(bytes.clone())
-            .await
-            .expect("loads");
-        let deserialize = measure_async_n(20, || async {
-            let runtime = Runtime::new(&warm).expect("runtime");
-            let loaded = runtime.load(bytes.clone()).await.expect("loads");
-            assert!(!loaded.compiled_now());
-        })
-        .await;
         report(
             "later load: deserialize from the compiled cache",
             &deserialize,

@@ -47,6 +47,17 @@ static char *cairn_vformat(const char *format, va_list args) {
     return text;
 }
 
+/* Declares `char *text`: the variadic arguments after `format`, printed
+ * into a malloc'd string (NULL when out of memory). */
+#define CAIRN_FORMAT(text, format)                   \
+    char *text;                                      \
+    do {                                             \
+        va_list cairn_args_;                         \
+        va_start(cairn_args_, format);               \
+        text = cairn_vformat(format, cairn_args_);   \
+        va_end(cairn_args_);                         \
+    } while (0)
+
 /* A NUL-terminated malloc'd copy of a WIT string (free it). */
 static char *cairn_string(const stage_string_t *string) {
     char *text = malloc(string->len + 1);
@@ -59,10 +70,7 @@ static char *cairn_string(const stage_string_t *string) {
 
 /* Logs through the host at `level` (CAIRN_STAGE_HOST_LEVEL_INFO, ...). */
 static void cairn_log(cairn_stage_host_level_t level, const char *format, ...) {
-    va_list args;
-    va_start(args, format);
-    char *text = cairn_vformat(format, args);
-    va_end(args);
+    CAIRN_FORMAT(text, format);
     if (text == NULL) {
         return;
     }
@@ -126,10 +134,7 @@ static void cairn_outcome_init(stage_outcome_t *outcome) {
 
 /* Sets the one-line summary. */
 static void cairn_summary(stage_outcome_t *outcome, const char *format, ...) {
-    va_list args;
-    va_start(args, format);
-    char *text = cairn_vformat(format, args);
-    va_end(args);
+    CAIRN_FORMAT(text, format);
     if (text == NULL) {
         return;
     }
@@ -142,10 +147,7 @@ static void cairn_summary(stage_outcome_t *outcome, const char *format, ...) {
 
 /* Adds the output `key` (read downstream as ${{ stages.NAME.outputs.KEY }}). */
 static void cairn_output(stage_outcome_t *outcome, const char *key, const char *format, ...) {
-    va_list args;
-    va_start(args, format);
-    char *text = cairn_vformat(format, args);
-    va_end(args);
+    CAIRN_FORMAT(text, format);
     stage_tuple2_string_string_t *grown =
         realloc(outcome->outputs.ptr, (outcome->outputs.len + 1) * sizeof(stage_tuple2_string_string_t));
     if (text == NULL || grown == NULL) {
@@ -163,10 +165,7 @@ static void cairn_output(stage_outcome_t *outcome, const char *key, const char *
 
 /* Fails the stage with a message: `return cairn_fail(err, "...", ...);`. */
 static bool cairn_fail(stage_string_t *err, const char *format, ...) {
-    va_list args;
-    va_start(args, format);
-    char *text = cairn_vformat(format, args);
-    va_end(args);
+    CAIRN_FORMAT(text, format);
     stage_string_set(err, text != NULL ? text : strdup("the stage failed"));
     return false;
 }

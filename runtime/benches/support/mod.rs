@@ -2,7 +2,10 @@
 #![allow(dead_code)] // each benchmark uses a different part
 
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use cairn::{CacheDir, Runtime};
 
 /// Runs `command` to completion with its output discarded; panics if it fails.
 pub fn run(command: &mut Command) -> Duration {
@@ -74,4 +77,30 @@ pub fn report(what: &str, samples: &[Duration], baseline: Option<&[Duration]>) {
         median.as_secs_f64() * 1e3,
         p90.as_secs_f64() * 1e3
     );
+}
+
+/// What loading `bytes` costs: `compiles` first loads (each in a fresh
+/// compiled cache, so Cranelift runs) and 20 later loads (each a new
+/// `Runtime` over a warm compiled cache, which deserializes). Returns both,
+/// and the warm cache for running the component afterwards.
+pub async fn load_costs(bytes: &Arc<[u8]>, compiles: usize) -> (Vec<Duration>, Vec<Duration>, tempfile::TempDir) {
+    let compile = measure_async_n(compiles, || async {
+        let fresh = tempfile::tempdir().expect("tempdir");
+        let runtime = Runtime::new(&CacheDir::open(fresh.path()).expect("cache")).expect("runtime");
+        assert!(runtime.load(bytes.clone()).await.expect("loads").compiled_now());
+    })
+    .await;
+    let warm_root = tempfile::tempdir().expect("tempdir");
+    let warm = CacheDir::open(warm_root.path()).expect("cache");
+    Runtime::new(&warm)
+        .expect("runtime")
+        .load(bytes.clone())
+        .await
+        .expect("loads");
+    let cached = measure_async_n(20, || async {
+        let runtime = Runtime::new(&warm).expect("runtime");
+        assert!(!runtime.load(bytes.clone()).await.expect("loads").compiled_now());
+    })
+    .await;
+    (compile, cached, warm_root)
 }

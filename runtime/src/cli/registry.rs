@@ -18,7 +18,7 @@ use cairn::oci::resolve::{self, ResolveOptions, Update};
 use cairn::oci::{OciReference, publish};
 use cairn::pipeline::{self, Uses};
 use cairn::report::{Style, paint};
-use cairn::stage_build;
+use cairn::stage_build::{self, PackageInfo};
 use cairn::units::ByteSize;
 
 use super::Status;
@@ -84,42 +84,31 @@ impl PublishArgs {
         let cwd = Path::new(".");
         let target = OciReference::parse(&self.target, cwd)?;
         let uses = Uses::parse(&self.component, cwd)?;
-        let mut annotations = BTreeMap::new();
-        match &uses {
-            Uses::SourceFolder(folder) => {
-                let package = stage_build::package_info(folder)?;
-                for (key, value) in [
-                    (TITLE, package.name),
-                    (VERSION, package.version),
-                    (DESCRIPTION, package.description),
-                    (SOURCE, package.source),
-                ] {
-                    if let Some(value) = value {
-                        annotations.insert(key.to_owned(), value);
-                    }
-                }
-            }
-            Uses::File(path) => {
-                if let Some(stem) = path.file_stem() {
-                    annotations.insert(TITLE.to_owned(), stem.to_string_lossy().into_owned());
-                }
-            }
-            Uses::Standard(name) => {
-                annotations.insert(TITLE.to_owned(), name.clone());
-                annotations.insert(VERSION.to_owned(), env!("CARGO_PKG_VERSION").to_owned());
-            }
+        // What the component says about itself, then what the flags say instead.
+        let defaults = match &uses {
+            Uses::SourceFolder(folder) => stage_build::package_info(folder)?,
+            Uses::File(path) => PackageInfo {
+                name: path.file_stem().map(|stem| stem.to_string_lossy().into_owned()),
+                ..PackageInfo::default()
+            },
+            Uses::Standard(name) => PackageInfo {
+                name: Some(name.clone()),
+                version: Some(env!("CARGO_PKG_VERSION").to_owned()),
+                ..PackageInfo::default()
+            },
             Uses::Oci(_) => bail!(
                 "`{}` is already published; to copy it, pull it with a pipeline and publish the .wasm",
                 self.component
             ),
-        }
-        for (key, value) in [
-            (TITLE, self.name),
-            (VERSION, self.version),
-            (SOURCE, self.source),
-            (DESCRIPTION, self.description),
+        };
+        let mut annotations = BTreeMap::new();
+        for (key, flag, default) in [
+            (TITLE, self.name, defaults.name),
+            (VERSION, self.version, defaults.version),
+            (SOURCE, self.source, defaults.source),
+            (DESCRIPTION, self.description, defaults.description),
         ] {
-            if let Some(value) = value {
+            if let Some(value) = flag.or(default) {
                 annotations.insert(key.to_owned(), value);
             }
         }

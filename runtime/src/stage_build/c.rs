@@ -28,7 +28,7 @@ const CLANG: Tool = Tool {
 };
 
 /// The SDK's helpers, shipped with every build.
-const HELPER: &str = include_str!("../../../sdk/c/cairn.h");
+pub(super) const HELPER: &str = include_str!("../../../sdk/c/cairn.h");
 
 pub(super) fn compile(folder: &Path, scratch: &Path) -> Result<Compiled, BuildError> {
     let clang = CLANG.find(&[])?;

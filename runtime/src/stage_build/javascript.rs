@@ -24,7 +24,7 @@ const COMPONENTIZE_JS: Tool = Tool {
 
 /// The SDK's helpers, available to every stage as `./cairn.js` unless the
 /// folder has a `cairn.js` of its own.
-const HELPER: &str = include_str!("../../../sdk/js/cairn.js");
+pub(super) const HELPER: &str = include_str!("../../../sdk/js/cairn.js");
 
 pub(super) fn compile(folder: &Path, scratch: &Path) -> Result<Compiled, BuildError> {
     let tool = COMPONENTIZE_JS.find(&node_bins(folder))?;

@@ -330,14 +330,16 @@ pub fn build(cache: &CacheDir, folder: &Path) -> Result<Built, BuildError> {
 
 /// What identifies the toolchain a folder would be built with.
 fn toolchain(language: Language, folder: &Path) -> Result<Vec<u8>, BuildError> {
-    let mut identity = match language {
+    let (mut identity, helper) = match language {
         Language::Rust => return Ok(rust::toolchain()),
-        Language::JavaScript => javascript::toolchain(folder)?,
-        Language::Python => python::toolchain()?,
-        Language::C => c::toolchain()?,
+        Language::JavaScript => (javascript::toolchain(folder)?, javascript::HELPER),
+        Language::Python => (python::toolchain()?, python::HELPER),
+        Language::C => (c::toolchain()?, c::HELPER),
     };
-    // The WIT and the cairn that wrote the glue are part of every non-Rust build.
+    // The WIT, the SDK helper and the cairn that wrote the glue are part of
+    // every non-Rust build.
     identity.extend_from_slice(wit::digest().as_bytes());
+    identity.extend_from_slice(blake3::hash(helper.as_bytes()).as_bytes());
     identity.extend_from_slice(env!("CARGO_PKG_VERSION").as_bytes());
     Ok(identity)
 }

@@ -20,7 +20,7 @@ const COMPONENTIZE_PY: Tool = Tool {
 
 /// The SDK's helpers, importable as `cairn_stage` unless the folder has a
 /// module of that name.
-const HELPER: &str = include_str!("../../../sdk/python/cairn_stage.py");
+pub(super) const HELPER: &str = include_str!("../../../sdk/python/cairn_stage.py");
 
 pub(super) fn compile(folder: &Path, scratch: &Path) -> Result<Compiled, BuildError> {
     let tool = COMPONENTIZE_PY.find(&[])?;
