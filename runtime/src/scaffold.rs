@@ -41,7 +41,7 @@ fn template(language: Language) -> &'static [(&'static str, &'static str)] {
             ("Cargo.toml", include_str!("../../sdk/rust/template/Cargo.toml")),
             ("src/lib.rs", include_str!("../../sdk/rust/template/src/lib.rs")),
             ("README.md", include_str!("../../sdk/rust/template/README.md")),
-            (".gitignore", "/target\n/Cargo.lock\n*.wasm\n"),
+            (".gitignore", "/target\n*.wasm\n"),
         ],
         Language::JavaScript => &[
             ("package.json", include_str!("../../sdk/js/template/package.json")),
