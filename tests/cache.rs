@@ -133,6 +133,38 @@ fn an_unchanged_pipeline_runs_nothing_and_a_change_reruns_exactly_what_it_affect
 }
 
 #[test]
+fn a_stage_whose_inputs_glob_changed_sees_the_files_of_the_new_glob() {
+    // The workspace is walked for the globs of the last run while the
+    // pipeline is parsed; a changed glob must not see that stale walk.
+    let pipeline = |folder: &str| {
+        format!(
+            "[stages.show]\nuses = \"{{probe}}\"\ninputs = [\"{folder}/**\"]\nargs = [\"cat\", \"/src/{folder}/data.txt\"]\n"
+        )
+    };
+    let dir = pipeline_dir(&pipeline("a"), &[("a/data.txt", "from a"), ("b/data.txt", "from b")]);
+    let (finished, events) = run_json(dir.path(), &[]);
+    assert_eq!(finished.code, Some(0), "{finished:?}");
+    assert_eq!(stage_stdout(&events, "show"), ["from a"]);
+
+    let text = pipeline("b").replace("{probe}", cairn_test_programs::PROBE_COMPONENT);
+    std::fs::write(dir.path().join("cairn.toml"), text).expect("write");
+    let (finished, events) = run_json(dir.path(), &[]);
+    assert_eq!(finished.code, Some(0), "{finished:?}");
+    assert_eq!(stage_stdout(&events, "show"), ["from b"]);
+
+    // Plain output (not a terminal): every cached stage has its line, and
+    // the summary comes last.
+    let finished = finish(cairn(dir.path()).arg("run"));
+    assert_eq!(finished.code, Some(0), "{finished:?}");
+    let cached = finished
+        .stderr
+        .find("[show] cached in")
+        .expect("a line for the cached stage");
+    let summary = finished.stderr.find("pipeline succeeded").expect("a summary");
+    assert!(cached < summary, "{}", finished.stderr);
+}
+
+#[test]
 fn a_pipeline_in_another_folder_sharing_the_cache_hits_every_stage() {
     let files = [("a/data.txt", "a"), ("b/data.txt", "b")];
     let first = pipeline_dir(GRAPH, &files);

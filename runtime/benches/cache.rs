@@ -168,7 +168,7 @@ fn hash_with_cairn(root: &Path) -> Duration {
     let cache = tempfile::tempdir().expect("tempdir");
     let cache = CacheDir::open(cache.path()).expect("cache");
     let started = Instant::now();
-    let workspace = Workspace::scan(root).expect("scan");
+    let workspace = Workspace::scan(root, &["**"]).expect("scan");
     let mut state = WorkspaceState::load(&cache, root);
     let wanted: Vec<usize> = (0..workspace.files().len()).collect();
     let digests = state.digests(&workspace, &wanted).expect("hashed");

@@ -139,10 +139,7 @@ impl Executor for StageExecutor {
     async fn execute(self: Arc<Self>, index: usize, upstream: Upstream) -> StageResult {
         let started = Instant::now();
         let stage = &self.pipeline.stages[index];
-        let observer: Arc<dyn StageObserver> = Arc::new(StageEvents {
-            stage: stage.name.clone(),
-            reporter: Arc::clone(&self.reporter),
-        });
+        let observer: Arc<dyn StageObserver> = Arc::new(self.observer(stage));
         let Some(component) = self.components[index].clone() else {
             return self.fail(stage, "the stage's component was not loaded", 0, started, None);
         };
@@ -169,7 +166,7 @@ impl Executor for StageExecutor {
             other => other,
         };
         match hit {
-            Some(hit) if !self.mode.check => self.reuse(stage, &prepared, hit, observer.as_ref(), started),
+            Some(hit) if !self.mode.check => self.report_reused(stage, &prepared, hit, observer.as_ref(), started),
             Some(hit) => {
                 self.check(stage, &component, prepared, upstream, hit, observer, started)
                     .await
@@ -179,6 +176,22 @@ impl Executor for StageExecutor {
                 Err((error, attempts)) => self.fail(stage, error, attempts, started, Some(prepared.key)),
             },
         }
+    }
+
+    fn reuse(&self, index: usize, upstream: &Upstream) -> Option<StageResult> {
+        if !self.mode.read || self.mode.check {
+            return None;
+        }
+        let started = Instant::now();
+        let stage = &self.pipeline.stages[index];
+        let component = self.components[index].as_ref()?;
+        let prepared = self.prepare(stage, component, upstream).ok()?;
+        if !prepared.cacheable {
+            return None;
+        }
+        let record = self.published(stage, &prepared)?;
+        let observer = self.observer(stage);
+        Some(self.report_reused(stage, &prepared, Hit::Published(record), &observer, started))
     }
 }
 
@@ -271,19 +284,36 @@ impl StageExecutor {
 
     /// A result for this key, if one can be reused.
     fn lookup(&self, stage: &Stage, prepared: &Prepared) -> Option<Hit> {
-        {
-            let state = self.state();
-            if let Some(record) = state.stage(&stage.name)
-                && let Some(last) = &record.last
-                && last.key == prepared.key
-                && let Some(published) = &record.published
-                && published.outputs == last.outputs
-                && published.unchanged(&self.output_root.join(&stage.name))
-            {
-                return Some(Hit::Published(Box::new(last.clone())));
-            }
+        match self.published(stage, prepared) {
+            Some(record) => Some(Hit::Published(record)),
+            None => self.store.get_action(&prepared.key).map(Hit::Stored),
         }
-        self.store.get_action(&prepared.key).map(Hit::Stored)
+    }
+
+    /// The last run's record when it had this key and `cairn-out/<stage>/`
+    /// still holds exactly what it published.
+    fn published(&self, stage: &Stage, prepared: &Prepared) -> Option<Box<RunRecord>> {
+        // Copied out so the lock is not held over the `stat`s: other stages
+        // are checked at the same time.
+        let (last, published) = {
+            let state = self.state();
+            let record = state.stage(&stage.name)?;
+            let last = record.last.as_ref()?;
+            let published = record.published.as_ref()?;
+            if last.key != prepared.key || published.outputs != last.outputs {
+                return None;
+            }
+            (Box::new(last.clone()), published.clone())
+        };
+        published.unchanged(&self.output_root.join(&stage.name)).then_some(last)
+    }
+
+    /// Where the stage's log lines and annotations go.
+    fn observer(&self, stage: &Stage) -> StageEvents {
+        StageEvents {
+            stage: stage.name.clone(),
+            reporter: Arc::clone(&self.reporter),
+        }
     }
 
     /// Lays a stored result out in `cairn-out/<stage>/`, every blob checked.
@@ -314,7 +344,7 @@ impl StageExecutor {
     }
 
     /// Reports a reused result, replaying its log and annotations.
-    fn reuse(
+    fn report_reused(
         &self,
         stage: &Stage,
         prepared: &Prepared,
@@ -392,7 +422,7 @@ impl StageExecutor {
             }
         };
         if ran.outputs == expected {
-            return self.reuse(stage, &prepared, hit, observer.as_ref(), started);
+            return self.report_reused(stage, &prepared, hit, observer.as_ref(), started);
         }
         let differences = match Tree::load(&self.store, &expected) {
             Ok(cached) => cached.diff(&ran.tree),

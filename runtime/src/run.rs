@@ -22,7 +22,7 @@ use crate::pipeline::{self, Diagnostic, Graph, LoadFailure, Pipeline, Uses};
 use crate::report::{Event, Reporter};
 use crate::scheduler::{self, ConditionContext, Options, RunResults};
 use crate::secrets::Secrets;
-use crate::state::WorkspaceState;
+use crate::state::{RememberedGlobs, WorkspaceState};
 use crate::workspace::{OUTPUT_FOLDER, Workspace, WorkspaceError};
 
 /// Why a run could not start.
@@ -84,10 +84,67 @@ pub struct Prepared {
 /// Loads `file`, selects `targets` (all stages when empty) and walks the workspace.
 pub fn prepare(file: &Path, targets: &[String]) -> Result<Prepared, RunError> {
     let pipeline = tracing::debug_span!("load the pipeline").in_scope(|| pipeline::load(file))?;
+    let globs = input_globs(&pipeline);
+    let workspace = tracing::debug_span!("walk the workspace").in_scope(|| Workspace::scan(&pipeline.root, &globs))?;
+    drop(globs);
+    select(pipeline, workspace, targets)
+}
+
+/// [`prepare`] for a run, with the slow parts overlapped: what cairn
+/// remembers of the workspace is read from `cache` on another thread, and
+/// the workspace is walked, for the globs its pipeline had last time, while
+/// the pipeline is parsed. If the globs changed, it is walked again.
+pub fn prepare_with_state(
+    file: &Path,
+    targets: &[String],
+    cache: &CacheDir,
+) -> Result<(Prepared, WorkspaceState), RunError> {
+    let root = pipeline::root_of(file);
+    let remembered = RememberedGlobs::load(cache, &root);
+    std::thread::scope(|scope| {
+        let state = scope
+            .spawn(|| tracing::debug_span!("load the workspace state").in_scope(|| WorkspaceState::load(cache, &root)));
+        let early = (!remembered.globs.is_empty()).then(|| {
+            scope.spawn(|| {
+                let globs: Vec<&str> = remembered.globs.iter().map(String::as_str).collect();
+                tracing::debug_span!("walk the workspace").in_scope(|| Workspace::scan(&root, &globs))
+            })
+        });
+        let pipeline = tracing::debug_span!("load the pipeline").in_scope(|| pipeline::load(file));
+        let early = early.map(|walk| walk.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
+        let state = state.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        let pipeline = pipeline?;
+        let globs = input_globs(&pipeline);
+        let workspace = match early {
+            Some(walked) if remembered.globs.iter().map(String::as_str).eq(globs.iter().copied()) => walked?,
+            _ => tracing::debug_span!("walk the workspace").in_scope(|| Workspace::scan(&pipeline.root, &globs))?,
+        };
+        if let Err(error) = remembered.save(&globs) {
+            tracing::debug!(%error, "cannot remember the pipeline's globs; the next run walks after parsing");
+        }
+        drop(globs);
+        Ok((select(pipeline, workspace, targets)?, state))
+    })
+}
+
+/// Every stage's `inputs` globs, selected or not (so that warnings about
+/// globs that match nothing are the same whatever a run selects), sorted.
+fn input_globs(pipeline: &Pipeline) -> Vec<&str> {
+    let mut globs: Vec<&str> = pipeline
+        .stages
+        .iter()
+        .flat_map(|stage| stage.inputs.iter().map(|glob| glob.pattern.as_str()))
+        .collect();
+    globs.sort_unstable();
+    globs.dedup();
+    globs
+}
+
+/// Selects `targets` of a loaded pipeline whose workspace was walked.
+fn select(pipeline: Pipeline, workspace: Workspace, targets: &[String]) -> Result<Prepared, RunError> {
     let graph =
         Graph::new(&pipeline.stages).map_err(|cycle| RunError::Selection(format!("cycle: {}", cycle.join(" → "))))?;
     let selected = scheduler::select(&pipeline, &graph, targets).map_err(RunError::Selection)?;
-    let workspace = tracing::debug_span!("walk the workspace").in_scope(|| Workspace::scan(&pipeline.root))?;
     let warnings = input_warnings(&pipeline, &workspace);
     Ok(Prepared {
         pipeline: Arc::new(pipeline),
@@ -157,6 +214,7 @@ async fn resolve_remote(
 /// which is most of its cost otherwise.
 pub async fn execute(
     prepared: Prepared,
+    mut state: WorkspaceState,
     settings: RunSettings,
     cache: CacheDir,
     reporter: Arc<dyn Reporter>,
@@ -168,8 +226,6 @@ pub async fn execute(
     let remote = resolve_remote(&pipeline, &store, &settings.remote).await?;
     let sources = ComponentSources::new(cache.clone()).with_remote(remote, Arc::clone(&store));
     let components = component_refs(&prepared, &sources).await?;
-    let mut state =
-        tracing::debug_span!("load the workspace state").in_scope(|| WorkspaceState::load(&cache, &pipeline.root));
     let input_digests = tracing::debug_span!("hash the inputs").in_scope(|| hash_inputs(&prepared, &mut state))?;
     let output_root = pipeline.root.join(OUTPUT_FOLDER);
     prepare_output_root(&output_root).map_err(|source| {

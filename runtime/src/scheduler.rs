@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rayon::prelude::*;
 use tokio::task::JoinSet;
 
 use crate::component::Digest;
@@ -86,6 +87,16 @@ pub struct Upstream {
 pub trait Executor: Send + Sync + 'static {
     /// Runs stage `index` of the pipeline (all of its attempts).
     fn execute(self: Arc<Self>, index: usize, upstream: Upstream) -> impl Future<Output = StageResult> + Send;
+
+    /// The stage's result when it can be had at once, without running or
+    /// restoring anything (outputs already in place for its key). The
+    /// scheduler asks first, for every ready stage and many at a time on all
+    /// cores, and starts only the stages this declines: a run where most
+    /// stages are cached then costs no task, thread hand-off or job slot per
+    /// stage. It must not wait on anything slower than a few `stat`s.
+    fn reuse(&self, _index: usize, _upstream: &Upstream) -> Option<StageResult> {
+        None
+    }
 }
 
 /// How to run the graph.
@@ -204,33 +215,34 @@ pub async fn run<E: Executor>(
     let started = Instant::now();
     let mut books = Books::new(pipeline, graph, selected, reporter);
     let mut running: JoinSet<(usize, StageResult)> = JoinSet::new();
+    let mut startable: VecDeque<(usize, Upstream)> = VecDeque::new();
     let mut stopped = false;
     let jobs = options.jobs.max(1);
 
     loop {
+        settle(
+            &mut books,
+            &mut startable,
+            executor.as_ref(),
+            context,
+            &mut stopped,
+            options,
+        );
         while running.len() < jobs
-            && let Some(index) = books.ready.pop_front()
+            && let Some((index, upstream)) = startable.pop_front()
         {
-            let decision = if stopped {
-                Err("not run: an earlier stage failed (use --keep-going to run independent stages)".to_owned())
-            } else {
-                decide(
-                    &pipeline.stages[index],
-                    &graph.needs[index],
-                    pipeline,
-                    &books.results,
-                    context,
-                )
-            };
-            match decision {
-                Ok(upstream) => {
-                    let executor = Arc::clone(&executor);
-                    books.in_flight[index] = true;
-                    running.spawn(async move { (index, executor.execute(index, upstream).await) });
-                }
-                Err(reason) => books.finish(index, StageResult::skipped(reason)),
+            if stopped {
+                books.finish(index, StageResult::skipped(NOT_RUN));
+                continue;
             }
+            let executor = Arc::clone(&executor);
+            books.in_flight[index] = true;
+            running.spawn(async move { (index, executor.execute(index, upstream).await) });
         }
+        if !books.ready.is_empty() {
+            continue;
+        }
+        reporter.flush();
         let joined = tokio::select! {
             joined = running.join_next() => joined,
             () = &mut interrupt => {
@@ -243,7 +255,7 @@ pub async fn run<E: Executor>(
             }
         };
         let Some(joined) = joined else {
-            if books.ready.is_empty() {
+            if books.ready.is_empty() && startable.is_empty() {
                 break;
             }
             continue;
@@ -259,6 +271,64 @@ pub async fn run<E: Executor>(
         books.finish(index, result);
     }
     books.into_results(started.elapsed(), false)
+}
+
+/// Why a stage ready after a failure (without `--keep-going`) does not run.
+const NOT_RUN: &str = "not run: an earlier stage failed (use --keep-going to run independent stages)";
+
+/// Decides every ready stage, and what that readies in turn: stages whose
+/// condition or needs skip them end here, and so do stages the executor can
+/// reuse at once (asked in parallel); the rest queue in `startable`.
+fn settle<E: Executor>(
+    books: &mut Books<'_>,
+    startable: &mut VecDeque<(usize, Upstream)>,
+    executor: &E,
+    context: &ConditionContext,
+    stopped: &mut bool,
+    options: Options,
+) {
+    while !books.ready.is_empty() {
+        let mut candidates = Vec::with_capacity(books.ready.len());
+        while let Some(index) = books.ready.pop_front() {
+            let decision = if *stopped {
+                Err(NOT_RUN.to_owned())
+            } else {
+                decide(
+                    &books.pipeline.stages[index],
+                    &books.graph.needs[index],
+                    books.pipeline,
+                    &books.results,
+                    context,
+                )
+            };
+            match decision {
+                Ok(upstream) => candidates.push((index, upstream)),
+                Err(reason) => books.finish(index, StageResult::skipped(reason)),
+            }
+        }
+        let reused: Vec<Option<StageResult>> = if candidates.len() > 1 {
+            candidates
+                .par_iter()
+                .map(|(index, upstream)| executor.reuse(*index, upstream))
+                .collect()
+        } else {
+            candidates
+                .iter()
+                .map(|(index, upstream)| executor.reuse(*index, upstream))
+                .collect()
+        };
+        for ((index, upstream), reused) in candidates.into_iter().zip(reused) {
+            match reused {
+                Some(result) => {
+                    if result.status == Status::Failed && !options.keep_going {
+                        *stopped = true;
+                    }
+                    books.finish(index, result);
+                }
+                None => startable.push_back((index, upstream)),
+            }
+        }
+    }
 }
 
 /// The bookkeeping of one run: how each stage ended, how many of its needs
@@ -442,5 +512,153 @@ fn past_tense(status: Status) -> &'static str {
         Status::Failed => "failed",
         Status::Skipped => "was skipped",
         Status::Succeeded | Status::Cached => "succeeded",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// Reuses the stages named in `reusable` (outputs `from = NAME`) and
+    /// runs the rest, failing those named in `failing`; remembers what it
+    /// was asked to run and with which upstream outputs.
+    struct Recorder {
+        pipeline: Arc<Pipeline>,
+        reusable: Vec<&'static str>,
+        failing: Vec<&'static str>,
+        executed: Mutex<Vec<(String, Vec<String>)>>,
+    }
+
+    impl Recorder {
+        fn result(&self, index: usize, status: Status) -> StageResult {
+            let name = self.pipeline.stages[index].name.clone();
+            StageResult {
+                status,
+                outputs: Arc::new(BTreeMap::from([("from".to_owned(), name)])),
+                attempts: u32::from(status != Status::Cached),
+                ..StageResult::skipped("")
+            }
+            .without_reason()
+        }
+    }
+
+    impl Executor for Recorder {
+        async fn execute(self: Arc<Self>, index: usize, upstream: Upstream) -> StageResult {
+            let name = &self.pipeline.stages[index].name;
+            let seen = upstream
+                .outputs
+                .values()
+                .map(|outputs| outputs["from"].clone())
+                .collect();
+            self.executed.lock().expect("lock").push((name.clone(), seen));
+            let status = if self.failing.contains(&name.as_str()) {
+                Status::Failed
+            } else {
+                Status::Succeeded
+            };
+            self.result(index, status)
+        }
+
+        fn reuse(&self, index: usize, _upstream: &Upstream) -> Option<StageResult> {
+            let name = self.pipeline.stages[index].name.as_str();
+            self.reusable
+                .contains(&name)
+                .then(|| self.result(index, Status::Cached))
+        }
+    }
+
+    struct Discard;
+
+    impl Reporter for Discard {
+        fn event(&self, _event: &Event) {}
+    }
+
+    fn run_with(toml: &str, reusable: Vec<&'static str>, failing: Vec<&'static str>) -> (Vec<Status>, Recorder) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("cairn.toml");
+        std::fs::write(&file, toml).expect("write");
+        let pipeline = Arc::new(crate::pipeline::load(&file).expect("valid"));
+        let graph = Graph::new(&pipeline.stages).expect("acyclic");
+        let selected = select(&pipeline, &graph, &[]).expect("all");
+        let recorder = Arc::new(Recorder {
+            pipeline: Arc::clone(&pipeline),
+            reusable,
+            failing,
+            executed: Mutex::new(Vec::new()),
+        });
+        let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+        let results = runtime.block_on(run(
+            &pipeline,
+            &graph,
+            &selected,
+            Arc::clone(&recorder),
+            &Discard,
+            Options {
+                jobs: 1,
+                keep_going: false,
+            },
+            &ConditionContext::default(),
+            std::future::pending(),
+        ));
+        let statuses = results
+            .stages
+            .into_iter()
+            .map(|result| result.expect("selected").status)
+            .collect();
+        let recorder = Arc::into_inner(recorder).expect("the run is over");
+        (statuses, recorder)
+    }
+
+    const GRAPH: &str = r#"
+        [stages.a]
+        uses = "std:wc"
+        [stages.b]
+        uses = "std:wc"
+        needs = ["a"]
+        [stages.c]
+        uses = "std:wc"
+        [stages.d]
+        uses = "std:wc"
+        needs = ["b", "c"]
+    "#;
+
+    #[test]
+    fn reused_stages_never_start_and_hand_their_outputs_on() {
+        let (statuses, recorder) = run_with(GRAPH, vec!["a", "c"], vec![]);
+        assert_eq!(
+            statuses,
+            [Status::Cached, Status::Succeeded, Status::Cached, Status::Succeeded]
+        );
+        let mut executed = recorder.executed.into_inner().expect("lock");
+        executed.sort();
+        assert_eq!(
+            executed,
+            [
+                ("b".to_owned(), vec!["a".to_owned()]),
+                ("d".to_owned(), vec!["b".to_owned(), "c".to_owned()])
+            ]
+        );
+    }
+
+    #[test]
+    fn after_a_failure_nothing_more_starts_or_is_reused() {
+        let toml = r#"
+            [stages.first]
+            uses = "std:wc"
+            [stages.gate]
+            uses = "std:wc"
+            [stages.second]
+            uses = "std:wc"
+            needs = ["gate"]
+        "#;
+        // One job: `first` runs and fails while `gate` waits for a slot, so
+        // `gate` never starts, and `second`, ready once `gate` ended, is not
+        // reused either (without --keep-going).
+        let (statuses, recorder) = run_with(toml, vec!["second"], vec!["first"]);
+        assert_eq!(statuses, [Status::Failed, Status::Skipped, Status::Skipped]);
+        let executed = recorder.executed.into_inner().expect("lock");
+        assert_eq!(executed, [("first".to_owned(), Vec::<String>::new())]);
     }
 }

@@ -138,6 +138,54 @@ struct StateFile {
     stages: HashMap<String, StageRecord>,
 }
 
+/// Where something remembered about the workspace at `root` is kept:
+/// `workspaces-v1/<id>.<extension>` in the cache, the id derived from the
+/// workspace's canonical path.
+fn workspace_file(cache: &CacheDir, root: &Path, extension: &str) -> PathBuf {
+    let canonical = root.canonicalize().unwrap_or_else(|_| root.to_owned());
+    let name = Digest::of(canonical.to_string_lossy().as_bytes()).to_hex();
+    cache
+        .root()
+        .join("workspaces-v1")
+        .join(format!("{}.{extension}", &name[..32]))
+}
+
+/// The `inputs` globs of the workspace's pipeline as of its last run, kept
+/// apart from the state so they can be read at once: the next run walks
+/// the workspace for them while it parses the pipeline, and walks again
+/// only if the pipeline's globs turn out different.
+pub struct RememberedGlobs {
+    path: PathBuf,
+    /// The globs, sorted; empty when nothing is remembered.
+    pub globs: Vec<String>,
+}
+
+impl RememberedGlobs {
+    /// The globs remembered for the workspace at `root`.
+    pub fn load(cache: &CacheDir, root: &Path) -> Self {
+        let path = workspace_file(cache, root, "globs");
+        let globs = std::fs::read(&path)
+            .ok()
+            .and_then(|bytes| postcard::from_bytes::<(u32, Vec<String>)>(&bytes).ok())
+            .filter(|(version, _)| *version == VERSION)
+            .map(|(_, globs)| globs)
+            .unwrap_or_default();
+        Self { path, globs }
+    }
+
+    /// Remembers `globs` (sorted) for the next run, if they changed.
+    pub fn save(&self, globs: &[&str]) -> std::io::Result<()> {
+        if self.globs.iter().map(String::as_str).eq(globs.iter().copied()) {
+            return Ok(());
+        }
+        if let Some(parent) = self.path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let bytes = postcard::to_stdvec(&(VERSION, globs)).map_err(std::io::Error::other)?;
+        write_atomically(&self.path, &bytes)
+    }
+}
+
 /// The remembered state of one workspace.
 pub struct WorkspaceState {
     path: PathBuf,
@@ -148,12 +196,7 @@ pub struct WorkspaceState {
 impl WorkspaceState {
     /// The state of the workspace at `root`, or an empty one.
     pub fn load(cache: &CacheDir, root: &Path) -> Self {
-        let canonical = root.canonicalize().unwrap_or_else(|_| root.to_owned());
-        let name = Digest::of(canonical.to_string_lossy().as_bytes()).to_hex();
-        let path = cache
-            .root()
-            .join("workspaces-v1")
-            .join(format!("{}.state", &name[..32]));
+        let path = workspace_file(cache, root, "state");
         let data = std::fs::read(&path)
             .ok()
             .and_then(|bytes| postcard::from_bytes::<StateFile>(&bytes).ok())
@@ -297,7 +340,7 @@ mod tests {
             .expect("touch");
         std::thread::sleep(RACY_WINDOW + Duration::from_millis(100));
 
-        let workspace = Workspace::scan(&root).expect("scan");
+        let workspace = Workspace::scan(&root, &["**"]).expect("scan");
         let mut state = WorkspaceState::load(&cache, &root);
         assert_eq!(
             state.digests(&workspace, &[0]).expect("hashed")[0],
@@ -319,7 +362,7 @@ mod tests {
 
         // A changed file is hashed again.
         std::fs::write(root.join("a.txt"), "changed").expect("write");
-        let workspace = Workspace::scan(&root).expect("scan");
+        let workspace = Workspace::scan(&root, &["**"]).expect("scan");
         assert_eq!(
             reloaded.digests(&workspace, &[0]).expect("hashed")[0],
             Some(Digest::of(b"changed"))

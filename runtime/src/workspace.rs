@@ -13,9 +13,12 @@ use std::path::{Path, PathBuf};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use std::mem::MaybeUninit;
+
 use globset::{Glob, GlobBuilder};
 use ignore::Match;
 use ignore::gitignore::Gitignore;
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, RawDir, Statx, StatxFlags, StatxTimestamp};
 use serde::{Deserialize, Serialize};
 
 /// The folder cairn publishes stage outputs to, inside the workspace.
@@ -71,6 +74,19 @@ impl Stamp {
         }
     }
 
+    /// The stamp of what `statx` said (asked for at least the basic stats):
+    /// the same as [`Stamp::of`] for the same file.
+    pub fn of_statx(status: &Statx) -> Self {
+        let nanoseconds = |time: &StatxTimestamp| time.tv_sec * 1_000_000_000 + i64::from(time.tv_nsec);
+        Self {
+            size: status.stx_size,
+            modified: nanoseconds(&status.stx_mtime),
+            changed: nanoseconds(&status.stx_ctime),
+            inode: status.stx_ino,
+            mode: u32::from(status.stx_mode),
+        }
+    }
+
     /// Whether the executable bit is set.
     pub fn executable(&self) -> bool {
         self.mode & 0o111 != 0
@@ -95,21 +111,32 @@ pub struct Workspace {
 }
 
 impl Workspace {
-    /// Walks `root`, stating every file once (relative to its open folder,
-    /// so the kernel does not resolve the whole path each time), folders in
-    /// parallel. `.gitignore` and `.ignore` files apply as git applies them,
-    /// including those of the folders above `root` up to the repository's
-    /// top, which every checkout of the repository has too.
-    pub fn scan(root: &Path) -> Result<Self, WorkspaceError> {
+    /// Walks `root` for the files `globs` can select, stating each once
+    /// (relative to its open folder, so the kernel does not resolve the
+    /// whole path each time), folders in parallel. A folder no glob can
+    /// reach is not listed at all, since a glob only selects files under
+    /// its literal prefix (`docs/**` never needs `target/`); `**` reaches
+    /// everything. `.gitignore` and `.ignore` files apply as git applies
+    /// them, including those of the folders above `root` up to the
+    /// repository's top, which every checkout of the repository has too.
+    pub fn scan(root: &Path, globs: &[&str]) -> Result<Self, WorkspaceError> {
         // Ignore files match absolute paths, so walk the absolute root.
         let root = &root.canonicalize().map_err(|error| WorkspaceError::Walk {
             path: root.to_owned(),
             message: error.to_string(),
         })?;
         let ignores = parent_ignores(root);
+        let reach = Reach::new(globs);
         let found = Mutex::new(Vec::new());
         let failure = Mutex::new(None);
-        rayon::scope(|scope| walk_folder(scope, root, PathBuf::new(), ignores, &found, &failure));
+        let walk = Walk {
+            root,
+            reach: &reach,
+            found: &found,
+            failure: &failure,
+        };
+        let inside = reach.inside("");
+        rayon::scope(|scope| walk_folder(scope, walk, String::new(), inside, ignores));
         if let Some(error) = failure.into_inner().unwrap_or_else(PoisonError::into_inner) {
             return Err(error);
         }
@@ -205,19 +232,30 @@ impl Workspace {
 /// The ignore files in force in a folder, innermost last.
 type Ignores = Arc<Vec<Gitignore>>;
 
-/// Lists one folder: files are stated and kept, sub-folders walked in
-/// parallel, ignored entries skipped.
-fn walk_folder<'scope>(
-    scope: &rayon::Scope<'scope>,
+/// What every folder of one walk shares.
+#[derive(Clone, Copy)]
+struct Walk<'scope> {
     root: &'scope Path,
-    relative: PathBuf,
-    mut ignores: Ignores,
+    reach: &'scope Reach,
     found: &'scope Mutex<Vec<WorkspaceFile>>,
     failure: &'scope Mutex<Option<WorkspaceError>>,
+}
+
+/// Lists one folder: files within reach are stated and kept, sub-folders
+/// within reach walked in parallel, ignored entries skipped. `inside` says
+/// the folder is under some glob's literal prefix (so all of it is in reach).
+/// Entries are read straight from the kernel's buffer and stated relative to
+/// the open folder: no allocation or path lookup for what is not kept.
+fn walk_folder<'scope>(
+    scope: &rayon::Scope<'scope>,
+    walk: Walk<'scope>,
+    relative: String,
+    inside: bool,
+    mut ignores: Ignores,
 ) {
-    let folder = root.join(&relative);
+    let folder = walk.root.join(&relative);
     let fail = |error: std::io::Error, path: &Path| {
-        failure
+        walk.failure
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get_or_insert(WorkspaceError::Walk {
@@ -225,60 +263,149 @@ fn walk_folder<'scope>(
                 message: error.to_string(),
             });
     };
-    let entries: Vec<std::fs::DirEntry> = match std::fs::read_dir(&folder) {
-        Ok(entries) => entries.filter_map(Result::ok).collect(),
-        Err(error) => return fail(error, &folder),
+    let directory = match rustix::fs::open(
+        &folder,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(directory) => directory,
+        Err(error) => return fail(error.into(), &folder),
     };
-    let own: Vec<Gitignore> = entries
-        .iter()
-        .filter(|entry| entry.file_name() == ".gitignore" || entry.file_name() == ".ignore")
-        .map(|entry| Gitignore::new(entry.path()).0)
-        .filter(|ignore| !ignore.is_empty())
-        .collect();
-    if !own.is_empty() {
-        let mut all = (*ignores).clone();
-        all.extend(own);
-        ignores = Arc::new(all);
-    }
-    // `relative` as text with a trailing slash, to prefix each entry's name
-    // with one allocation (the common case is thousands of small files).
-    let Some(prefix) = relative.to_str().map(|text| {
-        if text.is_empty() {
-            String::new()
-        } else {
-            format!("{text}/")
-        }
-    }) else {
-        return;
-    };
-    let mut files = Vec::with_capacity(entries.len());
-    for entry in entries {
-        let name = entry.file_name();
-        let Ok(kind) = entry.file_type() else { continue };
-        if name == ".git" || (prefix.is_empty() && name == OUTPUT_FOLDER) {
-            continue;
-        }
-        if !ignores.is_empty() && ignored(&ignores, &entry.path(), kind.is_dir()) {
+    let mut buffer = [MaybeUninit::<u8>::uninit(); 16 * 1024];
+    let mut entries = RawDir::new(&directory, &mut buffer);
+    let mut listed: Vec<(String, FileType)> = Vec::new();
+    while let Some(entry) = entries.next() {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(error) => return fail(error.into(), &folder),
+        };
+        let name = entry.file_name().to_bytes();
+        if matches!(name, b"." | b".." | b".git") || (relative.is_empty() && name == OUTPUT_FOLDER.as_bytes()) {
             continue;
         }
         // A name that is not UTF-8 cannot be matched by a glob or named in
         // a tree; it is left out (and so invisible to every stage).
-        let Some(name) = name.to_str() else { continue };
-        let path = format!("{prefix}{name}");
-        if kind.is_dir() {
-            let ignores = Arc::clone(&ignores);
-            scope.spawn(move |scope| walk_folder(scope, root, PathBuf::from(path), ignores, found, failure));
+        let Ok(name) = std::str::from_utf8(name) else { continue };
+        let mut kind = entry.file_type();
+        if kind == FileType::Unknown {
+            // Some file systems do not say in the listing.
+            match rustix::fs::statx(
+                &directory,
+                entry.file_name(),
+                AtFlags::SYMLINK_NOFOLLOW,
+                StatxFlags::TYPE,
+            ) {
+                Ok(status) => kind = FileType::from_raw_mode(status.stx_mode.into()),
+                Err(error) => return fail(error.into(), &folder.join(name)),
+            }
+        }
+        if name == ".gitignore" || name == ".ignore" {
+            let ignore = Gitignore::new(folder.join(name)).0;
+            if !ignore.is_empty() {
+                let mut all = (*ignores).clone();
+                all.push(ignore);
+                ignores = Arc::new(all);
+            }
+        }
+        listed.push((name.to_owned(), kind));
+    }
+    let prefix = if relative.is_empty() {
+        String::new()
+    } else {
+        format!("{relative}/")
+    };
+    let mut files = Vec::with_capacity(listed.len());
+    for (name, kind) in listed {
+        let is_dir = kind == FileType::Directory;
+        let mut path = format!("{prefix}{name}");
+        let within = if is_dir {
+            path.push('/');
+            let within = inside || walk.reach.inside(&path);
+            if !within && !walk.reach.leads_into(&path) {
+                continue;
+            }
+            path.pop();
+            within
+        } else {
+            if !inside && !walk.reach.names(&path) {
+                continue;
+            }
+            true
+        };
+        if !ignores.is_empty() && ignored(&ignores, &folder.join(&name), is_dir) {
             continue;
         }
-        match entry.metadata() {
-            Ok(metadata) => files.push(WorkspaceFile {
+        if is_dir {
+            let ignores = Arc::clone(&ignores);
+            scope.spawn(move |scope| walk_folder(scope, walk, path, within, ignores));
+            continue;
+        }
+        match rustix::fs::statx(
+            &directory,
+            name.as_str(),
+            AtFlags::SYMLINK_NOFOLLOW,
+            StatxFlags::BASIC_STATS,
+        ) {
+            Ok(status) => files.push(WorkspaceFile {
                 path,
-                stamp: Stamp::of(&metadata),
+                stamp: Stamp::of_statx(&status),
             }),
-            Err(error) => fail(error, &entry.path()),
+            Err(error) => fail(error.into(), &folder.join(&name)),
         }
     }
-    found.lock().unwrap_or_else(PoisonError::into_inner).extend(files);
+    walk.found.lock().unwrap_or_else(PoisonError::into_inner).extend(files);
+}
+
+/// Which paths some glob can select: every glob selects only files under its
+/// literal prefix (or, without a wildcard, the one path it names).
+struct Reach {
+    /// Folder prefixes (`docs/`, or `` for everything), sorted.
+    folders: Vec<String>,
+    /// Exact paths, sorted.
+    paths: Vec<String>,
+}
+
+impl Reach {
+    fn new(globs: &[&str]) -> Self {
+        let (mut folders, mut paths) = (Vec::new(), Vec::new());
+        for glob in globs {
+            let prefix = literal_prefix(glob);
+            if prefix == *glob {
+                paths.push(prefix.to_owned());
+            } else {
+                folders.push(prefix.to_owned());
+            }
+        }
+        for list in [&mut folders, &mut paths] {
+            list.sort_unstable();
+            list.dedup();
+        }
+        Self { folders, paths }
+    }
+
+    /// Whether everything under `folder` (`a/b/`, or `` for the root) is in
+    /// reach: the folder or one of its parents is a glob's prefix.
+    fn inside(&self, folder: &str) -> bool {
+        let ancestors = std::iter::once(0).chain(folder.match_indices('/').map(|(at, _)| at + 1));
+        ancestors.map(|end| &folder[..end]).any(|ancestor| {
+            self.folders
+                .binary_search_by(|prefix| prefix.as_str().cmp(ancestor))
+                .is_ok()
+        })
+    }
+
+    /// Whether some prefix or exact path lies under `folder` (`a/b/`).
+    fn leads_into(&self, folder: &str) -> bool {
+        [&self.folders, &self.paths].into_iter().any(|list| {
+            let at = list.partition_point(|prefix| prefix.as_str() < folder);
+            list.get(at).is_some_and(|prefix| prefix.starts_with(folder))
+        })
+    }
+
+    /// Whether a glob names `path` exactly.
+    fn names(&self, path: &str) -> bool {
+        self.paths.binary_search_by(|exact| exact.as_str().cmp(path)).is_ok()
+    }
 }
 
 /// Whether the innermost ignore file with an opinion ignores `path`.
@@ -371,7 +498,7 @@ mod tests {
             ".github/ci.toml",
         ]);
         fs::write(dir.path().join(".gitignore"), "target/\n").expect("write");
-        let workspace = Workspace::scan(dir.path()).expect("scan");
+        let workspace = Workspace::scan(dir.path(), &["**"]).expect("scan");
         assert_eq!(paths(&workspace.select(&["*.toml"]).expect("valid")), ["Cargo.toml"]);
         assert_eq!(
             paths(&workspace.select(&["**/*.toml"]).expect("valid")),
@@ -383,6 +510,34 @@ mod tests {
         );
         assert!(workspace.matches_anything("src/**").expect("valid"));
         assert!(!workspace.matches_anything("docs/**").expect("valid"));
+    }
+
+    #[test]
+    fn only_folders_some_glob_can_reach_are_walked() {
+        let dir = workspace(&[
+            "Cargo.toml",
+            "README.md",
+            "src/lib.rs",
+            "src/deep/mod.rs",
+            "docs/guide/intro.md",
+            "docs/other.md",
+            "target/debug/junk",
+        ]);
+        let workspace = Workspace::scan(dir.path(), &["src/**", "Cargo.toml", "docs/guide/*.md"]).expect("scan");
+        let all: Vec<&str> = workspace.files().iter().map(|file| file.path.as_str()).collect();
+        assert_eq!(
+            all,
+            ["Cargo.toml", "docs/guide/intro.md", "src/deep/mod.rs", "src/lib.rs"],
+            "`target/` is never listed, `docs/other.md` and `README.md` never stated"
+        );
+        let everything = Workspace::scan(dir.path(), &["**/*.md"]).expect("scan");
+        assert_eq!(
+            everything.files().len(),
+            7,
+            "a glob without a literal prefix reaches everything"
+        );
+        let nothing = Workspace::scan(dir.path(), &[]).expect("scan");
+        assert!(nothing.files().is_empty());
     }
 
     #[test]
@@ -398,10 +553,10 @@ mod tests {
     #[test]
     fn stamps_change_when_contents_change() {
         let dir = workspace(&["a.txt"]);
-        let before = Workspace::scan(dir.path()).expect("scan").files()[0].stamp;
+        let before = Workspace::scan(dir.path(), &["**"]).expect("scan").files()[0].stamp;
         std::thread::sleep(std::time::Duration::from_millis(10));
         fs::write(dir.path().join("a.txt"), "new contents").expect("write");
-        let after = Workspace::scan(dir.path()).expect("scan").files()[0].stamp;
+        let after = Workspace::scan(dir.path(), &["**"]).expect("scan").files()[0].stamp;
         assert_ne!(before, after);
         assert!(!after.executable());
     }

@@ -83,7 +83,8 @@ pub(crate) struct RunArgs {
 impl RunArgs {
     pub(crate) fn execute(self, verbose: u8) -> anyhow::Result<Status> {
         let file = self.location.path();
-        let prepared = run::prepare(&file, &self.stages)?;
+        let cache = CacheDir::from_env()?;
+        let (prepared, state) = run::prepare_with_state(&file, &self.stages, &cache)?;
         for warning in &prepared.warnings {
             eprint!("{}", prepared.pipeline.file.render(warning));
         }
@@ -102,7 +103,6 @@ impl RunArgs {
         } else {
             Arc::new(PlainReporter::new(verbose > 0))
         };
-        let cache = CacheDir::from_env()?;
         let executor = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(jobs.max(2))
             .enable_all()
@@ -131,7 +131,7 @@ impl RunArgs {
                     std::future::pending::<()>().await;
                 }
             };
-            let run = run::execute(prepared, settings, cache, reporter, interrupt);
+            let run = run::execute(prepared, state, settings, cache, reporter, interrupt);
             anyhow::Ok(tokio::spawn(run).await.context("the run's task failed")??)
         })?;
         Ok(if results.interrupted {

@@ -219,19 +219,17 @@ pub fn load(path: &Path) -> Result<Pipeline, LoadFailure> {
             source,
         },
     })?;
-    let root = path
-        .parent()
-        .map(|parent| {
-            if parent.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                parent
-            }
-        })
-        .unwrap_or(Path::new("."))
-        .to_owned();
+    let root = root_of(path);
     let file = SourceFile::new(path, text);
     parse::parse(file.clone(), &root).map_err(|diagnostics| LoadFailure::Invalid { file, diagnostics })
+}
+
+/// The folder a pipeline file's paths are relative to: the file's own.
+pub fn root_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
+        _ => PathBuf::from("."),
+    }
 }
 
 /// Why a pipeline could not be loaded.

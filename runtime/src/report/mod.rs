@@ -167,4 +167,9 @@ pub fn shown(source: LogSource, level: Level, verbose: bool) -> bool {
 pub trait Reporter: Send + Sync {
     /// Handles one event; must return quickly.
     fn event(&self, event: &Event);
+
+    /// Writes out anything held back. The scheduler calls it before it waits
+    /// for a running stage, so a reporter may batch the lines of stages that
+    /// end at once (a thousand cached stages) into a few writes.
+    fn flush(&self) {}
 }

@@ -2,7 +2,7 @@
 //! with its stage, no escape codes, nothing redrawn.
 
 use std::io::Write;
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use super::style::{Style, elapsed, paint};
@@ -10,11 +10,18 @@ use super::summary::Summary;
 use super::{Event, Reporter, Status};
 use crate::observer::{Level, LogSource};
 
+/// Lines held back are written once they reach this size, flush or not.
+const HOLD_LIMIT: usize = 32 * 1024;
+
 /// Writes `[stage] ...` lines to stderr.
 pub struct PlainReporter {
     verbose: bool,
     summary: Summary,
-    stderr: Mutex<()>,
+    /// Lines not written yet, behind the lock that also keeps lines whole:
+    /// the ends of cached stages, which come by the thousand in a run where
+    /// little changed and go out together at the next flush, or before any
+    /// other line.
+    held: Mutex<String>,
 }
 
 impl PlainReporter {
@@ -23,13 +30,36 @@ impl PlainReporter {
         Self {
             verbose,
             summary: Summary::default(),
-            stderr: Mutex::new(()),
+            held: Mutex::new(String::new()),
         }
     }
 
     fn line(&self, text: &str) {
-        let _guard = self.stderr.lock();
-        let _ = writeln!(std::io::stderr().lock(), "{text}");
+        self.write(text, false);
+    }
+
+    /// Adds `text` as a line, and writes everything out unless `hold`.
+    fn write(&self, text: &str, hold: bool) {
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        held.push_str(text);
+        held.push('\n');
+        if !hold || held.len() >= HOLD_LIMIT {
+            write_out(&mut held);
+        }
+    }
+}
+
+/// Writes `held` to stderr in one call and empties it.
+fn write_out(held: &mut String) {
+    if !held.is_empty() {
+        let _ = std::io::stderr().lock().write_all(held.as_bytes());
+        held.clear();
+    }
+}
+
+impl Drop for PlainReporter {
+    fn drop(&mut self) {
+        write_out(self.held.get_mut().unwrap_or_else(PoisonError::into_inner));
     }
 }
 
@@ -113,9 +143,13 @@ impl Reporter for PlainReporter {
                         format!("[{stage}] skipped: {}", reason.as_deref().unwrap_or(""))
                     }
                 };
-                self.line(&text);
+                self.write(&text, *status == Status::Cached);
             }
             Event::PipelineFinished { .. } => self.line(self.summary.render(event).trim_end()),
         }
+    }
+
+    fn flush(&self) {
+        write_out(&mut self.held.lock().unwrap_or_else(PoisonError::into_inner));
     }
 }
