@@ -165,6 +165,41 @@ fn a_stage_whose_inputs_glob_changed_sees_the_files_of_the_new_glob() {
 }
 
 #[test]
+fn the_checked_pipeline_is_reused_only_while_its_text_and_components_are_unchanged() {
+    let dir = pipeline_dir(
+        "[stages.one]\nuses = \"./probe.wasm\"\nargs = [\"echo\", \"hi\"]\n",
+        &[],
+    );
+    std::fs::copy(cairn_test_programs::PROBE_COMPONENT, dir.path().join("probe.wasm")).expect("copy");
+    let (finished, _) = run_json(dir.path(), &[]);
+    assert_eq!(finished.code, Some(0), "{finished:?}");
+    let entries = cache_for(dir.path()).join("pipelines-v1");
+    assert_eq!(std::fs::read_dir(&entries).expect("kept").count(), 1);
+
+    // The text is unchanged, but what `uses` names is gone: the file is
+    // checked again and the problem reported at its place.
+    std::fs::rename(dir.path().join("probe.wasm"), dir.path().join("moved.wasm")).expect("rename");
+    let finished = finish(cairn(dir.path()).arg("run"));
+    assert_eq!(finished.code, Some(2), "{finished:?}");
+    assert!(
+        finished
+            .stderr
+            .contains("cairn.toml:2:8: error: the component `./probe.wasm` does not exist"),
+        "{}",
+        finished.stderr
+    );
+
+    // A damaged entry is no entry.
+    std::fs::rename(dir.path().join("moved.wasm"), dir.path().join("probe.wasm")).expect("rename");
+    for entry in std::fs::read_dir(&entries).expect("kept") {
+        std::fs::write(entry.expect("entry").path(), b"not an entry").expect("damage");
+    }
+    let (finished, events) = run_json(dir.path(), &[]);
+    assert_eq!(finished.code, Some(0), "{finished:?}");
+    assert_eq!(finished_stage(&events, "one")["status"], "cached");
+}
+
+#[test]
 fn a_pipeline_in_another_folder_sharing_the_cache_hits_every_stage() {
     let files = [("a/data.txt", "a"), ("b/data.txt", "b")];
     let first = pipeline_dir(GRAPH, &files);

@@ -82,7 +82,14 @@ pub fn stats(cache: &CacheDir) -> io::Result<Stats> {
     let actions = measure(&root.join("cas-v1/actions"));
     let compiled = measure(&root.join("compiled-v1"));
     let mut other = 0;
-    for name in ["stage-builds-v1", "cargo-target", "workspaces-v1", "tmp", "cas-v1/tmp"] {
+    for name in [
+        "stage-builds-v1",
+        "cargo-target",
+        "workspaces-v1",
+        "pipelines-v1",
+        "tmp",
+        "cas-v1/tmp",
+    ] {
         other += measure(&root.join(name)).1;
     }
     Ok(Stats {
@@ -247,7 +254,14 @@ pub fn clear(cache: &CacheDir) -> Result<u64, StoreError> {
     ] {
         clear_folder(folder);
     }
-    for name in ["compiled-v1", "stage-builds-v1", "workspaces-v1", "cargo-target", "tmp"] {
+    for name in [
+        "compiled-v1",
+        "stage-builds-v1",
+        "workspaces-v1",
+        "pipelines-v1",
+        "cargo-target",
+        "tmp",
+    ] {
         let path = cache.root().join(name);
         if path.exists() {
             fs::remove_dir_all(&path).map_err(StoreError::io(&path))?;

@@ -18,7 +18,7 @@ use crate::cache_dir::CacheDir;
 use crate::cas::{ActionEntry, Entry, EntryKind, Materialize, Store, StoreError, Tree, TreeError};
 use crate::component::Digest;
 use crate::observer::{Annotation, Level, LogLine, LogSource, StageObserver};
-use crate::output_dir;
+use crate::output_dir::{self, OutputRoot};
 use crate::pipeline::{ClockGrant, Pipeline, RandomGrant, Reference, Stage, Template};
 use crate::report::{Event, Reporter, Status};
 use crate::runtime::{Runtime, RuntimeError};
@@ -93,7 +93,7 @@ pub struct StageExecutor {
     /// Where stages' scratch folders are made.
     pub scratch: PathBuf,
     /// `cairn-out/` of the workspace.
-    pub output_root: PathBuf,
+    pub output_root: OutputRoot,
     /// Secret values.
     pub secrets: Secrets,
     /// Where events go.
@@ -305,7 +305,7 @@ impl StageExecutor {
             }
             (Box::new(last.clone()), published.clone())
         };
-        published.unchanged(&self.output_root.join(&stage.name)).then_some(last)
+        published.unchanged(&self.output_root, &stage.name).then_some(last)
     }
 
     /// Where the stage's log lines and annotations go.

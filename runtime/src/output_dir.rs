@@ -7,8 +7,48 @@
 
 use std::fs;
 use std::io;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use rustix::fs::{AtFlags, Mode, OFlags, StatxFlags};
+
+use crate::workspace::Stamp;
+
+/// `cairn-out/`, held open: checking that a thousand published folders are
+/// still as cairn left them then resolves each path from there, not from `/`.
+pub struct OutputRoot {
+    path: PathBuf,
+    fd: OwnedFd,
+}
+
+impl OutputRoot {
+    /// Opens the folder at `path`.
+    pub fn open(path: PathBuf) -> io::Result<Self> {
+        let fd = rustix::fs::open(
+            &path,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        Ok(Self { path, fd })
+    }
+
+    /// Where it is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A stage's folder in it.
+    pub fn join(&self, stage: &str) -> PathBuf {
+        self.path.join(stage)
+    }
+
+    /// The stamp of `relative` (not following a final link).
+    pub fn stamp(&self, relative: &str) -> io::Result<Stamp> {
+        let status = rustix::fs::statx(&self.fd, relative, AtFlags::SYMLINK_NOFOLLOW, StatxFlags::BASIC_STATS)?;
+        Ok(Stamp::of_statx(&status))
+    }
+}
 
 /// A failure to put outputs in place; names the path involved.
 #[derive(Debug, thiserror::Error)]

@@ -18,11 +18,12 @@ use crate::component_source::{ComponentSources, SourceError};
 use crate::executor::{CacheMode, ComponentRef, LazyRuntime, StageExecutor};
 use crate::oci::OciError;
 use crate::oci::resolve::{self, RemoteComponents, ResolveOptions};
+use crate::output_dir::OutputRoot;
 use crate::pipeline::{self, Diagnostic, Graph, LoadFailure, Pipeline, Uses};
 use crate::report::{Event, Reporter};
 use crate::scheduler::{self, ConditionContext, Options, RunResults};
 use crate::secrets::Secrets;
-use crate::state::{RememberedGlobs, WorkspaceState};
+use crate::state::{WalkHints, WorkspaceState};
 use crate::workspace::{OUTPUT_FOLDER, Workspace, WorkspaceError};
 
 /// Why a run could not start.
@@ -100,27 +101,32 @@ pub fn prepare_with_state(
     cache: &CacheDir,
 ) -> Result<(Prepared, WorkspaceState), RunError> {
     let root = pipeline::root_of(file);
-    let remembered = RememberedGlobs::load(cache, &root);
+    let hints_file = WalkHints::load(cache, &root);
+    let hints = hints_file.hints();
     std::thread::scope(|scope| {
         let state = scope
             .spawn(|| tracing::debug_span!("load the workspace state").in_scope(|| WorkspaceState::load(cache, &root)));
-        let early = (!remembered.globs.is_empty()).then(|| {
+        let early = (!hints.globs.is_empty()).then(|| {
             scope.spawn(|| {
-                let globs: Vec<&str> = remembered.globs.iter().map(String::as_str).collect();
-                tracing::debug_span!("walk the workspace").in_scope(|| Workspace::scan(&root, &globs))
+                tracing::debug_span!("walk the workspace")
+                    .in_scope(|| Workspace::scan_remembering(&root, &hints.globs, &hints.listings))
             })
         });
-        let pipeline = tracing::debug_span!("load the pipeline").in_scope(|| pipeline::load(file));
+        let pipeline = tracing::debug_span!("load the pipeline").in_scope(|| pipeline::load_cached(file, cache));
         let early = early.map(|walk| walk.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
         let state = state.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         let pipeline = pipeline?;
         let globs = input_globs(&pipeline);
-        let workspace = match early {
-            Some(walked) if remembered.globs.iter().map(String::as_str).eq(globs.iter().copied()) => walked?,
-            _ => tracing::debug_span!("walk the workspace").in_scope(|| Workspace::scan(&pipeline.root, &globs))?,
+        let (workspace, listed) = match early {
+            Some(walked) if hints.globs == globs => walked?,
+            _ => tracing::debug_span!("walk the workspace")
+                .in_scope(|| Workspace::scan_remembering(&pipeline.root, &globs, &hints.listings))?,
         };
-        if let Err(error) = remembered.save(&globs) {
-            tracing::debug!(%error, "cannot remember the pipeline's globs; the next run walks after parsing");
+        if hints.globs != globs || listed.changed(&hints.listings) {
+            let saved = hints_file.save(&globs, &listed.merge(&hints.listings));
+            if let Err(error) = saved {
+                tracing::debug!(%error, "cannot remember what the walk learned; the next run walks in full");
+            }
         }
         drop(globs);
         Ok((select(pipeline, workspace, targets)?, state))
@@ -228,12 +234,14 @@ pub async fn execute(
     let components = component_refs(&prepared, &sources).await?;
     let input_digests = tracing::debug_span!("hash the inputs").in_scope(|| hash_inputs(&prepared, &mut state))?;
     let output_root = pipeline.root.join(OUTPUT_FOLDER);
-    prepare_output_root(&output_root).map_err(|source| {
-        RunError::Cache(StoreError::Io {
-            path: output_root.clone(),
-            source,
-        })
-    })?;
+    let output_root = prepare_output_root(&output_root)
+        .and_then(|()| OutputRoot::open(output_root.clone()))
+        .map_err(|source| {
+            RunError::Cache(StoreError::Io {
+                path: output_root,
+                source,
+            })
+        })?;
     let state = Arc::new(Mutex::new(state));
     let executor = Arc::new(StageExecutor {
         runtime: LazyRuntime::new(cache.clone()),

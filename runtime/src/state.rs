@@ -18,9 +18,10 @@ use crate::cache_dir::{CacheDir, write_atomically};
 use crate::cas::{StoreError, hash_file};
 use crate::component::Digest;
 use crate::observer::Annotation;
+use crate::output_dir::OutputRoot;
 use crate::sandbox::Outcome;
 use crate::stage_key::KeyParts;
-use crate::workspace::{Stamp, Workspace};
+use crate::workspace::{Listing, Stamp, Workspace};
 
 /// Bumped when the format changes; an older file is ignored.
 const VERSION: u32 = 3;
@@ -103,16 +104,17 @@ impl Published {
         Ok(Self { outputs, stamps })
     }
 
-    /// Whether `folder` still holds exactly what was recorded.
-    pub fn unchanged(&self, folder: &Path) -> bool {
-        self.stamps.iter().all(|(path, stamp)| {
-            let full = if path.is_empty() {
-                folder.to_owned()
-            } else {
-                folder.join(path)
-            };
-            full.symlink_metadata()
-                .is_ok_and(|metadata| Stamp::of(&metadata) == *stamp)
+    /// Whether `cairn-out/<stage>/` still holds exactly what was recorded.
+    pub fn unchanged(&self, root: &OutputRoot, stage: &str) -> bool {
+        let mut path = String::with_capacity(stage.len() + 64);
+        self.stamps.iter().all(|(relative, stamp)| {
+            path.clear();
+            path.push_str(stage);
+            if !relative.is_empty() {
+                path.push('/');
+                path.push_str(relative);
+            }
+            root.stamp(&path).is_ok_and(|now| now == *stamp)
         })
     }
 }
@@ -126,6 +128,44 @@ pub struct StageRecord {
     pub previous: Option<RunRecord>,
     /// What its folder in `cairn-out/` holds.
     pub published: Option<Published>,
+}
+
+/// The remembered file records, decoded one at a time from their encoding
+/// (a postcard sequence: a length, then each `(path, record)`); a damaged
+/// encoding ends the sequence early, so those files are hashed again.
+struct FileRecords<'a> {
+    rest: &'a [u8],
+    left: usize,
+}
+
+impl<'a> FileRecords<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        match postcard::take_from_bytes::<usize>(bytes) {
+            Ok((left, rest)) => Self { rest, left },
+            Err(_) => Self { rest: &[], left: 0 },
+        }
+    }
+}
+
+impl<'a> Iterator for FileRecords<'a> {
+    type Item = (&'a str, FileRecord);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            return None;
+        }
+        match postcard::take_from_bytes::<(&'a str, FileRecord)>(self.rest) {
+            Ok((record, rest)) => {
+                self.rest = rest;
+                self.left -= 1;
+                Some(record)
+            }
+            Err(_) => {
+                self.left = 0;
+                None
+            }
+        }
+    }
 }
 
 #[derive(Default, Serialize, Deserialize)]
@@ -150,38 +190,53 @@ fn workspace_file(cache: &CacheDir, root: &Path, extension: &str) -> PathBuf {
         .join(format!("{}.{extension}", &name[..32]))
 }
 
-/// The `inputs` globs of the workspace's pipeline as of its last run, kept
-/// apart from the state so they can be read at once: the next run walks
-/// the workspace for them while it parses the pipeline, and walks again
-/// only if the pipeline's globs turn out different.
-pub struct RememberedGlobs {
+/// Bumped when the walk hints' format changes; an older file is ignored.
+const HINTS_VERSION: u32 = 1;
+
+/// What the last run's walk of the workspace learned, kept apart from the
+/// state so it can be read at once, before anything else.
+pub struct WalkHints {
     path: PathBuf,
-    /// The globs, sorted; empty when nothing is remembered.
-    pub globs: Vec<String>,
+    bytes: Vec<u8>,
 }
 
-impl RememberedGlobs {
-    /// The globs remembered for the workspace at `root`.
+/// [`WalkHints`], decoded without copying.
+#[derive(Debug, Default, Deserialize)]
+pub struct Hints<'a> {
+    /// The pipeline's `inputs` globs, sorted: the next run walks the
+    /// workspace for them while it parses the pipeline, and walks again
+    /// only if the pipeline's globs turn out different.
+    #[serde(borrow)]
+    pub globs: Vec<&'a str>,
+    /// Each walked folder's listing, sorted by folder: a folder whose stamp
+    /// is unchanged is not read again.
+    #[serde(borrow)]
+    pub listings: Vec<Listing<'a>>,
+}
+
+impl WalkHints {
+    /// The hints remembered for the workspace at `root`, if any.
     pub fn load(cache: &CacheDir, root: &Path) -> Self {
-        let path = workspace_file(cache, root, "globs");
-        let globs = std::fs::read(&path)
-            .ok()
-            .and_then(|bytes| postcard::from_bytes::<(u32, Vec<String>)>(&bytes).ok())
-            .filter(|(version, _)| *version == VERSION)
-            .map(|(_, globs)| globs)
-            .unwrap_or_default();
-        Self { path, globs }
+        let path = workspace_file(cache, root, "walk");
+        let bytes = std::fs::read(&path).unwrap_or_default();
+        Self { path, bytes }
     }
 
-    /// Remembers `globs` (sorted) for the next run, if they changed.
-    pub fn save(&self, globs: &[&str]) -> std::io::Result<()> {
-        if self.globs.iter().map(String::as_str).eq(globs.iter().copied()) {
-            return Ok(());
-        }
+    /// The hints; none when there are none or they do not decode.
+    pub fn hints(&self) -> Hints<'_> {
+        postcard::from_bytes::<(u32, Hints<'_>)>(&self.bytes)
+            .ok()
+            .filter(|(version, _)| *version == HINTS_VERSION)
+            .map(|(_, hints)| hints)
+            .unwrap_or_default()
+    }
+
+    /// Remembers what this run's walk learned, for the next run.
+    pub fn save(&self, globs: &[&str], listings: &[&Listing<'_>]) -> std::io::Result<()> {
         if let Some(parent) = self.path.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        let bytes = postcard::to_stdvec(&(VERSION, globs)).map_err(std::io::Error::other)?;
+        let bytes = postcard::to_stdvec(&(HINTS_VERSION, globs, listings)).map_err(std::io::Error::other)?;
         write_atomically(&self.path, &bytes)
     }
 }
@@ -233,9 +288,9 @@ impl WorkspaceState {
         let files = workspace.files();
         let mut digests = vec![None; files.len()];
         let mut stale = Vec::new();
-        let records: Vec<(&str, FileRecord)> = postcard::from_bytes(&self.data.files).unwrap_or_default();
-        // Both lists are sorted by path: walk them together.
-        let mut cursor = records.iter().peekable();
+        // Both lists are sorted by path: walk them together, decoding the
+        // records one at a time rather than into a list of ten thousand.
+        let mut cursor = FileRecords::new(&self.data.files).peekable();
         for &index in wanted {
             let file = &files[index];
             while cursor.next_if(|(path, _)| *path < file.path.as_str()).is_some() {}
@@ -272,10 +327,8 @@ impl WorkspaceState {
             }
         }
         if !remembered.is_empty() {
-            let mut updated: Vec<(String, FileRecord)> = records
-                .iter()
-                .map(|(path, record)| (*path, remembered.remove(path).unwrap_or(*record)))
-                .map(|(path, record)| (path.to_owned(), record))
+            let mut updated: Vec<(String, FileRecord)> = FileRecords::new(&self.data.files)
+                .map(|(path, record)| (path.to_owned(), remembered.remove(path).unwrap_or(record)))
                 .collect();
             updated.extend(remembered.into_iter().map(|(path, record)| (path.to_owned(), record)));
             updated.sort_by(|left, right| left.0.cmp(&right.0));

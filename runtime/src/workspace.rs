@@ -13,11 +13,15 @@ use std::path::{Path, PathBuf};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use std::borrow::Cow;
 use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use globset::{Glob, GlobBuilder};
 use ignore::Match;
 use ignore::gitignore::Gitignore;
+use rayon::slice::ParallelSliceMut;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, RawDir, Statx, StatxFlags, StatxTimestamp};
 use serde::{Deserialize, Serialize};
 
@@ -102,6 +106,49 @@ pub struct WorkspaceFile {
     pub stamp: Stamp,
 }
 
+/// A folder's entries as a walk read them, with the folder's stamp then:
+/// while the folder's stamp is unchanged (no entry was added, removed or
+/// renamed), so are its entries, and the next walk need not list it again.
+/// Reading a folder costs the kernel far more than a `stat` (ext4 sorts
+/// every folder's entries by hash on each read).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Listing<'a> {
+    /// The folder, relative to the workspace root (`` for the root).
+    #[serde(borrow)]
+    pub path: Cow<'a, str>,
+    /// The folder's stamp when listed.
+    pub stamp: Stamp,
+    /// Each entry's name and whether it is a folder.
+    #[serde(borrow)]
+    pub entries: Vec<(Cow<'a, str>, bool)>,
+}
+
+/// What a walk listed afresh and which remembered listings it reused:
+/// together, what the next walk should remember.
+#[derive(Debug, Default)]
+pub struct Listed {
+    /// Folders read from disk this time (those not modified too recently to
+    /// trust their stamp), in no order.
+    pub fresh: Vec<Listing<'static>>,
+    /// Indices of the remembered listings that were still right.
+    pub reused: Vec<usize>,
+}
+
+impl Listed {
+    /// Whether the listings to remember differ from `remembered`.
+    pub fn changed(&self, remembered: &[Listing<'_>]) -> bool {
+        !self.fresh.is_empty() || self.reused.len() != remembered.len()
+    }
+
+    /// The listings to remember for the next walk, sorted by folder.
+    pub fn merge<'a>(&'a self, remembered: &'a [Listing<'a>]) -> Vec<&'a Listing<'a>> {
+        let mut all: Vec<&Listing<'_>> = self.reused.iter().map(|&index| &remembered[index]).collect();
+        all.extend(self.fresh.iter());
+        all.sort_unstable_by(|left, right| left.path.cmp(&right.path));
+        all
+    }
+}
+
 /// The files of a workspace, sorted by path.
 #[derive(Debug)]
 pub struct Workspace {
@@ -120,19 +167,39 @@ impl Workspace {
     /// them, including those of the folders above `root` up to the
     /// repository's top, which every checkout of the repository has too.
     pub fn scan(root: &Path, globs: &[&str]) -> Result<Self, WorkspaceError> {
+        Self::scan_remembering(root, globs, &[]).map(|(workspace, _)| workspace)
+    }
+
+    /// [`scan`](Self::scan), trusting `remembered` listings (sorted by
+    /// folder) of folders whose stamp is unchanged instead of reading them,
+    /// and saying what to remember for the next walk.
+    pub fn scan_remembering(
+        root: &Path,
+        globs: &[&str],
+        remembered: &[Listing<'_>],
+    ) -> Result<(Self, Listed), WorkspaceError> {
         // Ignore files match absolute paths, so walk the absolute root.
         let root = &root.canonicalize().map_err(|error| WorkspaceError::Walk {
             path: root.to_owned(),
             message: error.to_string(),
         })?;
         let ignores = parent_ignores(root);
+        let root_fd = rustix::fs::open(root, DIRECTORY_FLAGS, Mode::empty()).map_err(|error| WorkspaceError::Walk {
+            path: root.to_owned(),
+            message: std::io::Error::from(error).to_string(),
+        })?;
         let reach = Reach::new(globs);
         let found = Mutex::new(Vec::new());
+        let listed = Mutex::new(Listed::default());
         let failure = Mutex::new(None);
         let walk = Walk {
             root,
+            root_fd: root_fd.as_fd(),
             reach: &reach,
+            remembered,
+            racy_after: racy_after(),
             found: &found,
+            listed: &listed,
             failure: &failure,
         };
         let inside = reach.inside("");
@@ -141,12 +208,14 @@ impl Workspace {
             return Err(error);
         }
         let mut files = found.into_inner().unwrap_or_else(PoisonError::into_inner);
-        files.sort_by(|left: &WorkspaceFile, right| left.path.cmp(&right.path));
-        Ok(Self {
+        // Paths are unique, so an unstable sort gives the one order.
+        files.par_sort_unstable_by(|left: &WorkspaceFile, right| left.path.cmp(&right.path));
+        let workspace = Self {
             root: root.to_owned(),
             files,
             memo: Mutex::new(HashMap::new()),
-        })
+        };
+        Ok((workspace, listed.into_inner().unwrap_or_else(PoisonError::into_inner)))
     }
 
     /// The workspace root.
@@ -232,13 +301,34 @@ impl Workspace {
 /// The ignore files in force in a folder, innermost last.
 type Ignores = Arc<Vec<Gitignore>>;
 
+/// How the walk opens folders: to read, never to become a process's terminal.
+const DIRECTORY_FLAGS: OFlags = OFlags::RDONLY.union(OFlags::DIRECTORY).union(OFlags::CLOEXEC);
+
 /// What every folder of one walk shares.
 #[derive(Clone, Copy)]
 struct Walk<'scope> {
     root: &'scope Path,
+    /// The root, open.
+    root_fd: BorrowedFd<'scope>,
     reach: &'scope Reach,
+    /// Listings from the last walk, sorted by folder.
+    remembered: &'scope [Listing<'scope>],
+    /// A folder stamped after this (nanoseconds since the epoch) may change
+    /// again within the same clock tick: its listing is not remembered.
+    racy_after: i64,
     found: &'scope Mutex<Vec<WorkspaceFile>>,
+    listed: &'scope Mutex<Listed>,
     failure: &'scope Mutex<Option<WorkspaceError>>,
+}
+
+/// The time before which a stamp can be trusted: two seconds ago, in
+/// nanoseconds since the epoch (a file or folder changed within the same
+/// clock tick as it was looked at keeps its stamp; git calls it "racy").
+pub fn racy_after() -> i64 {
+    SystemTime::now()
+        .checked_sub(Duration::from_secs(2))
+        .and_then(|time| time.duration_since(UNIX_EPOCH).ok())
+        .map_or(i64::MAX, |since| i64::try_from(since.as_nanos()).unwrap_or(i64::MAX))
 }
 
 /// Lists one folder: files within reach are stated and kept, sub-folders
@@ -263,60 +353,59 @@ fn walk_folder<'scope>(
                 message: error.to_string(),
             });
     };
-    let directory = match rustix::fs::open(
-        &folder,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    ) {
-        Ok(directory) => directory,
-        Err(error) => return fail(error.into(), &folder),
-    };
-    let mut buffer = [MaybeUninit::<u8>::uninit(); 16 * 1024];
-    let mut entries = RawDir::new(&directory, &mut buffer);
-    let mut listed: Vec<(String, FileType)> = Vec::new();
-    while let Some(entry) = entries.next() {
-        let entry = match entry {
-            Ok(entry) => entry,
+    // Opened relative to the root, which the kernel has already resolved.
+    let opened;
+    let directory = if relative.is_empty() {
+        walk.root_fd
+    } else {
+        opened = match rustix::fs::openat(walk.root_fd, relative.as_str(), DIRECTORY_FLAGS, Mode::empty()) {
+            Ok(directory) => directory,
             Err(error) => return fail(error.into(), &folder),
         };
-        let name = entry.file_name().to_bytes();
-        if matches!(name, b"." | b".." | b".git") || (relative.is_empty() && name == OUTPUT_FOLDER.as_bytes()) {
-            continue;
-        }
-        // A name that is not UTF-8 cannot be matched by a glob or named in
-        // a tree; it is left out (and so invisible to every stage).
-        let Ok(name) = std::str::from_utf8(name) else { continue };
-        let mut kind = entry.file_type();
-        if kind == FileType::Unknown {
-            // Some file systems do not say in the listing.
-            match rustix::fs::statx(
-                &directory,
-                entry.file_name(),
-                AtFlags::SYMLINK_NOFOLLOW,
-                StatxFlags::TYPE,
-            ) {
-                Ok(status) => kind = FileType::from_raw_mode(status.stx_mode.into()),
-                Err(error) => return fail(error.into(), &folder.join(name)),
-            }
-        }
+        opened.as_fd()
+    };
+    let stamp = match rustix::fs::statx(directory, "", AtFlags::EMPTY_PATH, StatxFlags::BASIC_STATS) {
+        Ok(status) => Stamp::of_statx(&status),
+        Err(error) => return fail(error.into(), &folder),
+    };
+    let remembered = walk
+        .remembered
+        .binary_search_by(|listing| listing.path.as_ref().cmp(relative.as_str()))
+        .ok()
+        .filter(|&index| walk.remembered[index].stamp == stamp);
+    let fresh = match remembered {
+        Some(_) => None,
+        None => match read_entries(directory) {
+            Ok(entries) => Some(entries),
+            Err(error) => return fail(error, &folder),
+        },
+    };
+    let entries: &[(Cow<'_, str>, bool)] = match (&fresh, remembered) {
+        (Some(fresh), _) => fresh,
+        (None, Some(index)) => &walk.remembered[index].entries,
+        (None, None) => &[],
+    };
+    for (name, _) in entries {
         if name == ".gitignore" || name == ".ignore" {
-            let ignore = Gitignore::new(folder.join(name)).0;
+            let ignore = Gitignore::new(folder.join(name.as_ref())).0;
             if !ignore.is_empty() {
                 let mut all = (*ignores).clone();
                 all.push(ignore);
                 ignores = Arc::new(all);
             }
         }
-        listed.push((name.to_owned(), kind));
     }
     let prefix = if relative.is_empty() {
         String::new()
     } else {
         format!("{relative}/")
     };
-    let mut files = Vec::with_capacity(listed.len());
-    for (name, kind) in listed {
-        let is_dir = kind == FileType::Directory;
+    let mut files = Vec::with_capacity(entries.len());
+    for (name, is_dir) in entries {
+        let (name, is_dir) = (name.as_ref(), *is_dir);
+        if name == ".git" || (relative.is_empty() && name == OUTPUT_FOLDER) {
+            continue;
+        }
         let mut path = format!("{prefix}{name}");
         let within = if is_dir {
             path.push('/');
@@ -332,7 +421,7 @@ fn walk_folder<'scope>(
             }
             true
         };
-        if !ignores.is_empty() && ignored(&ignores, &folder.join(&name), is_dir) {
+        if !ignores.is_empty() && ignored(&ignores, &folder.join(name), is_dir) {
             continue;
         }
         if is_dir {
@@ -340,20 +429,52 @@ fn walk_folder<'scope>(
             scope.spawn(move |scope| walk_folder(scope, walk, path, within, ignores));
             continue;
         }
-        match rustix::fs::statx(
-            &directory,
-            name.as_str(),
-            AtFlags::SYMLINK_NOFOLLOW,
-            StatxFlags::BASIC_STATS,
-        ) {
+        match rustix::fs::statx(directory, name, AtFlags::SYMLINK_NOFOLLOW, StatxFlags::BASIC_STATS) {
             Ok(status) => files.push(WorkspaceFile {
                 path,
                 stamp: Stamp::of_statx(&status),
             }),
-            Err(error) => fail(error.into(), &folder.join(&name)),
+            Err(error) => fail(error.into(), &folder.join(name)),
         }
     }
     walk.found.lock().unwrap_or_else(PoisonError::into_inner).extend(files);
+    let mut listed = walk.listed.lock().unwrap_or_else(PoisonError::into_inner);
+    match (remembered, fresh) {
+        (Some(index), _) => listed.reused.push(index),
+        (None, Some(entries)) if stamp.modified < walk.racy_after && stamp.changed < walk.racy_after => {
+            listed.fresh.push(Listing {
+                path: Cow::Owned(relative),
+                stamp,
+                entries,
+            });
+        }
+        _ => {}
+    }
+}
+
+/// A folder's entries (but `.` and `..`), read straight from the kernel's
+/// buffer: names that are not UTF-8 are left out, since no glob can match
+/// them and no tree can name them (so they are invisible to every stage).
+fn read_entries(directory: BorrowedFd<'_>) -> std::io::Result<Vec<(Cow<'static, str>, bool)>> {
+    let mut buffer = [MaybeUninit::<u8>::uninit(); 16 * 1024];
+    let mut reader = RawDir::new(directory, &mut buffer);
+    let mut entries = Vec::new();
+    while let Some(entry) = reader.next() {
+        let entry = entry?;
+        let name = entry.file_name().to_bytes();
+        if matches!(name, b"." | b"..") {
+            continue;
+        }
+        let Ok(name) = std::str::from_utf8(name) else { continue };
+        let mut kind = entry.file_type();
+        if kind == FileType::Unknown {
+            // Some file systems do not say in the listing.
+            let status = rustix::fs::statx(directory, name, AtFlags::SYMLINK_NOFOLLOW, StatxFlags::TYPE)?;
+            kind = FileType::from_raw_mode(status.stx_mode.into());
+        }
+        entries.push((Cow::Owned(name.to_owned()), kind == FileType::Directory));
+    }
+    Ok(entries)
 }
 
 /// Which paths some glob can select: every glob selects only files under its
@@ -541,6 +662,53 @@ mod tests {
     }
 
     #[test]
+    fn a_remembered_listing_is_trusted_only_while_its_folder_is_unchanged() {
+        let dir = workspace(&["src/a.rs", "src/b.rs"]);
+        let old = SystemTime::now() - Duration::from_secs(60);
+        for folder in ["", "src"] {
+            let folder = fs::File::open(dir.path().join(folder)).expect("open");
+            folder.set_modified(old).expect("touch");
+        }
+        std::thread::sleep(Duration::from_millis(2_100));
+        let (first, listed) = Workspace::scan_remembering(dir.path(), &["src/**"], &[]).expect("scan");
+        assert_eq!(first.files().len(), 2);
+        let remembered: Vec<Listing<'_>> = listed.merge(&[]).into_iter().cloned().collect();
+        assert_eq!(
+            remembered
+                .iter()
+                .map(|listing| listing.path.as_ref())
+                .collect::<Vec<_>>(),
+            ["", "src"],
+            "old enough folders are remembered"
+        );
+
+        // Unchanged folders are not read again: prove it with a remembered
+        // listing that leaves `b.rs` out.
+        let mut doctored = remembered.clone();
+        doctored[1].entries.retain(|(name, _)| name != "b.rs");
+        let (second, listed) = Workspace::scan_remembering(dir.path(), &["src/**"], &doctored).expect("scan");
+        assert_eq!(
+            second.files().iter().map(|file| file.path.as_str()).collect::<Vec<_>>(),
+            ["src/a.rs"]
+        );
+        assert!(!listed.changed(&doctored), "{listed:?}");
+
+        // A new entry changes the folder's stamp: it is read again.
+        fs::write(dir.path().join("src/c.rs"), "c").expect("write");
+        let (third, listed) = Workspace::scan_remembering(dir.path(), &["src/**"], &doctored).expect("scan");
+        assert_eq!(
+            third.files().iter().map(|file| file.path.as_str()).collect::<Vec<_>>(),
+            ["src/a.rs", "src/b.rs", "src/c.rs"]
+        );
+        assert_eq!(listed.reused, [0], "the root is still trusted");
+        assert!(
+            listed.fresh.is_empty(),
+            "a folder changed this recently is not remembered"
+        );
+        assert!(listed.changed(&doctored));
+    }
+
+    #[test]
     fn literal_prefixes_stop_at_the_folder_of_the_first_wildcard() {
         assert_eq!(literal_prefix("docs/api/*.md"), "docs/api/");
         assert_eq!(literal_prefix("docs/a*/x.md"), "docs/");
@@ -554,7 +722,7 @@ mod tests {
     fn stamps_change_when_contents_change() {
         let dir = workspace(&["a.txt"]);
         let before = Workspace::scan(dir.path(), &["**"]).expect("scan").files()[0].stamp;
-        std::thread::sleep(std::time::Duration::from_millis(10));
+        std::thread::sleep(Duration::from_millis(10));
         fs::write(dir.path().join("a.txt"), "new contents").expect("write");
         let after = Workspace::scan(dir.path(), &["**"]).expect("scan").files()[0].stamp;
         assert_ne!(before, after);

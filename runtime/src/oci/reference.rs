@@ -17,7 +17,7 @@ pub const REGISTRY_SCHEME: &str = "oci://";
 pub const LAYOUT_SCHEME: &str = "oci-layout://";
 
 /// A component published as a wasm OCI artifact.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct OciReference {
     /// The reference exactly as written: its key in `cairn.lock`.
     pub text: String,
@@ -30,7 +30,7 @@ pub struct OciReference {
 }
 
 /// Where the artifact is stored.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Location {
     /// A repository of an OCI distribution registry.
     Registry {

@@ -17,7 +17,7 @@
 use std::fmt;
 
 /// Something an expression reads.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub enum Reference {
     /// `stages.NAME.outputs.KEY`.
     StageOutput {
@@ -88,12 +88,12 @@ pub struct SyntaxError {
 }
 
 /// A string with `${{ reference }}` placeholders.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Template {
     parts: Vec<Part>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 enum Part {
     Text(String),
     Reference(Reference),
@@ -186,7 +186,7 @@ impl fmt::Display for Template {
 }
 
 /// A value in a condition.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Value {
     /// Text; true when not empty.
     String(String),
@@ -212,7 +212,7 @@ impl Value {
 }
 
 /// A parsed `if` condition.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Condition {
     /// A literal.
     Literal(Value),
@@ -238,7 +238,7 @@ pub enum Condition {
 }
 
 /// The functions conditions can call.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Function {
     /// `contains(haystack, needle)`.
     Contains,

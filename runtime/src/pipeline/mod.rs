@@ -5,6 +5,7 @@
 //! point at `cairn.toml:LINE:COL`. Nothing here runs anything; the
 //! [`crate::scheduler`] does.
 
+mod cache;
 mod diagnostic;
 pub mod expression;
 mod graph;
@@ -14,6 +15,7 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+pub use cache::load_cached;
 pub use diagnostic::{Diagnostic, Severity, SourceFile, did_you_mean};
 pub use expression::{Condition, Reference, Template};
 pub use graph::{Graph, GraphFormat};
@@ -64,7 +66,7 @@ impl Pipeline {
 }
 
 /// Where a stage's component comes from.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Uses {
     /// A `.wasm` file (a component or a preview1 module).
     File(PathBuf),
@@ -141,7 +143,7 @@ impl Uses {
 }
 
 /// One of a stage's `inputs`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct InputGlob {
     /// The glob as written.
     pub pattern: String,
@@ -150,7 +152,7 @@ pub struct InputGlob {
 }
 
 /// Which clock a stage may read.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum ClockGrant {
     /// Pinned at `SOURCE_DATE_EPOCH`.
     #[default]
@@ -160,7 +162,7 @@ pub enum ClockGrant {
 }
 
 /// Which randomness a stage may read.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum RandomGrant {
     /// Seeded from the stage key.
     #[default]
@@ -170,7 +172,7 @@ pub enum RandomGrant {
 }
 
 /// One stage of a pipeline (one entry of a matrix).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Stage {
     /// The name: the table's key, plus `[key=value,...]` for a matrix entry.
     pub name: String,
@@ -201,6 +203,7 @@ pub struct Stage {
     /// The randomness grant.
     pub random: RandomGrant,
     /// Bounds, defaults applied.
+    #[serde(with = "limits_as_numbers")]
     pub limits: Limits,
     /// False for stages with side effects (`cache = false`): they always run.
     pub cache: bool,
@@ -210,15 +213,49 @@ pub struct Stage {
     pub retries: u32,
 }
 
+/// [`Limits`] as plain numbers (nanoseconds and bytes) in a cached
+/// pipeline, whatever syntax the file wrote them in.
+mod limits_as_numbers {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use crate::sandbox::Limits;
+    use crate::units::ByteSize;
+
+    pub(super) fn serialize<S: Serializer>(limits: &Limits, serializer: S) -> Result<S::Ok, S::Error> {
+        (limits.timeout, limits.memory.0, limits.max_output.0, limits.max_log.0).serialize(serializer)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Limits, D::Error> {
+        let (timeout, memory, max_output, max_log) = <(Duration, u64, u64, u64)>::deserialize(deserializer)?;
+        Ok(Limits {
+            timeout,
+            memory: ByteSize(memory),
+            max_output: ByteSize(max_output),
+            max_log: ByteSize(max_log),
+        })
+    }
+}
+
 /// Reads and checks a pipeline file; on failure, reports every problem found.
 pub fn load(path: &Path) -> Result<Pipeline, LoadFailure> {
-    let text = std::fs::read_to_string(path).map_err(|source| match source.kind() {
+    check(path, read(path)?)
+}
+
+/// The text of the pipeline file at `path`.
+fn read(path: &Path) -> Result<String, LoadFailure> {
+    std::fs::read_to_string(path).map_err(|source| match source.kind() {
         std::io::ErrorKind::NotFound => LoadFailure::Missing { path: path.to_owned() },
         _ => LoadFailure::Read {
             path: path.to_owned(),
             source,
         },
-    })?;
+    })
+}
+
+/// Checks `text`, read from the pipeline file at `path`.
+fn check(path: &Path, text: String) -> Result<Pipeline, LoadFailure> {
     let root = root_of(path);
     let file = SourceFile::new(path, text);
     parse::parse(file.clone(), &root).map_err(|diagnostics| LoadFailure::Invalid { file, diagnostics })
