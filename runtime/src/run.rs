@@ -102,18 +102,19 @@ pub fn prepare_with_state(
 ) -> Result<(Prepared, WorkspaceState), RunError> {
     let root = pipeline::root_of(file);
     let hints_file = WalkHints::load(cache, &root);
-    let hints = hints_file.hints();
     std::thread::scope(|scope| {
         let state = scope
             .spawn(|| tracing::debug_span!("load the workspace state").in_scope(|| WorkspaceState::load(cache, &root)));
-        let early = (!hints.globs.is_empty()).then(|| {
-            scope.spawn(|| {
+        let early = scope.spawn(|| {
+            let hints = hints_file.hints();
+            let walked = (!hints.globs.is_empty()).then(|| {
                 tracing::debug_span!("walk the workspace")
                     .in_scope(|| Workspace::scan_remembering(&root, &hints.globs, &hints.listings))
-            })
+            });
+            (hints, walked)
         });
         let pipeline = tracing::debug_span!("load the pipeline").in_scope(|| pipeline::load_cached(file, cache));
-        let early = early.map(|walk| walk.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
+        let (hints, early) = early.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         let state = state.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         let pipeline = pipeline?;
         let globs = input_globs(&pipeline);
@@ -281,7 +282,7 @@ pub async fn execute(
         &pipeline,
         &prepared.graph,
         &prepared.selected,
-        executor,
+        Arc::clone(&executor),
         reporter.as_ref(),
         settings.options,
         &context,
@@ -295,6 +296,10 @@ pub async fn execute(
         tracing::warn!(%error, "cannot save what cairn remembers of this workspace; the next run will hash again");
     }
     reporter.event(&results.finished_event());
+    // Freeing a workspace of many files and a pipeline of many stages takes
+    // a millisecond or two that nobody needs to wait for: a command line
+    // exits meanwhile.
+    std::thread::spawn(move || drop((executor, prepared, pipeline, state)));
     Ok(results)
 }
 
