@@ -363,7 +363,9 @@ async fn component_refs(
 /// Creates `cairn-out/` with a `.gitignore`, so its contents are never committed.
 fn prepare_output_root(output_root: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(output_root)?;
-    crate::output_dir::remove_stale(output_root);
+    // Nothing waits on this: what it removes belongs to no running process.
+    let folder = output_root.to_owned();
+    std::thread::spawn(move || crate::output_dir::remove_stale(&folder));
     let ignore = output_root.join(".gitignore");
     if !ignore.exists() {
         crate::cache_dir::write_atomically(&ignore, b"*\n")?;

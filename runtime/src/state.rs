@@ -191,7 +191,7 @@ fn workspace_file(cache: &CacheDir, root: &Path, extension: &str) -> PathBuf {
 }
 
 /// Bumped when the walk hints' format changes; an older file is ignored.
-const HINTS_VERSION: u32 = 1;
+const HINTS_VERSION: u32 = 2;
 
 /// What the last run's walk of the workspace learned, kept apart from the
 /// state so it can be read at once, before anything else.

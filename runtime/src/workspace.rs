@@ -118,9 +118,23 @@ pub struct Listing<'a> {
     pub path: Cow<'a, str>,
     /// The folder's stamp when listed.
     pub stamp: Stamp,
-    /// Each entry's name and whether it is a folder.
+    /// The entries' names, each ended by `\0` (which no name holds), a
+    /// folder's with `/` before it: one string to keep and to read back
+    /// rather than one per entry.
     #[serde(borrow)]
-    pub entries: Vec<(Cow<'a, str>, bool)>,
+    pub entries: Cow<'a, str>,
+}
+
+impl Listing<'_> {
+    /// Each entry's name and whether it is a folder.
+    pub fn entries(&self) -> impl Iterator<Item = (&str, bool)> {
+        self.entries
+            .split_terminator('\0')
+            .map(|entry| match entry.strip_suffix('/') {
+                Some(folder) => (folder, true),
+                None => (entry, false),
+            })
+    }
 }
 
 /// What a walk listed afresh and which remembered listings it reused:
@@ -353,18 +367,19 @@ fn walk_folder<'scope>(
                 message: error.to_string(),
             });
     };
-    // Opened relative to the root, which the kernel has already resolved.
-    let opened;
-    let directory = if relative.is_empty() {
-        walk.root_fd
+    // Paths are resolved from the open root, which the kernel has already
+    // resolved; the folder itself is opened only when it must be read.
+    let stamp = if relative.is_empty() {
+        rustix::fs::statx(walk.root_fd, "", AtFlags::EMPTY_PATH, StatxFlags::BASIC_STATS)
     } else {
-        opened = match rustix::fs::openat(walk.root_fd, relative.as_str(), DIRECTORY_FLAGS, Mode::empty()) {
-            Ok(directory) => directory,
-            Err(error) => return fail(error.into(), &folder),
-        };
-        opened.as_fd()
+        rustix::fs::statx(
+            walk.root_fd,
+            relative.as_str(),
+            AtFlags::SYMLINK_NOFOLLOW,
+            StatxFlags::BASIC_STATS,
+        )
     };
-    let stamp = match rustix::fs::statx(directory, "", AtFlags::EMPTY_PATH, StatxFlags::BASIC_STATS) {
+    let stamp = match stamp {
         Ok(status) => Stamp::of_statx(&status),
         Err(error) => return fail(error.into(), &folder),
     };
@@ -375,19 +390,28 @@ fn walk_folder<'scope>(
         .filter(|&index| walk.remembered[index].stamp == stamp);
     let fresh = match remembered {
         Some(_) => None,
-        None => match read_entries(directory) {
-            Ok(entries) => Some(entries),
-            Err(error) => return fail(error, &folder),
-        },
+        None => {
+            let read = if relative.is_empty() {
+                read_listing(walk.root_fd, &relative, stamp)
+            } else {
+                rustix::fs::openat(walk.root_fd, relative.as_str(), DIRECTORY_FLAGS, Mode::empty())
+                    .map_err(std::io::Error::from)
+                    .and_then(|directory| read_listing(directory.as_fd(), &relative, stamp))
+            };
+            match read {
+                Ok(listing) => Some(listing),
+                Err(error) => return fail(error, &folder),
+            }
+        }
     };
-    let entries: &[(Cow<'_, str>, bool)] = match (&fresh, remembered) {
+    let listing = match (&fresh, remembered) {
         (Some(fresh), _) => fresh,
-        (None, Some(index)) => &walk.remembered[index].entries,
-        (None, None) => &[],
+        (None, Some(index)) => &walk.remembered[index],
+        (None, None) => return,
     };
-    for (name, _) in entries {
+    for (name, _) in listing.entries() {
         if name == ".gitignore" || name == ".ignore" {
-            let ignore = Gitignore::new(folder.join(name.as_ref())).0;
+            let ignore = Gitignore::new(folder.join(name)).0;
             if !ignore.is_empty() {
                 let mut all = (*ignores).clone();
                 all.push(ignore);
@@ -400,9 +424,8 @@ fn walk_folder<'scope>(
     } else {
         format!("{relative}/")
     };
-    let mut files = Vec::with_capacity(entries.len());
-    for (name, is_dir) in entries {
-        let (name, is_dir) = (name.as_ref(), *is_dir);
+    let mut files = Vec::new();
+    for (name, is_dir) in listing.entries() {
         if name == ".git" || (relative.is_empty() && name == OUTPUT_FOLDER) {
             continue;
         }
@@ -429,7 +452,12 @@ fn walk_folder<'scope>(
             scope.spawn(move |scope| walk_folder(scope, walk, path, within, ignores));
             continue;
         }
-        match rustix::fs::statx(directory, name, AtFlags::SYMLINK_NOFOLLOW, StatxFlags::BASIC_STATS) {
+        match rustix::fs::statx(
+            walk.root_fd,
+            path.as_str(),
+            AtFlags::SYMLINK_NOFOLLOW,
+            StatxFlags::BASIC_STATS,
+        ) {
             Ok(status) => files.push(WorkspaceFile {
                 path,
                 stamp: Stamp::of_statx(&status),
@@ -441,24 +469,21 @@ fn walk_folder<'scope>(
     let mut listed = walk.listed.lock().unwrap_or_else(PoisonError::into_inner);
     match (remembered, fresh) {
         (Some(index), _) => listed.reused.push(index),
-        (None, Some(entries)) if stamp.modified < walk.racy_after && stamp.changed < walk.racy_after => {
-            listed.fresh.push(Listing {
-                path: Cow::Owned(relative),
-                stamp,
-                entries,
-            });
+        (None, Some(listing)) if stamp.modified < walk.racy_after && stamp.changed < walk.racy_after => {
+            listed.fresh.push(listing);
         }
         _ => {}
     }
 }
 
-/// A folder's entries (but `.` and `..`), read straight from the kernel's
-/// buffer: names that are not UTF-8 are left out, since no glob can match
-/// them and no tree can name them (so they are invisible to every stage).
-fn read_entries(directory: BorrowedFd<'_>) -> std::io::Result<Vec<(Cow<'static, str>, bool)>> {
+/// The listing of `directory` (`relative` to the root, with `stamp`), read
+/// straight from the kernel's buffer, `.` and `..` left out; so are names
+/// that are not UTF-8, since no glob can match them and no tree can name
+/// them (they are invisible to every stage).
+fn read_listing(directory: BorrowedFd<'_>, relative: &str, stamp: Stamp) -> std::io::Result<Listing<'static>> {
     let mut buffer = [MaybeUninit::<u8>::uninit(); 16 * 1024];
     let mut reader = RawDir::new(directory, &mut buffer);
-    let mut entries = Vec::new();
+    let mut entries = String::new();
     while let Some(entry) = reader.next() {
         let entry = entry?;
         let name = entry.file_name().to_bytes();
@@ -472,9 +497,17 @@ fn read_entries(directory: BorrowedFd<'_>) -> std::io::Result<Vec<(Cow<'static, 
             let status = rustix::fs::statx(directory, name, AtFlags::SYMLINK_NOFOLLOW, StatxFlags::TYPE)?;
             kind = FileType::from_raw_mode(status.stx_mode.into());
         }
-        entries.push((Cow::Owned(name.to_owned()), kind == FileType::Directory));
+        entries.push_str(name);
+        if kind == FileType::Directory {
+            entries.push('/');
+        }
+        entries.push('\0');
     }
-    Ok(entries)
+    Ok(Listing {
+        path: Cow::Owned(relative.to_owned()),
+        stamp,
+        entries: Cow::Owned(entries),
+    })
 }
 
 /// Which paths some glob can select: every glob selects only files under its
@@ -685,7 +718,7 @@ mod tests {
         // Unchanged folders are not read again: prove it with a remembered
         // listing that leaves `b.rs` out.
         let mut doctored = remembered.clone();
-        doctored[1].entries.retain(|(name, _)| name != "b.rs");
+        doctored[1].entries = doctored[1].entries.replace("b.rs\0", "").into();
         let (second, listed) = Workspace::scan_remembering(dir.path(), &["src/**"], &doctored).expect("scan");
         assert_eq!(
             second.files().iter().map(|file| file.path.as_str()).collect::<Vec<_>>(),
