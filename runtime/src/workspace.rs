@@ -11,7 +11,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use std::borrow::Cow;
 use std::mem::MaybeUninit;
@@ -217,7 +217,10 @@ impl Workspace {
             failure: &failure,
         };
         let inside = reach.inside("");
-        rayon::scope(|scope| walk_folder(scope, walk, String::new(), inside, ignores));
+        match walk_pool() {
+            Some(pool) => pool.scope(|scope| walk_folder(scope, walk, String::new(), inside, ignores)),
+            None => rayon::scope(|scope| walk_folder(scope, walk, String::new(), inside, ignores)),
+        }
         if let Some(error) = failure.into_inner().unwrap_or_else(PoisonError::into_inner) {
             return Err(error);
         }
@@ -333,6 +336,24 @@ struct Walk<'scope> {
     found: &'scope Mutex<Vec<WorkspaceFile>>,
     listed: &'scope Mutex<Listed>,
     failure: &'scope Mutex<Option<WorkspaceError>>,
+}
+
+/// The threads that walk workspaces: more than the cores, since a walk is
+/// mostly waiting in the kernel (on the disk, when the cache is cold) and
+/// runs while the pipeline is read beside it; with only as many threads as
+/// cores it gets a fraction of them. `None` if threads cannot be started
+/// (the global pool then walks).
+fn walk_pool() -> Option<&'static rayon::ThreadPool> {
+    static POOL: OnceLock<Option<rayon::ThreadPool>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
+        rayon::ThreadPoolBuilder::new()
+            .num_threads((cores * 2).clamp(4, 16))
+            .thread_name(|index| format!("cairn-walk-{index}"))
+            .build()
+            .ok()
+    })
+    .as_ref()
 }
 
 /// The time before which a stamp can be trusted: two seconds ago, in
