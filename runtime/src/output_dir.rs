@@ -7,13 +7,11 @@
 
 use std::fs;
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use rustix::fs::{AtFlags, Mode, OFlags, StatxFlags};
-
-use crate::workspace::Stamp;
+use crate::workspace::{Stamp, open_folder, stamp_at};
 
 /// `cairn-out/`, held open: checking that a thousand published folders are
 /// still as cairn left them then resolves each path from there, not from `/`.
@@ -25,11 +23,7 @@ pub struct OutputRoot {
 impl OutputRoot {
     /// Opens the folder at `path`.
     pub fn open(path: PathBuf) -> io::Result<Self> {
-        let fd = rustix::fs::open(
-            &path,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
+        let fd = open_folder(&path)?;
         Ok(Self { path, fd })
     }
 
@@ -45,8 +39,7 @@ impl OutputRoot {
 
     /// The stamp of `relative` (not following a final link).
     pub fn stamp(&self, relative: &str) -> io::Result<Stamp> {
-        let status = rustix::fs::statx(&self.fd, relative, AtFlags::SYMLINK_NOFOLLOW, StatxFlags::BASIC_STATS)?;
-        Ok(Stamp::of_statx(&status))
+        stamp_at(self.fd.as_fd(), relative)
     }
 }
 

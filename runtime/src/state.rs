@@ -9,7 +9,6 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -21,15 +20,10 @@ use crate::observer::Annotation;
 use crate::output_dir::OutputRoot;
 use crate::sandbox::Outcome;
 use crate::stage_key::KeyParts;
-use crate::workspace::{Listing, Stamp, Workspace};
+use crate::workspace::{Listing, Stamp, Workspace, racy_after};
 
 /// Bumped when the format changes; an older file is ignored.
 const VERSION: u32 = 3;
-
-/// A file modified this recently may change again within the same clock
-/// tick without its stamp changing ("racily clean", in git's words); its
-/// digest is used but not remembered.
-const RACY_WINDOW: Duration = Duration::from_secs(2);
 
 /// A remembered file digest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -308,15 +302,12 @@ impl WorkspaceState {
             .par_iter()
             .map(|&index| hash_file(&workspace.root().join(&files[index].path)).map(|digest| (index, digest)))
             .collect::<Result<_, _>>()?;
-        let racy_after = SystemTime::now()
-            .checked_sub(RACY_WINDOW)
-            .and_then(|time| time.duration_since(UNIX_EPOCH).ok())
-            .map_or(i64::MAX, |since| since.as_nanos() as i64);
+        let racy_after = racy_after();
         let mut remembered: HashMap<&str, FileRecord> = HashMap::new();
         for (index, digest) in hashed {
             digests[index] = Some(digest);
             let file = &files[index];
-            if file.stamp.modified < racy_after && file.stamp.changed < racy_after {
+            if file.stamp.settled(racy_after) {
                 remembered.insert(
                     &file.path,
                     FileRecord {
@@ -374,7 +365,10 @@ impl WorkspaceState {
 
 #[cfg(test)]
 mod tests {
+    use std::time::{Duration, SystemTime};
+
     use super::*;
+    use crate::workspace::RACY_WINDOW;
 
     #[test]
     fn unchanged_files_are_not_hashed_again_and_the_state_survives_a_save() {

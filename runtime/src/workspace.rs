@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use std::borrow::Cow;
 use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use globset::{Glob, GlobBuilder};
@@ -89,6 +89,12 @@ impl Stamp {
             inode: status.stx_ino,
             mode: u32::from(status.stx_mode),
         }
+    }
+
+    /// Whether the thing was last changed before `racy_after` (see
+    /// [`racy_after`]), so that any later change shows in its stamp.
+    pub fn settled(&self, racy_after: i64) -> bool {
+        self.modified < racy_after && self.changed < racy_after
     }
 
     /// Whether the executable bit is set.
@@ -198,9 +204,9 @@ impl Workspace {
             message: error.to_string(),
         })?;
         let ignores = parent_ignores(root);
-        let root_fd = rustix::fs::open(root, DIRECTORY_FLAGS, Mode::empty()).map_err(|error| WorkspaceError::Walk {
+        let root_fd = open_folder(root).map_err(|error| WorkspaceError::Walk {
             path: root.to_owned(),
-            message: std::io::Error::from(error).to_string(),
+            message: error.to_string(),
         })?;
         let reach = Reach::new(globs);
         let found = Mutex::new(Vec::new());
@@ -318,8 +324,25 @@ impl Workspace {
 /// The ignore files in force in a folder, innermost last.
 type Ignores = Arc<Vec<Gitignore>>;
 
-/// How the walk opens folders: to read, never to become a process's terminal.
+/// How folders are opened: to read them or to resolve paths from them.
 const DIRECTORY_FLAGS: OFlags = OFlags::RDONLY.union(OFlags::DIRECTORY).union(OFlags::CLOEXEC);
+
+/// Opens the folder at `path`, to read it or to resolve paths from it.
+pub fn open_folder(path: &Path) -> std::io::Result<OwnedFd> {
+    Ok(rustix::fs::open(path, DIRECTORY_FLAGS, Mode::empty())?)
+}
+
+/// The stamp of `relative` to the open folder `folder` (the folder itself
+/// when empty), not following a final link.
+pub fn stamp_at(folder: BorrowedFd<'_>, relative: &str) -> std::io::Result<Stamp> {
+    let flags = if relative.is_empty() {
+        AtFlags::EMPTY_PATH
+    } else {
+        AtFlags::SYMLINK_NOFOLLOW
+    };
+    let status = rustix::fs::statx(folder, relative, flags, StatxFlags::BASIC_STATS)?;
+    Ok(Stamp::of_statx(&status))
+}
 
 /// What every folder of one walk shares.
 #[derive(Clone, Copy)]
@@ -356,12 +379,16 @@ fn walk_pool() -> Option<&'static rayon::ThreadPool> {
     .as_ref()
 }
 
-/// The time before which a stamp can be trusted: two seconds ago, in
-/// nanoseconds since the epoch (a file or folder changed within the same
-/// clock tick as it was looked at keeps its stamp; git calls it "racy").
+/// A file or folder changed this recently may change again within the same
+/// clock tick without its stamp changing ("racily clean", in git's words):
+/// what is known of it is used, but not remembered by its stamp.
+pub const RACY_WINDOW: Duration = Duration::from_secs(2);
+
+/// The time before which a stamp can be trusted, in nanoseconds since the
+/// epoch: [`RACY_WINDOW`] ago.
 pub fn racy_after() -> i64 {
     SystemTime::now()
-        .checked_sub(Duration::from_secs(2))
+        .checked_sub(RACY_WINDOW)
         .and_then(|time| time.duration_since(UNIX_EPOCH).ok())
         .map_or(i64::MAX, |since| i64::try_from(since.as_nanos()).unwrap_or(i64::MAX))
 }
@@ -390,19 +417,9 @@ fn walk_folder<'scope>(
     };
     // Paths are resolved from the open root, which the kernel has already
     // resolved; the folder itself is opened only when it must be read.
-    let stamp = if relative.is_empty() {
-        rustix::fs::statx(walk.root_fd, "", AtFlags::EMPTY_PATH, StatxFlags::BASIC_STATS)
-    } else {
-        rustix::fs::statx(
-            walk.root_fd,
-            relative.as_str(),
-            AtFlags::SYMLINK_NOFOLLOW,
-            StatxFlags::BASIC_STATS,
-        )
-    };
-    let stamp = match stamp {
-        Ok(status) => Stamp::of_statx(&status),
-        Err(error) => return fail(error.into(), &folder),
+    let stamp = match stamp_at(walk.root_fd, &relative) {
+        Ok(stamp) => stamp,
+        Err(error) => return fail(error, &folder),
     };
     let remembered = walk
         .remembered
@@ -473,24 +490,16 @@ fn walk_folder<'scope>(
             scope.spawn(move |scope| walk_folder(scope, walk, path, within, ignores));
             continue;
         }
-        match rustix::fs::statx(
-            walk.root_fd,
-            path.as_str(),
-            AtFlags::SYMLINK_NOFOLLOW,
-            StatxFlags::BASIC_STATS,
-        ) {
-            Ok(status) => files.push(WorkspaceFile {
-                path,
-                stamp: Stamp::of_statx(&status),
-            }),
-            Err(error) => fail(error.into(), &folder.join(name)),
+        match stamp_at(walk.root_fd, &path) {
+            Ok(stamp) => files.push(WorkspaceFile { path, stamp }),
+            Err(error) => fail(error, &folder.join(name)),
         }
     }
     walk.found.lock().unwrap_or_else(PoisonError::into_inner).extend(files);
     let mut listed = walk.listed.lock().unwrap_or_else(PoisonError::into_inner);
     match (remembered, fresh) {
         (Some(index), _) => listed.reused.push(index),
-        (None, Some(listing)) if stamp.modified < walk.racy_after && stamp.changed < walk.racy_after => {
+        (None, Some(listing)) if stamp.settled(walk.racy_after) => {
             listed.fresh.push(listing);
         }
         _ => {}
