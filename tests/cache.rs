@@ -230,47 +230,47 @@ fn a_pipeline_in_another_folder_sharing_the_cache_hits_every_stage() {
     );
 }
 
-#[test]
-fn outputs_with_awkward_names_links_and_empty_folders_round_trip_byte_for_byte() {
-    let dir = pipeline_dir(
-        "[stages.awkward]\nuses = \"{probe}\"\nargs = [\"awkward\", \"/out\"]\n",
-        &[],
-    );
+/// Runs the one-stage `pipeline`, removes what stage `stage` published, runs
+/// again and checks the stage was restored from the cache as `read` saw it
+/// the first time; returns that first reading.
+fn restored_after_removal<T: PartialEq + std::fmt::Debug>(pipeline: &str, stage: &str, read: fn(&Path) -> T) -> T {
+    let dir = pipeline_dir(pipeline, &[]);
     let (finished, _) = run_json(dir.path(), &[]);
     assert_eq!(finished.code, Some(0), "{finished:?}");
-    let out = dir.path().join("cairn-out/awkward");
-    let produced = snapshot(&out);
+    let out = dir.path().join("cairn-out").join(stage);
+    let produced = read(&out);
+
+    std::fs::remove_dir_all(&out).expect("remove the published outputs");
+    let (finished, events) = run_json(dir.path(), &[]);
+    assert_eq!(finished.code, Some(0), "{finished:?}");
+    assert_eq!(finished_stage(&events, stage)["status"], "cached");
+    assert_eq!(read(&out), produced, "restored from the cache byte for byte");
+    produced
+}
+
+#[test]
+fn outputs_with_awkward_names_links_and_empty_folders_round_trip_byte_for_byte() {
+    let produced = restored_after_removal(
+        "[stages.awkward]\nuses = \"{probe}\"\nargs = [\"awkward\", \"/out\"]\n",
+        "awkward",
+        snapshot,
+    );
     assert!(
         produced.contains_key("with\nnewline.txt") && produced.contains_key("empty dir"),
         "{produced:#?}"
     );
     assert_eq!(produced["link to space"], "link -> with space.txt");
     assert!(produced.keys().any(|name| name.len() == 200));
-
-    std::fs::remove_dir_all(&out).expect("remove the published outputs");
-    let (finished, events) = run_json(dir.path(), &[]);
-    assert_eq!(finished.code, Some(0), "{finished:?}");
-    assert_eq!(finished_stage(&events, "awkward")["status"], "cached");
-    assert_eq!(snapshot(&out), produced, "restored from the cache byte for byte");
 }
 
 #[test]
 fn twenty_thousand_output_files_round_trip() {
-    let dir = pipeline_dir(
+    let produced = restored_after_removal(
         "[stages.many]\nuses = \"{probe}\"\nargs = [\"many\", \"/out\", \"20000\"]\ntimeout = \"5m\"\n",
-        &[],
+        "many",
+        read_tree,
     );
-    let (finished, _) = run_json(dir.path(), &[]);
-    assert_eq!(finished.code, Some(0), "{finished:?}");
-    let out = dir.path().join("cairn-out/many");
-    let produced = read_tree(&out);
     assert_eq!(produced.len(), 20_000);
-
-    std::fs::remove_dir_all(&out).expect("remove the published outputs");
-    let (finished, events) = run_json(dir.path(), &[]);
-    assert_eq!(finished.code, Some(0), "{finished:?}");
-    assert_eq!(finished_stage(&events, "many")["status"], "cached");
-    assert_eq!(read_tree(&out), produced);
 }
 
 /// The blobs of the cache used for `dir` whose contents are `contents`.

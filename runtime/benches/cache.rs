@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use std::time::{Duration, Instant};
-use support::{median, run};
+use support::{cairn_run, median, run};
 
 use cairn::CacheDir;
 use cairn::state::WorkspaceState;
@@ -67,14 +67,7 @@ fn no_op_run() {
     // still change within the same timestamp): let them age first.
     std::thread::sleep(Duration::from_millis(2_500));
 
-    let cairn = || {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_cairn"));
-        command
-            .args(["run", "-j", "2"])
-            .current_dir(root)
-            .env("CAIRN_CACHE", cache.path());
-        command
-    };
+    let cairn = || cairn_run(root, cache.path());
     let make = || {
         let mut command = Command::new("make");
         command.args(["-r", "-s"]).current_dir(root);

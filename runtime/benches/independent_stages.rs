@@ -10,7 +10,7 @@ mod support;
 use std::fmt::Write as _;
 use std::process::Command;
 
-use support::{median, run};
+use support::{cairn_run, median, run};
 
 const STAGES: usize = 500;
 const RUNS: usize = 7;
@@ -39,14 +39,7 @@ fn main() {
     std::fs::write(root.join("Makefile"), makefile).expect("write");
     std::fs::write(root.join("cairn.toml"), pipeline).expect("write");
 
-    let cairn = || {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_cairn"));
-        command
-            .args(["run", "-j", "2"])
-            .current_dir(root)
-            .env("CAIRN_CACHE", cache.path());
-        command
-    };
+    let cairn = || cairn_run(root, cache.path());
     let make = || {
         let mut command = Command::new("make");
         command.args(["-r", "-j2", "-B", "-s"]).current_dir(root);

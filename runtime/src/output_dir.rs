@@ -27,11 +27,6 @@ impl OutputRoot {
         Ok(Self { path, fd })
     }
 
-    /// Where it is.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// A stage's folder in it.
     pub fn join(&self, stage: &str) -> PathBuf {
         self.path.join(stage)

@@ -1,6 +1,7 @@
 //! Timing helpers shared by the benchmarks: run a command, take a median.
 #![allow(dead_code)] // each benchmark uses a different part
 
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,6 +18,17 @@ pub fn run(command: &mut Command) -> Duration {
         .expect("the command starts");
     assert!(status.success(), "{command:?} failed");
     started.elapsed()
+}
+
+/// `cairn run -j 2` in `root` with the cache at `cache`, as the benchmarks
+/// that compare whole runs with make time it.
+pub fn cairn_run(root: &Path, cache: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cairn"));
+    command
+        .args(["run", "-j", "2"])
+        .current_dir(root)
+        .env("CAIRN_CACHE", cache);
+    command
 }
 
 /// The sample at `fraction` of the sorted samples (0.5: the median).
