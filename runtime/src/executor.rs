@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Instant;
 
 use crate::cache_dir::CacheDir;
@@ -89,7 +89,7 @@ pub struct StageExecutor {
     /// The content-addressed store.
     pub store: Arc<Store>,
     /// What is remembered about this workspace.
-    pub state: Arc<Mutex<WorkspaceState>>,
+    pub state: Arc<RwLock<WorkspaceState>>,
     /// Where stages' scratch folders are made.
     pub scratch: PathBuf,
     /// `cairn-out/` of the workspace.
@@ -106,10 +106,9 @@ pub struct StageExecutor {
 
 /// A stage's request, resolved, with its key.
 struct Prepared {
-    invocation: Invocation,
-    env: BTreeMap<String, String>,
     /// The workspace files the stage sees at `/src`, by index.
     inputs: Vec<usize>,
+    /// Also the resolved arguments, `with` and env the stage is called with.
     parts: KeyParts,
     key: Digest,
     /// False for `cache = false` stages and stages run despite a failed need.
@@ -118,10 +117,21 @@ struct Prepared {
 
 /// A result reused instead of running.
 enum Hit {
-    /// `cairn-out/<stage>/` already holds it.
-    Published(Box<RunRecord>),
+    /// `cairn-out/<stage>/` already holds the last run's result.
+    Published(Reused),
     /// The action cache has it.
     Stored(ActionEntry),
+}
+
+/// What a result found in `cairn-out/` hands on: only what the stage's
+/// result and its replayed log need, so a hit copies no more than that.
+struct Reused {
+    outputs: Digest,
+    outcome: Outcome,
+    log: Option<Digest>,
+    annotations: Vec<Annotation>,
+    /// Whether the last run is already remembered as reused.
+    recorded: bool,
 }
 
 /// A stage that ran and succeeded.
@@ -189,9 +199,9 @@ impl Executor for StageExecutor {
         if !prepared.cacheable {
             return None;
         }
-        let record = self.published(stage, &prepared)?;
+        let reused = self.published(stage, &prepared)?;
         let observer = self.observer(stage);
-        Some(self.report_reused(stage, &prepared, Hit::Published(record), &observer, started))
+        Some(self.report_reused(stage, &prepared, Hit::Published(reused), &observer, started))
     }
 }
 
@@ -250,9 +260,9 @@ impl StageExecutor {
             stage: stage.name.clone(),
             component: component.digest,
             format: component.format.to_owned(),
-            args: args.clone(),
-            config: config.clone(),
-            env: env.clone(),
+            args,
+            config,
+            env,
             secrets,
             network,
             clock: match stage.clock {
@@ -269,12 +279,6 @@ impl StageExecutor {
         };
         let key = parts.key();
         Ok(Prepared {
-            invocation: Invocation {
-                stage: stage.name.clone(),
-                args,
-                config,
-            },
-            env,
             inputs,
             parts,
             key,
@@ -285,27 +289,29 @@ impl StageExecutor {
     /// A result for this key, if one can be reused.
     fn lookup(&self, stage: &Stage, prepared: &Prepared) -> Option<Hit> {
         match self.published(stage, prepared) {
-            Some(record) => Some(Hit::Published(record)),
+            Some(reused) => Some(Hit::Published(reused)),
             None => self.store.get_action(&prepared.key).map(Hit::Stored),
         }
     }
 
-    /// The last run's record when it had this key and `cairn-out/<stage>/`
-    /// still holds exactly what it published.
-    fn published(&self, stage: &Stage, prepared: &Prepared) -> Option<Box<RunRecord>> {
-        // Copied out so the lock is not held over the `stat`s: other stages
-        // are checked at the same time.
-        let (last, published) = {
-            let state = self.state();
-            let record = state.stage(&stage.name)?;
-            let last = record.last.as_ref()?;
-            let published = record.published.as_ref()?;
-            if last.key != prepared.key || published.outputs != last.outputs {
-                return None;
-            }
-            (Box::new(last.clone()), published.clone())
-        };
-        published.unchanged(&self.output_root, &stage.name).then_some(last)
+    /// The last run's result when it had this key and `cairn-out/<stage>/`
+    /// still holds exactly what it published. Other stages are checked at
+    /// the same time, under the same read lock.
+    fn published(&self, stage: &Stage, prepared: &Prepared) -> Option<Reused> {
+        let state = self.state();
+        let record = state.stage(&stage.name)?;
+        let last = record.last.as_ref()?;
+        let published = record.published.as_ref()?;
+        let unchanged = last.key == prepared.key
+            && published.outputs == last.outputs
+            && published.unchanged(&self.output_root, &stage.name);
+        unchanged.then(|| Reused {
+            outputs: last.outputs,
+            outcome: last.outcome.clone(),
+            log: last.log,
+            annotations: last.annotations.clone(),
+            recorded: last.status == Status::Cached.as_str(),
+        })
     }
 
     /// Where the stage's log lines and annotations go.
@@ -322,6 +328,7 @@ impl StageExecutor {
         let outputs = entry.outputs;
         let scratch = self.scratch.clone();
         let folder = self.output_root.join(&stage.name);
+        self.output_root.sweep_once();
         let published = tokio::task::spawn_blocking(move || -> Result<Published, TreeError> {
             let tree = Tree::load(&store, &outputs)?;
             let staging = tempfile::Builder::new()
@@ -339,7 +346,7 @@ impl StageExecutor {
         })
         .await
         .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))?;
-        self.state().record_published(&stage.name, published);
+        self.state_mut().record_published(&stage.name, published);
         Ok(())
     }
 
@@ -352,19 +359,37 @@ impl StageExecutor {
         observer: &dyn StageObserver,
         started: Instant,
     ) -> StageResult {
-        let record = match hit {
-            Hit::Published(record) => *record,
-            Hit::Stored(entry) => RunRecord {
-                key: prepared.key,
-                parts: EncodedParts::new(&prepared.parts),
-                status: Status::Cached.as_str().to_owned(),
-                outputs: entry.outputs,
-                outcome: entry.outcome,
-                log: entry.has_log.then_some(entry.log),
-                annotations: entry.annotations,
-            },
+        let reused = match hit {
+            Hit::Published(reused) => {
+                if !reused.recorded {
+                    self.state_mut().record_reused(&stage.name);
+                }
+                reused
+            }
+            Hit::Stored(entry) => {
+                let log = entry.has_log.then_some(entry.log);
+                self.state_mut().record_run(
+                    &stage.name,
+                    RunRecord {
+                        key: prepared.key,
+                        parts: EncodedParts::new(&prepared.parts),
+                        status: Status::Cached.as_str().to_owned(),
+                        outputs: entry.outputs,
+                        outcome: entry.outcome.clone(),
+                        log,
+                        annotations: entry.annotations.clone(),
+                    },
+                );
+                Reused {
+                    outputs: entry.outputs,
+                    outcome: entry.outcome,
+                    log,
+                    annotations: entry.annotations,
+                    recorded: true,
+                }
+            }
         };
-        if let Some(log) = record.log
+        if let Some(log) = reused.log
             && let Ok(bytes) = self.store.read(&log)
             && let Ok(lines) = serde_json::from_slice::<Vec<LogLine>>(&bytes)
         {
@@ -372,26 +397,20 @@ impl StageExecutor {
                 observer.log(line);
             }
         }
-        for annotation in &record.annotations {
+        for annotation in &reused.annotations {
             observer.annotate(annotation);
         }
-        let result = StageResult {
+        StageResult {
             status: Status::Cached,
-            outputs: Arc::new(record.outcome.outputs.clone()),
-            summary: record.outcome.summary.clone(),
+            outputs: Arc::new(reused.outcome.outputs),
+            summary: reused.outcome.summary,
             error: None,
             reason: None,
             attempts: 0,
             duration: started.elapsed(),
             key: Some(prepared.key),
-            outputs_digest: Some(record.outputs),
-        };
-        let record = RunRecord {
-            status: Status::Cached.as_str().to_owned(),
-            ..record
-        };
-        self.state().record_run(&stage.name, record);
-        result
+            outputs_digest: Some(reused.outputs),
+        }
     }
 
     /// `--check`: runs a stage that hit and compares what it produces now
@@ -408,7 +427,7 @@ impl StageExecutor {
         started: Instant,
     ) -> StageResult {
         let expected = match &hit {
-            Hit::Published(record) => record.outputs,
+            Hit::Published(reused) => reused.outputs,
             Hit::Stored(entry) => entry.outputs,
         };
         let ran = match self
@@ -471,8 +490,12 @@ impl StageExecutor {
             .await
             .map_err(|error| failed(format!("cannot load its component: {error}")))?;
         let sandbox = Sandbox {
-            invocation: prepared.invocation.clone(),
-            env: prepared.env.clone(),
+            invocation: Invocation {
+                stage: stage.name.clone(),
+                args: prepared.parts.args.clone(),
+                config: prepared.parts.config.clone(),
+            },
+            env: prepared.parts.env.clone(),
             src: snapshot.as_ref().map(|snapshot| snapshot.path().to_owned()),
             inputs: stage
                 .needs
@@ -612,11 +635,12 @@ impl StageExecutor {
             }
         }
         let folder = self.output_root.join(&stage.name);
+        self.output_root.sweep_once();
         if let Err(error) = output_dir::replace(ran.run.outputs(), &folder) {
             return self.fail(stage, error_chain(&error), ran.attempts, started, Some(prepared.key));
         }
         let published = Published::record(&folder, ran.outputs);
-        let mut state = self.state();
+        let mut state = self.state_mut();
         if let Ok(published) = published {
             state.record_published(&stage.name, published);
         }
@@ -665,8 +689,12 @@ impl StageExecutor {
         result
     }
 
-    fn state(&self) -> MutexGuard<'_, WorkspaceState> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    fn state(&self) -> RwLockReadGuard<'_, WorkspaceState> {
+        self.state.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn state_mut(&self) -> RwLockWriteGuard<'_, WorkspaceState> {
+        self.state.write().unwrap_or_else(PoisonError::into_inner)
     }
 }
 

@@ -9,6 +9,7 @@ use std::fs;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::Once;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::workspace::{Stamp, open_folder, stamp_at};
@@ -18,13 +19,26 @@ use crate::workspace::{Stamp, open_folder, stamp_at};
 pub struct OutputRoot {
     path: PathBuf,
     fd: OwnedFd,
+    swept: Once,
 }
 
 impl OutputRoot {
     /// Opens the folder at `path`.
     pub fn open(path: PathBuf) -> io::Result<Self> {
         let fd = open_folder(&path)?;
-        Ok(Self { path, fd })
+        Ok(Self {
+            path,
+            fd,
+            swept: Once::new(),
+        })
+    }
+
+    /// Removes what interrupted publishes left here ([`remove_stale`]), once,
+    /// before a run's first publish. A run that publishes nothing leaves
+    /// them (hidden, and ignored by git) to the next run that does, rather
+    /// than read a folder of a thousand entries for them every time.
+    pub fn sweep_once(&self) {
+        self.swept.call_once(|| remove_stale(&self.path));
     }
 
     /// A stage's folder in it.
@@ -119,7 +133,7 @@ pub fn replace(from: &Path, to: &Path) -> Result<(), PublishError> {
 
 /// Removes what interrupted publishes left in `folder`: the `.NAME.cairn-old-*`
 /// and `.cairn-new-*` siblings of processes that are no longer running.
-pub fn remove_stale(folder: &Path) {
+fn remove_stale(folder: &Path) {
     let Ok(entries) = fs::read_dir(folder) else {
         return;
     };
@@ -232,6 +246,31 @@ mod tests {
         assert!(!to.join("stale.txt").exists());
         let leftovers: Vec<_> = fs::read_dir(scratch.path().join("out")).expect("list").collect();
         assert_eq!(leftovers.len(), 1, "no staging folders are left behind");
+    }
+
+    #[test]
+    fn leftovers_of_dead_publishers_are_swept_once_and_live_ones_kept() {
+        let scratch = tempfile::tempdir().expect("tempdir");
+        let root = scratch.path().join("cairn-out");
+        // No process has a pid this high (`pid_max` is at most 2^22).
+        let dead = [".build.cairn-old-99999999-0", ".cairn-new-99999999-1"];
+        let live = format!(".build.cairn-old-{}-0", std::process::id());
+        for name in dead.iter().copied().chain([live.as_str(), "build"]) {
+            fs::create_dir_all(root.join(name).join("sub")).expect("mkdir");
+        }
+        let output_root = OutputRoot::open(root.clone()).expect("open");
+        output_root.sweep_once();
+        let mut names: Vec<String> = fs::read_dir(&root)
+            .expect("read")
+            .map(|entry| entry.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, [live.as_str(), "build"]);
+
+        // Once per run: a leftover appearing later waits for the next run.
+        fs::create_dir(root.join(dead[0])).expect("mkdir");
+        output_root.sweep_once();
+        assert!(root.join(dead[0]).exists());
     }
 
     #[test]

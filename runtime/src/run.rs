@@ -7,7 +7,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use tracing::Instrument;
 
@@ -149,6 +149,8 @@ fn input_globs(pipeline: &Pipeline) -> Vec<&str> {
 
 /// Selects `targets` of a loaded pipeline whose workspace was walked.
 fn select(pipeline: Pipeline, workspace: Workspace, targets: &[String]) -> Result<Prepared, RunError> {
+    // Every stage's globs are looked up below and again as the stages run.
+    workspace.match_all(&input_globs(&pipeline));
     let graph =
         Graph::new(&pipeline.stages).map_err(|cycle| RunError::Selection(format!("cycle: {}", cycle.join(" → "))))?;
     let selected = scheduler::select(&pipeline, &graph, targets).map_err(RunError::Selection)?;
@@ -193,6 +195,10 @@ pub struct RunSettings {
     pub cache: CacheMode,
     /// How remote components are pinned and fetched.
     pub remote: ResolveOptions,
+    /// The process exits when the run ends (a command line does): what the
+    /// run built is then left for the operating system to take back, not
+    /// freed piece by piece.
+    pub exiting: bool,
 }
 
 /// Brings `cairn.lock` in line with the pipeline's remote components (the
@@ -227,6 +233,7 @@ pub async fn execute(
     reporter: Arc<dyn Reporter>,
     interrupt: impl Future<Output = ()>,
 ) -> Result<RunResults, RunError> {
+    let exiting = settings.exiting;
     let source_date_epoch = source_date_epoch()?;
     let pipeline = Arc::clone(&prepared.pipeline);
     let store = Arc::new(Store::open(&cache).map_err(RunError::Cache)?);
@@ -243,7 +250,7 @@ pub async fn execute(
                 source,
             })
         })?;
-    let state = Arc::new(Mutex::new(state));
+    let state = Arc::new(RwLock::new(state));
     let executor = Arc::new(StageExecutor {
         runtime: LazyRuntime::new(cache.clone()),
         pipeline: Arc::clone(&pipeline),
@@ -291,15 +298,18 @@ pub async fn execute(
     .instrument(tracing::debug_span!("run the stages"))
     .await;
     let saved = tracing::debug_span!("save the workspace state")
-        .in_scope(|| state.lock().unwrap_or_else(PoisonError::into_inner).save());
+        .in_scope(|| state.write().unwrap_or_else(PoisonError::into_inner).save());
     if let Err(error) = saved {
         tracing::warn!(%error, "cannot save what cairn remembers of this workspace; the next run will hash again");
     }
     reporter.event(&results.finished_event());
-    // Freeing a workspace of many files and a pipeline of many stages takes
-    // a millisecond or two that nobody needs to wait for: a command line
-    // exits meanwhile.
-    std::thread::spawn(move || drop((executor, prepared, pipeline, state)));
+    reporter.flush();
+    if exiting {
+        // Freeing a workspace of many files and a pipeline of many stages
+        // takes a millisecond or two of a core the process is about to
+        // give back, with everything it holds, as it exits.
+        std::mem::forget((executor, prepared, pipeline, state));
+    }
     Ok(results)
 }
 
@@ -363,9 +373,6 @@ async fn component_refs(
 /// Creates `cairn-out/` with a `.gitignore`, so its contents are never committed.
 fn prepare_output_root(output_root: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(output_root)?;
-    // Nothing waits on this: what it removes belongs to no running process.
-    let folder = output_root.to_owned();
-    std::thread::spawn(move || crate::output_dir::remove_stale(&folder));
     let ignore = output_root.join(".gitignore");
     if !ignore.exists() {
         crate::cache_dir::write_atomically(&ignore, b"*\n")?;

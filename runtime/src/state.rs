@@ -18,19 +18,17 @@ use crate::cas::{StoreError, hash_file};
 use crate::component::Digest;
 use crate::observer::Annotation;
 use crate::output_dir::OutputRoot;
+use crate::report::Status;
 use crate::sandbox::Outcome;
 use crate::stage_key::KeyParts;
 use crate::workspace::{Listing, Stamp, Workspace, racy_after};
 
-/// Bumped when the format changes; an older file is ignored.
-const VERSION: u32 = 3;
+mod file_table;
 
-/// A remembered file digest.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-struct FileRecord {
-    stamp: Stamp,
-    digest: Digest,
-}
+use file_table::{FileRecord, FileTable};
+
+/// Bumped when the format changes; an older file is ignored.
+const VERSION: u32 = 4;
 
 /// [`KeyParts`] kept encoded, so loading the state does not rebuild the
 /// parts of every stage on every run.
@@ -124,52 +122,51 @@ pub struct StageRecord {
     pub published: Option<Published>,
 }
 
-/// The remembered file records, decoded one at a time from their encoding
-/// (a postcard sequence: a length, then each `(path, record)`); a damaged
-/// encoding ends the sequence early, so those files are hashed again.
-struct FileRecords<'a> {
-    rest: &'a [u8],
-    left: usize,
+/// What is kept about the workspace's files and stages. On disk: the format
+/// version (`u32`), the length of the encoded stages (`u64`), the stages
+/// (postcard), then the file table, which stays where it was read.
+#[derive(Default)]
+struct StateFile {
+    /// The file table is `files[files_start..]`: after a load, the bytes
+    /// read (the stages before it were decoded); after a change, a new table.
+    files: Vec<u8>,
+    files_start: usize,
+    stages: HashMap<String, StageRecord>,
 }
 
-impl<'a> FileRecords<'a> {
-    fn new(bytes: &'a [u8]) -> Self {
-        match postcard::take_from_bytes::<usize>(bytes) {
-            Ok((left, rest)) => Self { rest, left },
-            Err(_) => Self { rest: &[], left: 0 },
-        }
-    }
-}
+impl StateFile {
+    /// Bytes before the stages: the version and the stages' length.
+    const HEADER: usize = 4 + 8;
 
-impl<'a> Iterator for FileRecords<'a> {
-    type Item = (&'a str, FileRecord);
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.left == 0 {
+    fn decode(bytes: Vec<u8>) -> Option<Self> {
+        let (version, rest) = bytes.split_first_chunk::<4>()?;
+        let (length, rest) = rest.split_first_chunk::<8>()?;
+        if u32::from_le_bytes(*version) != VERSION {
             return None;
         }
-        match postcard::take_from_bytes::<(&'a str, FileRecord)>(self.rest) {
-            Ok((record, rest)) => {
-                self.rest = rest;
-                self.left -= 1;
-                Some(record)
-            }
-            Err(_) => {
-                self.left = 0;
-                None
-            }
-        }
+        let length = usize::try_from(u64::from_le_bytes(*length)).ok()?;
+        let stages = postcard::from_bytes(rest.get(..length)?).ok()?;
+        Some(Self {
+            files_start: Self::HEADER + length,
+            files: bytes,
+            stages,
+        })
     }
-}
 
-#[derive(Default, Serialize, Deserialize)]
-struct StateFile {
-    version: u32,
-    /// `Vec<(path, FileRecord)>` sorted by path, like the workspace's file
-    /// list it is matched against, kept encoded: it is read with borrowed
-    /// paths, so ten thousand records cost no allocation per path.
-    files: Vec<u8>,
-    stages: HashMap<String, StageRecord>,
+    fn encode(&self) -> Result<Vec<u8>, postcard::Error> {
+        let stages = postcard::to_stdvec(&self.stages)?;
+        let files = self.files.get(self.files_start..).unwrap_or_default();
+        let mut bytes = Vec::with_capacity(Self::HEADER + stages.len() + files.len());
+        bytes.extend_from_slice(&VERSION.to_le_bytes());
+        bytes.extend_from_slice(&(stages.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(&stages);
+        bytes.extend_from_slice(files);
+        Ok(bytes)
+    }
+
+    fn table(&self) -> FileTable<'_> {
+        FileTable::parse(self.files.get(self.files_start..).unwrap_or_default())
+    }
 }
 
 /// Where something remembered about the workspace at `root` is kept:
@@ -248,12 +245,8 @@ impl WorkspaceState {
         let path = workspace_file(cache, root, "state");
         let data = std::fs::read(&path)
             .ok()
-            .and_then(|bytes| postcard::from_bytes::<StateFile>(&bytes).ok())
-            .filter(|data| data.version == VERSION)
-            .unwrap_or_else(|| StateFile {
-                version: VERSION,
-                ..StateFile::default()
-            });
+            .and_then(StateFile::decode)
+            .unwrap_or_default();
         Self {
             path,
             data,
@@ -269,7 +262,7 @@ impl WorkspaceState {
         if let Some(parent) = self.path.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        let bytes = postcard::to_stdvec(&self.data).map_err(std::io::Error::other)?;
+        let bytes = self.data.encode().map_err(std::io::Error::other)?;
         write_atomically(&self.path, &bytes)?;
         self.dirty = false;
         Ok(())
@@ -280,19 +273,29 @@ impl WorkspaceState {
     /// the file's stamp is unchanged, hashed (in parallel) otherwise.
     pub fn digests(&mut self, workspace: &Workspace, wanted: &[usize]) -> Result<Vec<Option<Digest>>, StoreError> {
         let files = workspace.files();
+        let table = self.data.table();
+        // Both lists are sorted by path: each chunk of wanted files finds
+        // its first in the table, then walks on from there.
+        let remembered: Vec<Option<Digest>> = wanted
+            .par_chunks(2048)
+            .flat_map_iter(|chunk| {
+                let mut cursor = chunk.first().map_or(0, |&first| table.seek(&files[first].path));
+                chunk.iter().map(move |&index| {
+                    let file = &files[index];
+                    let (at, found) = table.find(cursor, &file.path);
+                    cursor = at;
+                    found
+                        .filter(|record| record.stamp == file.stamp)
+                        .map(|record| record.digest)
+                })
+            })
+            .collect();
         let mut digests = vec![None; files.len()];
         let mut stale = Vec::new();
-        // Both lists are sorted by path: walk them together, decoding the
-        // records one at a time rather than into a list of ten thousand.
-        let mut cursor = FileRecords::new(&self.data.files).peekable();
-        for &index in wanted {
-            let file = &files[index];
-            while cursor.next_if(|(path, _)| *path < file.path.as_str()).is_some() {}
-            match cursor.peek() {
-                Some((path, record)) if *path == file.path && record.stamp == file.stamp => {
-                    digests[index] = Some(record.digest);
-                }
-                _ => stale.push(index),
+        for (&index, digest) in wanted.iter().zip(remembered) {
+            match digest {
+                Some(digest) => digests[index] = Some(digest),
+                None => stale.push(index),
             }
         }
         if stale.is_empty() {
@@ -318,15 +321,15 @@ impl WorkspaceState {
             }
         }
         if !remembered.is_empty() {
-            let mut updated: Vec<(String, FileRecord)> = FileRecords::new(&self.data.files)
-                .map(|(path, record)| (path.to_owned(), remembered.remove(path).unwrap_or(record)))
+            let mut updated: Vec<(&str, FileRecord)> = table
+                .iter()
+                .map(|(path, record)| (path, remembered.remove(path).unwrap_or(record)))
                 .collect();
-            updated.extend(remembered.into_iter().map(|(path, record)| (path.to_owned(), record)));
-            updated.sort_by(|left, right| left.0.cmp(&right.0));
-            self.data.files = postcard::to_stdvec(&updated).map_err(|error| StoreError::Io {
-                path: self.path.clone(),
-                source: std::io::Error::other(error),
-            })?;
+            updated.extend(remembered);
+            updated.sort_unstable_by(|left, right| left.0.cmp(right.0));
+            updated.dedup_by(|left, right| left.0 == right.0);
+            self.data.files = FileTable::encode(&updated);
+            self.data.files_start = 0;
             self.dirty = true;
         }
         Ok(digests)
@@ -353,6 +356,18 @@ impl WorkspaceState {
         self.dirty = true;
     }
 
+    /// Remembers that the last run of `stage` was reused as it stands (its
+    /// result was already in `cairn-out/`), as [`record_run`](Self::record_run)
+    /// would with a copy of that run marked `cached`, without the copy.
+    pub fn record_reused(&mut self, stage: &str) {
+        if let Some(last) = self.data.stages.get_mut(stage).and_then(|record| record.last.as_mut())
+            && last.status != Status::Cached.as_str()
+        {
+            Status::Cached.as_str().clone_into(&mut last.status);
+            self.dirty = true;
+        }
+    }
+
     /// Remembers what `cairn-out/<stage>/` now holds.
     pub fn record_published(&mut self, stage: &str, published: Published) {
         let record = self.data.stages.entry(stage.to_owned()).or_default();
@@ -370,12 +385,18 @@ mod tests {
     use super::*;
     use crate::workspace::RACY_WINDOW;
 
-    #[test]
-    fn unchanged_files_are_not_hashed_again_and_the_state_survives_a_save() {
+    /// A cache and an empty workspace beside it, in a folder removed on drop.
+    fn cache_and_workspace() -> (tempfile::TempDir, CacheDir, PathBuf) {
         let dir = tempfile::tempdir().expect("tempdir");
         let cache = CacheDir::open(dir.path().join("cache")).expect("cache");
         let root = dir.path().join("workspace");
         std::fs::create_dir_all(&root).expect("mkdir");
+        (dir, cache, root)
+    }
+
+    #[test]
+    fn unchanged_files_are_not_hashed_again_and_the_state_survives_a_save() {
+        let (_dir, cache, root) = cache_and_workspace();
         std::fs::write(root.join("a.txt"), "a").expect("write");
         // Old enough not to be racy.
         let old = SystemTime::now() - Duration::from_secs(60);
@@ -398,10 +419,11 @@ mod tests {
         // A remembered digest is trusted while the stamp matches: prove it by
         // remembering a wrong one.
         let mut reloaded = WorkspaceState::load(&cache, &root);
-        let mut records: Vec<(String, FileRecord)> = postcard::from_bytes(&reloaded.data.files).expect("decodes");
+        let mut records: Vec<(&str, FileRecord)> = reloaded.data.table().iter().collect();
         assert_eq!(records.len(), 1, "remembered");
         records[0].1.digest = Digest::of(b"remembered");
-        reloaded.data.files = postcard::to_stdvec(&records).expect("encodes");
+        reloaded.data.files = FileTable::encode(&records);
+        reloaded.data.files_start = 0;
         assert_eq!(
             reloaded.digests(&workspace, &[0]).expect("hashed")[0],
             Some(Digest::of(b"remembered"))
@@ -414,5 +436,58 @@ mod tests {
             reloaded.digests(&workspace, &[0]).expect("hashed")[0],
             Some(Digest::of(b"changed"))
         );
+    }
+
+    #[test]
+    fn a_reused_run_is_remembered_as_cached_and_saved() {
+        let (_dir, cache, root) = cache_and_workspace();
+        let run = RunRecord {
+            key: Digest::of(b"key"),
+            parts: EncodedParts(Vec::new()),
+            status: Status::Succeeded.as_str().to_owned(),
+            outputs: Digest::of(b"outputs"),
+            outcome: Outcome::default(),
+            log: None,
+            annotations: Vec::new(),
+        };
+        let mut state = WorkspaceState::load(&cache, &root);
+        state.record_run("build", run.clone());
+        state.save().expect("saved");
+
+        let mut state = WorkspaceState::load(&cache, &root);
+        state.record_reused("build");
+        state.record_reused("never-ran");
+        state.save().expect("saved");
+        let state = WorkspaceState::load(&cache, &root);
+        let last = state.stage("build").and_then(|record| record.last.clone());
+        assert_eq!(
+            last,
+            Some(RunRecord {
+                status: Status::Cached.as_str().to_owned(),
+                ..run
+            })
+        );
+        assert!(state.stage("never-ran").is_none());
+    }
+
+    #[test]
+    fn a_damaged_state_file_is_a_fresh_start() {
+        let (_dir, cache, root) = cache_and_workspace();
+        let mut state = WorkspaceState::load(&cache, &root);
+        state.record_published(
+            "build",
+            Published {
+                outputs: Digest::of(b"outputs"),
+                stamps: Vec::new(),
+            },
+        );
+        state.save().expect("saved");
+        let saved = std::fs::read(&state.path).expect("read");
+        for damaged in [&saved[..3], &saved[..saved.len() / 2], &[0xff; 64][..]] {
+            std::fs::write(&state.path, damaged).expect("write");
+            let state = WorkspaceState::load(&cache, &root);
+            assert!(state.stage("build").is_none());
+            assert_eq!(state.data.table().len(), 0);
+        }
     }
 }

@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use globset::{Glob, GlobBuilder};
 use ignore::Match;
 use ignore::gitignore::Gitignore;
-use rayon::slice::ParallelSliceMut;
+use rayon::iter::{IntoParallelIterator, IntoParallelRefIterator, ParallelIterator};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, RawDir, Statx, StatxFlags, StatxTimestamp};
 use serde::{Deserialize, Serialize};
 
@@ -209,8 +209,9 @@ impl Workspace {
             message: error.to_string(),
         })?;
         let reach = Reach::new(globs);
-        let found = Mutex::new(Vec::new());
-        let listed = Mutex::new(Listed::default());
+        let pool = walk_pool();
+        let threads = pool.map_or_else(rayon::current_num_threads, rayon::ThreadPool::current_num_threads);
+        let found: Vec<Mutex<Found>> = (0..threads).map(|_| Mutex::default()).collect();
         let failure = Mutex::new(None);
         let walk = Walk {
             root,
@@ -219,26 +220,39 @@ impl Workspace {
             remembered,
             racy_after: racy_after(),
             found: &found,
-            listed: &listed,
             failure: &failure,
         };
         let inside = reach.inside("");
-        match walk_pool() {
-            Some(pool) => pool.scope(|scope| walk_folder(scope, walk, String::new(), inside, ignores)),
-            None => rayon::scope(|scope| walk_folder(scope, walk, String::new(), inside, ignores)),
+        match pool {
+            Some(pool) => pool.install(|| walk_folder(walk, String::new(), inside, ignores)),
+            None => walk_folder(walk, String::new(), inside, ignores),
         }
         if let Some(error) = failure.into_inner().unwrap_or_else(PoisonError::into_inner) {
             return Err(error);
         }
-        let mut files = found.into_inner().unwrap_or_else(PoisonError::into_inner);
-        // Paths are unique, so an unstable sort gives the one order.
-        files.par_sort_unstable_by(|left: &WorkspaceFile, right| left.path.cmp(&right.path));
+        let mut folders = Vec::new();
+        let mut listed = Listed::default();
+        for found in found {
+            let found = found.into_inner().unwrap_or_else(PoisonError::into_inner);
+            folders.extend(found.folders);
+            listed.fresh.extend(found.listed.fresh);
+            listed.reused.extend(found.listed.reused);
+        }
+        // Each folder's files are sorted: in folder order they are sorted
+        // runs (wholly sorted unless a folder has files after a sub-folder's
+        // name), which a run-adaptive sort merges in about one pass.
+        folders.sort_unstable_by(|left: &(String, Vec<WorkspaceFile>), right| left.0.cmp(&right.0));
+        let mut files = Vec::with_capacity(folders.iter().map(|(_, files)| files.len()).sum());
+        for (_, found) in folders {
+            files.extend(found);
+        }
+        files.sort_by(|left: &WorkspaceFile, right| left.path.cmp(&right.path));
         let workspace = Self {
             root: root.to_owned(),
             files,
             memo: Mutex::new(HashMap::new()),
         };
-        Ok((workspace, listed.into_inner().unwrap_or_else(PoisonError::into_inner)))
+        Ok((workspace, listed))
     }
 
     /// The workspace root.
@@ -290,9 +304,39 @@ impl Workspace {
         if let Some(found) = self.memo.lock().unwrap_or_else(PoisonError::into_inner).get(glob) {
             return Ok(Arc::clone(found));
         }
+        let found = Arc::new(self.find(glob)?);
+        self.memo
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(glob.to_owned(), Arc::clone(&found));
+        Ok(found)
+    }
+
+    /// Matches every glob of `globs` not matched yet, on all cores, so that
+    /// later lookups of them find the answer at once: a pipeline of a
+    /// thousand stages has a thousand globs to match before it runs. A glob
+    /// that does not parse is left for those lookups to report.
+    pub fn match_all(&self, globs: &[&str]) {
+        let missing: Vec<&str> = {
+            let memo = self.memo.lock().unwrap_or_else(PoisonError::into_inner);
+            globs
+                .iter()
+                .filter(|glob| !memo.contains_key(**glob))
+                .copied()
+                .collect()
+        };
+        let found: Vec<(String, Arc<Vec<usize>>)> = missing
+            .par_iter()
+            .filter_map(|glob| Some(((*glob).to_owned(), Arc::new(self.find(glob).ok()?))))
+            .collect();
+        self.memo.lock().unwrap_or_else(PoisonError::into_inner).extend(found);
+    }
+
+    /// The indices of the files `glob` selects, looked for.
+    fn find(&self, glob: &str) -> Result<Vec<usize>, WorkspaceError> {
         let prefix = literal_prefix(glob);
         let range = self.range_under(prefix);
-        let found: Vec<usize> = if prefix == glob {
+        Ok(if prefix == glob {
             range.filter(|&index| self.files[index].path == glob).collect()
         } else if glob
             .strip_suffix("**")
@@ -304,13 +348,7 @@ impl Workspace {
             range
                 .filter(|&index| matcher.is_match(&self.files[index].path))
                 .collect()
-        };
-        let found = Arc::new(found);
-        self.memo
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(glob.to_owned(), Arc::clone(&found));
-        Ok(found)
+        })
     }
 
     /// The indices of the files whose path starts with `prefix`.
@@ -356,9 +394,25 @@ struct Walk<'scope> {
     /// A folder stamped after this (nanoseconds since the epoch) may change
     /// again within the same clock tick: its listing is not remembered.
     racy_after: i64,
-    found: &'scope Mutex<Vec<WorkspaceFile>>,
-    listed: &'scope Mutex<Listed>,
+    /// What each walking thread found, by thread: never contended.
+    found: &'scope [Mutex<Found>],
     failure: &'scope Mutex<Option<WorkspaceError>>,
+}
+
+/// What one thread of a walk found.
+#[derive(Default)]
+struct Found {
+    /// Each folder's files, sorted, by folder.
+    folders: Vec<(String, Vec<WorkspaceFile>)>,
+    listed: Listed,
+}
+
+impl Walk<'_> {
+    /// This thread's findings.
+    fn found(&self) -> std::sync::MutexGuard<'_, Found> {
+        let slot = rayon::current_thread_index().unwrap_or(0) % self.found.len().max(1);
+        self.found[slot].lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// The threads that walk workspaces: more than the cores, since a walk is
@@ -394,17 +448,12 @@ pub fn racy_after() -> i64 {
 }
 
 /// Lists one folder: files within reach are stated and kept, sub-folders
-/// within reach walked in parallel, ignored entries skipped. `inside` says
+/// within reach walked in parallel (split among the pool's threads as they
+/// come free, not one task each), ignored entries skipped. `inside` says
 /// the folder is under some glob's literal prefix (so all of it is in reach).
 /// Entries are read straight from the kernel's buffer and stated relative to
-/// the open folder: no allocation or path lookup for what is not kept.
-fn walk_folder<'scope>(
-    scope: &rayon::Scope<'scope>,
-    walk: Walk<'scope>,
-    relative: String,
-    inside: bool,
-    mut ignores: Ignores,
-) {
+/// the open root: no allocation or path lookup for what is not kept.
+fn walk_folder(walk: Walk<'_>, relative: String, inside: bool, mut ignores: Ignores) {
     let folder = walk.root.join(&relative);
     let fail = |error: std::io::Error, path: &Path| {
         walk.failure
@@ -457,17 +506,18 @@ fn walk_folder<'scope>(
             }
         }
     }
-    let prefix = if relative.is_empty() {
-        String::new()
-    } else {
-        format!("{relative}/")
-    };
     let mut files = Vec::new();
+    let mut subfolders = Vec::new();
     for (name, is_dir) in listing.entries() {
         if name == ".git" || (relative.is_empty() && name == OUTPUT_FOLDER) {
             continue;
         }
-        let mut path = format!("{prefix}{name}");
+        let mut path = String::with_capacity(relative.len() + name.len() + 2);
+        if !relative.is_empty() {
+            path.push_str(&relative);
+            path.push('/');
+        }
+        path.push_str(name);
         let within = if is_dir {
             path.push('/');
             let within = inside || walk.reach.inside(&path);
@@ -486,8 +536,7 @@ fn walk_folder<'scope>(
             continue;
         }
         if is_dir {
-            let ignores = Arc::clone(&ignores);
-            scope.spawn(move |scope| walk_folder(scope, walk, path, within, ignores));
+            subfolders.push((path, within));
             continue;
         }
         match stamp_at(walk.root_fd, &path) {
@@ -495,15 +544,21 @@ fn walk_folder<'scope>(
             Err(error) => fail(error, &folder.join(name)),
         }
     }
-    walk.found.lock().unwrap_or_else(PoisonError::into_inner).extend(files);
-    let mut listed = walk.listed.lock().unwrap_or_else(PoisonError::into_inner);
-    match (remembered, fresh) {
-        (Some(index), _) => listed.reused.push(index),
-        (None, Some(listing)) if stamp.settled(walk.racy_after) => {
-            listed.fresh.push(listing);
+    files.sort_unstable_by(|left: &WorkspaceFile, right| left.path.cmp(&right.path));
+    {
+        let mut found = walk.found();
+        match (remembered, fresh) {
+            (Some(index), _) => found.listed.reused.push(index),
+            (None, Some(listing)) if stamp.settled(walk.racy_after) => found.listed.fresh.push(listing),
+            _ => {}
         }
-        _ => {}
+        if !files.is_empty() {
+            found.folders.push((relative, files));
+        }
     }
+    subfolders
+        .into_par_iter()
+        .for_each(|(path, within)| walk_folder(walk, path, within, Arc::clone(&ignores)));
 }
 
 /// The listing of `directory` (`relative` to the root, with `stamp`), read
@@ -694,6 +749,39 @@ mod tests {
         );
         assert!(workspace.matches_anything("src/**").expect("valid"));
         assert!(!workspace.matches_anything("docs/**").expect("valid"));
+    }
+
+    #[test]
+    fn files_come_out_sorted_by_path_whatever_folder_they_were_found_in() {
+        // `a/b/x.txt` sorts before `a/c.txt` though `a/b/` is walked apart
+        // from `a/`, and `a.txt` before both.
+        let dir = workspace(&["a/c.txt", "a/b/x.txt", "a/b/y/z.txt", "a.txt", "a-b.txt", "b/a.txt"]);
+        let workspace = Workspace::scan(dir.path(), &["**"]).expect("scan");
+        let found: Vec<&str> = workspace.files().iter().map(|file| file.path.as_str()).collect();
+        assert_eq!(
+            found,
+            ["a-b.txt", "a.txt", "a/b/x.txt", "a/b/y/z.txt", "a/c.txt", "b/a.txt"]
+        );
+    }
+
+    #[test]
+    fn globs_matched_ahead_agree_with_globs_matched_on_demand() {
+        let dir = workspace(&["src/a.rs", "src/b/c.rs", "docs/x.md"]);
+        let ahead = Workspace::scan(dir.path(), &["**"]).expect("scan");
+        let on_demand = Workspace::scan(dir.path(), &["**"]).expect("scan");
+        let globs = ["src/**", "**/*.rs", "docs/x.md", "nothing/**", "[", "*.md"];
+        ahead.match_all(&globs);
+        for glob in globs {
+            match (ahead.select(&[glob]), on_demand.select(&[glob])) {
+                (Ok(ahead), Ok(on_demand)) => assert_eq!(paths(&ahead), paths(&on_demand), "{glob}"),
+                (Err(_), Err(_)) => {}
+                (ahead, on_demand) => panic!("{glob}: {ahead:?} against {on_demand:?}"),
+            }
+        }
+        assert!(
+            ahead.select(&["["]).is_err(),
+            "a glob that does not parse is still reported"
+        );
     }
 
     #[test]

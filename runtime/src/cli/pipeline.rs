@@ -123,6 +123,7 @@ impl RunArgs {
                 update: Update::Nothing,
                 registry: self.registry.settings(),
             },
+            exiting: true,
         };
         let results = executor.block_on(async {
             let interrupt = async {
@@ -134,6 +135,8 @@ impl RunArgs {
             let run = run::execute(prepared, state, settings, cache, reporter, interrupt);
             anyhow::Ok(tokio::spawn(run).await.context("the run's task failed")??)
         })?;
+        // Nothing is left running: no need to wait for each worker to stop.
+        executor.shutdown_background();
         Ok(if results.interrupted {
             Status::Interrupted
         } else if results.succeeded() {
