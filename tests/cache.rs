@@ -200,6 +200,56 @@ fn the_checked_pipeline_is_reused_only_while_its_text_and_components_are_unchang
 }
 
 #[test]
+fn a_component_file_is_read_only_when_a_stage_runs_and_checked_when_it_is() {
+    let dir = pipeline_dir(
+        "[stages.show]\nuses = \"./probe.wasm\"\ninputs = [\"src/**\"]\nargs = [\"echo\", \"hi\"]\n",
+        &[("src/a.txt", "a")],
+    );
+    std::fs::copy(cairn_test_programs::PROBE_COMPONENT, dir.path().join("probe.wasm")).expect("copy");
+    // Old enough for its stamp to be trusted.
+    std::thread::sleep(Duration::from_millis(2_100));
+    let (finished, events) = run_json(dir.path(), &[]);
+    assert_eq!(finished.code, Some(0), "{finished:?}");
+    let key = finished_stage(&events, "show")["key"].clone();
+
+    // What is remembered of the file stands for it while its stamp holds:
+    // prove it by remembering a wrong digest. The key follows the
+    // remembered digest without reading the file...
+    let cache = cairn::CacheDir::open(cache_for(dir.path())).expect("cache");
+    let mut state = cairn::state::WorkspaceState::load(&cache, dir.path());
+    let (path, record) = state
+        .components()
+        .map(|(path, record)| (PathBuf::from(path), record.clone()))
+        .next()
+        .expect("the component is remembered");
+    let doctored = cairn::state::ComponentRecord {
+        digest: cairn::component::Digest::of(b"remembered"),
+        ..record
+    };
+    state.record_component(&path, doctored);
+    state.save().expect("saved");
+    let (finished, events) = run_json(dir.path(), &[]);
+    let show = finished_stage(&events, "show");
+    assert_ne!(show["key"], key, "{finished:?}");
+    // ...and the file is read once the stage must run: its bytes are not
+    // those of the remembered digest, which is an error, not a wrong result.
+    assert_eq!(finished.code, Some(1), "{finished:?}");
+    assert_eq!(show["status"], "failed");
+    assert!(
+        finished.stdout.contains("changed during the run; run again"),
+        "{}",
+        finished.stdout
+    );
+
+    // A component file that really changed is read again: its stages rerun.
+    std::fs::copy(cairn_test_programs::PROBE_PREVIEW1, dir.path().join("probe.wasm")).expect("copy");
+    let (finished, events) = run_json(dir.path(), &[]);
+    assert_eq!(finished.code, Some(0), "{finished:?}");
+    assert_eq!(finished_stage(&events, "show")["status"], "succeeded");
+    assert_ne!(finished_stage(&events, "show")["key"], key);
+}
+
+#[test]
 fn a_pipeline_in_another_folder_sharing_the_cache_hits_every_stage() {
     let files = [("a/data.txt", "a"), ("b/data.txt", "b")];
     let first = pipeline_dir(GRAPH, &files);

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use crate::cache_dir::CacheDir;
 use crate::cas::Store;
+use crate::component::Digest;
 use crate::oci::OciError;
 use crate::oci::resolve::RemoteComponents;
 use crate::once_map::OnceMap;
@@ -37,6 +38,10 @@ pub enum SourceError {
     /// A remote component was asked for before the pipeline's references were resolved.
     #[error("`{0}` has not been resolved against cairn.lock")]
     Unresolved(String),
+    /// A `.wasm` file changed after the run computed the keys of the stages
+    /// using it.
+    #[error("the component `{}` changed during the run; run again to use the new one", .0.display())]
+    Changed(PathBuf),
     /// Building a stage source folder failed.
     #[error("cannot build the stage folder `{}`", folder.display())]
     Build {
@@ -104,5 +109,83 @@ impl ComponentSources {
                     .await
             }
         }
+    }
+}
+
+/// A stage's component: its digest and format, which its key needs on every
+/// run, and its bytes, which only a stage that runs needs. A `.wasm` file
+/// whose digest is remembered by its stamp is not read until then (a
+/// JavaScript or Python component is 14 to 18 MB), and is checked against
+/// that digest when it is.
+#[derive(Clone)]
+pub struct ComponentRef {
+    /// The bytes' digest.
+    pub digest: Digest,
+    /// `component` or `core-module`, from the bytes' header.
+    pub format: &'static str,
+    bytes: Bytes,
+}
+
+/// Where a component's bytes are.
+#[derive(Clone)]
+enum Bytes {
+    /// In memory.
+    Loaded(Arc<[u8]>),
+    /// In a file, read at most once, by whichever stage needs them first.
+    File {
+        path: Arc<PathBuf>,
+        read: Arc<tokio::sync::OnceCell<Arc<[u8]>>>,
+    },
+}
+
+impl ComponentRef {
+    /// A component whose bytes are at hand.
+    pub fn loaded(bytes: Arc<[u8]>, digest: Digest, format: &'static str) -> Self {
+        Self {
+            digest,
+            format,
+            bytes: Bytes::Loaded(bytes),
+        }
+    }
+
+    /// A component in the file at `path`, whose bytes have the digest `digest`.
+    pub fn in_file(path: PathBuf, digest: Digest, format: &'static str) -> Self {
+        Self {
+            digest,
+            format,
+            bytes: Bytes::File {
+                path: Arc::new(path),
+                read: Arc::default(),
+            },
+        }
+    }
+
+    /// The bytes, read now if they were not: an error if the file cannot be
+    /// read or no longer holds the bytes of the digest the stage's key was
+    /// computed with.
+    pub async fn bytes(&self) -> Result<Arc<[u8]>, SourceError> {
+        let (path, read) = match &self.bytes {
+            Bytes::Loaded(bytes) => return Ok(Arc::clone(bytes)),
+            Bytes::File { path, read } => (path, read),
+        };
+        let digest = self.digest;
+        let bytes = read.get_or_try_init(|| {
+            let path = Arc::clone(path);
+            async move {
+                tokio::task::spawn_blocking(move || {
+                    let bytes = std::fs::read(path.as_ref()).map_err(|source| SourceError::Read {
+                        path: path.to_path_buf(),
+                        source,
+                    })?;
+                    if Digest::of(&bytes) != digest {
+                        return Err(SourceError::Changed(path.to_path_buf()));
+                    }
+                    Ok(Arc::from(bytes))
+                })
+                .await
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))
+            }
+        });
+        bytes.await.cloned()
     }
 }

@@ -17,6 +17,7 @@ use std::time::Instant;
 use crate::cache_dir::CacheDir;
 use crate::cas::{ActionEntry, Entry, EntryKind, Materialize, Store, StoreError, Tree, TreeError};
 use crate::component::Digest;
+use crate::component_source::ComponentRef;
 use crate::observer::{Annotation, Level, LogLine, LogSource, StageObserver};
 use crate::output_dir::{self, OutputRoot};
 use crate::pipeline::{ClockGrant, Pipeline, RandomGrant, Reference, Stage, Template};
@@ -28,17 +29,6 @@ use crate::secrets::Secrets;
 use crate::stage_key::KeyParts;
 use crate::state::{EncodedParts, Published, RunRecord, WorkspaceState};
 use crate::workspace::Workspace;
-
-/// A stage's component, ready to be loaded when (and only when) it must run.
-#[derive(Clone)]
-pub struct ComponentRef {
-    /// The bytes.
-    pub bytes: Arc<[u8]>,
-    /// Their digest.
-    pub digest: Digest,
-    /// `component` or `core-module`, from the bytes' header.
-    pub format: &'static str,
-}
 
 /// How a run uses the cache.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -484,9 +474,10 @@ impl StageExecutor {
             .snapshot_inputs(&prepared.inputs)
             .await
             .map_err(|error| failed(error.to_string()))?;
+        let bytes = component.bytes().await.map_err(|error| failed(error.to_string()))?;
         let runtime = self.runtime.get().await.map_err(|error| failed(error.to_string()))?;
         let loaded = runtime
-            .load(Arc::clone(&component.bytes))
+            .load(bytes)
             .await
             .map_err(|error| failed(format!("cannot load its component: {error}")))?;
         let sandbox = Sandbox {

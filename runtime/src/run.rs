@@ -14,8 +14,8 @@ use tracing::Instrument;
 use crate::cache_dir::CacheDir;
 use crate::cas::{Store, StoreError};
 use crate::component::{BinaryFormat, Digest, LoadError};
-use crate::component_source::{ComponentSources, SourceError};
-use crate::executor::{CacheMode, ComponentRef, LazyRuntime, StageExecutor};
+use crate::component_source::{ComponentRef, ComponentSources, SourceError};
+use crate::executor::{CacheMode, LazyRuntime, StageExecutor};
 use crate::oci::OciError;
 use crate::oci::resolve::{self, RemoteComponents, ResolveOptions};
 use crate::output_dir::OutputRoot;
@@ -23,8 +23,8 @@ use crate::pipeline::{self, Diagnostic, Graph, LoadFailure, Pipeline, Uses};
 use crate::report::{Event, Reporter};
 use crate::scheduler::{self, ConditionContext, Options, RunResults};
 use crate::secrets::Secrets;
-use crate::state::{WalkHints, WorkspaceState};
-use crate::workspace::{OUTPUT_FOLDER, Workspace, WorkspaceError};
+use crate::state::{ComponentRecord, WalkHints, WorkspaceState};
+use crate::workspace::{OUTPUT_FOLDER, Stamp, Workspace, WorkspaceError};
 
 /// Why a run could not start.
 #[derive(Debug, thiserror::Error)]
@@ -239,7 +239,7 @@ pub async fn execute(
     let store = Arc::new(Store::open(&cache).map_err(RunError::Cache)?);
     let remote = resolve_remote(&pipeline, &store, &settings.remote).await?;
     let sources = ComponentSources::new(cache.clone()).with_remote(remote, Arc::clone(&store));
-    let components = component_refs(&prepared, &sources).await?;
+    let components = component_refs(&prepared, &sources, &mut state).await?;
     let input_digests = tracing::debug_span!("hash the inputs").in_scope(|| hash_inputs(&prepared, &mut state))?;
     let output_root = pipeline.root.join(OUTPUT_FOLDER);
     let output_root = prepare_output_root(&output_root)
@@ -329,10 +329,12 @@ fn hash_inputs(prepared: &Prepared, state: &mut WorkspaceState) -> Result<Vec<Op
 }
 
 /// Fetches or builds each distinct component of the selected stages and
-/// digests it; compiling waits until a stage has to run.
+/// digests it; compiling waits until a stage has to run. A `.wasm` file
+/// whose stamp is unchanged since it was last digested is not even read.
 async fn component_refs(
     prepared: &Prepared,
     sources: &ComponentSources,
+    state: &mut WorkspaceState,
 ) -> Result<Vec<Option<ComponentRef>>, RunError> {
     let mut known: HashMap<Uses, ComponentRef> = HashMap::new();
     let mut components = Vec::with_capacity(prepared.pipeline.stages.len());
@@ -345,13 +347,30 @@ async fn component_refs(
             components.push(Some(component.clone()));
             continue;
         }
+        // Stamped before it is read: a change made meanwhile shows next time.
+        let file = match &stage.uses {
+            Uses::File(path) => std::fs::metadata(path)
+                .ok()
+                .map(|metadata| (path, Stamp::of(&metadata))),
+            _ => None,
+        };
+        let remembered = file.as_ref().and_then(|(path, stamp)| {
+            let record = state.component(path, stamp)?;
+            let format = FORMATS.into_iter().find(|format| *format == record.format)?;
+            Some(ComponentRef::in_file(path.to_path_buf(), record.digest, format))
+        });
+        if let Some(component) = remembered {
+            known.insert(stage.uses.clone(), component.clone());
+            components.push(Some(component));
+            continue;
+        }
         let bytes = sources.bytes(&stage.uses).await.map_err(|source| RunError::Source {
             stage: stage.name.clone(),
             source,
         })?;
         let format = match BinaryFormat::detect(&bytes) {
-            Some(BinaryFormat::Component) => "component",
-            Some(BinaryFormat::CoreModule) => "core-module",
+            Some(BinaryFormat::Component) => FORMATS[0],
+            Some(BinaryFormat::CoreModule) => FORMATS[1],
             None => {
                 return Err(RunError::Load {
                     stage: stage.name.clone(),
@@ -359,16 +378,23 @@ async fn component_refs(
                 });
             }
         };
-        let component = ComponentRef {
-            digest: Digest::of(&bytes),
-            bytes,
-            format,
-        };
+        let component = ComponentRef::loaded(Arc::clone(&bytes), Digest::of(&bytes), format);
+        if let Some((path, stamp)) = file {
+            let record = ComponentRecord {
+                stamp,
+                digest: component.digest,
+                format: format.to_owned(),
+            };
+            state.record_component(path, record);
+        }
         known.insert(stage.uses.clone(), component.clone());
         components.push(Some(component));
     }
     Ok(components)
 }
+
+/// What a stage key calls the two kinds of `.wasm` file.
+const FORMATS: [&str; 2] = ["component", "core-module"];
 
 /// Creates `cairn-out/` with a `.gitignore`, so its contents are never committed.
 fn prepare_output_root(output_root: &Path) -> std::io::Result<()> {

@@ -28,7 +28,7 @@ mod file_table;
 use file_table::{FileRecord, FileTable};
 
 /// Bumped when the format changes; an older file is ignored.
-const VERSION: u32 = 4;
+const VERSION: u32 = 5;
 
 /// [`KeyParts`] kept encoded, so loading the state does not rebuild the
 /// parts of every stage on every run.
@@ -122,20 +122,40 @@ pub struct StageRecord {
     pub published: Option<Published>,
 }
 
-/// What is kept about the workspace's files and stages. On disk: the format
-/// version (`u32`), the length of the encoded stages (`u64`), the stages
-/// (postcard), then the file table, which stays where it was read.
+/// What is kept about the workspace's files, stages and components. On
+/// disk: the format version (`u32`), the length of the encoded [`Records`]
+/// (`u64`), the records (postcard), then the file table, which stays where
+/// it was read.
 #[derive(Default)]
 struct StateFile {
     /// The file table is `files[files_start..]`: after a load, the bytes
-    /// read (the stages before it were decoded); after a change, a new table.
+    /// read (the records before it were decoded); after a change, a new table.
     files: Vec<u8>,
     files_start: usize,
+    records: Records,
+}
+
+/// The part of the state decoded when it is loaded.
+#[derive(Default, Serialize, Deserialize)]
+struct Records {
     stages: HashMap<String, StageRecord>,
+    /// The digest of each `.wasm` file a stage used, by path.
+    components: HashMap<String, ComponentRecord>,
+}
+
+/// A component file's digest, remembered with its stamp like a file's.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ComponentRecord {
+    /// The file's stamp when it was read.
+    pub stamp: Stamp,
+    /// Its digest.
+    pub digest: Digest,
+    /// `component` or `core-module`.
+    pub format: String,
 }
 
 impl StateFile {
-    /// Bytes before the stages: the version and the stages' length.
+    /// Bytes before the records: the version and the records' length.
     const HEADER: usize = 4 + 8;
 
     fn decode(bytes: Vec<u8>) -> Option<Self> {
@@ -145,21 +165,21 @@ impl StateFile {
             return None;
         }
         let length = usize::try_from(u64::from_le_bytes(*length)).ok()?;
-        let stages = postcard::from_bytes(rest.get(..length)?).ok()?;
+        let records = postcard::from_bytes(rest.get(..length)?).ok()?;
         Some(Self {
             files_start: Self::HEADER + length,
             files: bytes,
-            stages,
+            records,
         })
     }
 
     fn encode(&self) -> Result<Vec<u8>, postcard::Error> {
-        let stages = postcard::to_stdvec(&self.stages)?;
+        let records = postcard::to_stdvec(&self.records)?;
         let files = self.files.get(self.files_start..).unwrap_or_default();
-        let mut bytes = Vec::with_capacity(Self::HEADER + stages.len() + files.len());
+        let mut bytes = Vec::with_capacity(Self::HEADER + records.len() + files.len());
         bytes.extend_from_slice(&VERSION.to_le_bytes());
-        bytes.extend_from_slice(&(stages.len() as u64).to_le_bytes());
-        bytes.extend_from_slice(&stages);
+        bytes.extend_from_slice(&(records.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(&records);
         bytes.extend_from_slice(files);
         Ok(bytes)
     }
@@ -290,14 +310,22 @@ impl WorkspaceState {
                 })
             })
             .collect();
-        let mut digests = vec![None; files.len()];
-        let mut stale = Vec::new();
-        for (&index, digest) in wanted.iter().zip(remembered) {
-            match digest {
-                Some(digest) => digests[index] = Some(digest),
-                None => stale.push(index),
+        let stale: Vec<usize> = wanted
+            .iter()
+            .zip(&remembered)
+            .filter(|(_, digest)| digest.is_none())
+            .map(|(&index, _)| index)
+            .collect();
+        // Usually every file is wanted, and the list is already the answer.
+        let mut digests = if wanted.len() == files.len() {
+            remembered
+        } else {
+            let mut digests = vec![None; files.len()];
+            for (&index, digest) in wanted.iter().zip(remembered) {
+                digests[index] = digest;
             }
-        }
+            digests
+        };
         if stale.is_empty() {
             return Ok(digests);
         }
@@ -337,13 +365,13 @@ impl WorkspaceState {
 
     /// What is remembered about `stage`.
     pub fn stage(&self, stage: &str) -> Option<&StageRecord> {
-        self.data.stages.get(stage)
+        self.data.records.stages.get(stage)
     }
 
     /// Remembers a run of `stage`: it becomes the last run, and the last
     /// run becomes the previous one when the key changed.
     pub fn record_run(&mut self, stage: &str, run: RunRecord) {
-        let record = self.data.stages.entry(stage.to_owned()).or_default();
+        let record = self.data.records.stages.entry(stage.to_owned()).or_default();
         if record.last.as_ref() == Some(&run) {
             return;
         }
@@ -360,7 +388,12 @@ impl WorkspaceState {
     /// result was already in `cairn-out/`), as [`record_run`](Self::record_run)
     /// would with a copy of that run marked `cached`, without the copy.
     pub fn record_reused(&mut self, stage: &str) {
-        if let Some(last) = self.data.stages.get_mut(stage).and_then(|record| record.last.as_mut())
+        if let Some(last) = self
+            .data
+            .records
+            .stages
+            .get_mut(stage)
+            .and_then(|record| record.last.as_mut())
             && last.status != Status::Cached.as_str()
         {
             Status::Cached.as_str().clone_into(&mut last.status);
@@ -368,9 +401,42 @@ impl WorkspaceState {
         }
     }
 
+    /// The remembered digest and format of the component file at `path`,
+    /// if its stamp is still `stamp`.
+    pub fn component(&self, path: &Path, stamp: &Stamp) -> Option<&ComponentRecord> {
+        self.data
+            .records
+            .components
+            .get(path.to_string_lossy().as_ref())
+            .filter(|record| record.stamp == *stamp)
+    }
+
+    /// Every remembered component file, by path.
+    pub fn components(&self) -> impl Iterator<Item = (&str, &ComponentRecord)> {
+        self.data
+            .records
+            .components
+            .iter()
+            .map(|(path, record)| (path.as_str(), record))
+    }
+
+    /// Remembers the digest and format of the component file at `path`,
+    /// read when it had `stamp`, unless it changed too recently for its
+    /// stamp to tell a later change (see [`racy_after`]).
+    pub fn record_component(&mut self, path: &Path, record: ComponentRecord) {
+        if !record.stamp.settled(racy_after()) {
+            return;
+        }
+        let path = path.to_string_lossy();
+        if self.data.records.components.get(path.as_ref()) != Some(&record) {
+            self.data.records.components.insert(path.into_owned(), record);
+            self.dirty = true;
+        }
+    }
+
     /// Remembers what `cairn-out/<stage>/` now holds.
     pub fn record_published(&mut self, stage: &str, published: Published) {
-        let record = self.data.stages.entry(stage.to_owned()).or_default();
+        let record = self.data.records.stages.entry(stage.to_owned()).or_default();
         if record.published.as_ref() != Some(&published) {
             record.published = Some(published);
             self.dirty = true;
@@ -489,5 +555,40 @@ mod tests {
             assert!(state.stage("build").is_none());
             assert_eq!(state.data.table().len(), 0);
         }
+    }
+
+    #[test]
+    fn a_component_digest_is_remembered_by_stamp_once_the_stamp_can_be_trusted() {
+        let (_dir, cache, root) = cache_and_workspace();
+        let path = root.join("stage.wasm");
+        let record = |modified: i64| ComponentRecord {
+            stamp: Stamp {
+                size: 8,
+                modified,
+                changed: modified,
+                inode: 7,
+                mode: 0o100644,
+            },
+            digest: Digest::of(b"stage"),
+            format: "component".to_owned(),
+        };
+        let now = racy_after() + RACY_WINDOW.as_nanos() as i64;
+        let mut state = WorkspaceState::load(&cache, &root);
+        state.record_component(&path, record(now));
+        assert!(
+            state.component(&path, &record(now).stamp).is_none(),
+            "too recent to trust"
+        );
+        state.record_component(&path, record(1_000));
+        state.save().expect("saved");
+
+        let state = WorkspaceState::load(&cache, &root);
+        assert_eq!(state.component(&path, &record(1_000).stamp), Some(&record(1_000)));
+        assert!(state.component(&path, &record(2_000).stamp).is_none(), "changed since");
+        assert!(
+            state
+                .component(&root.join("other.wasm"), &record(1_000).stamp)
+                .is_none()
+        );
     }
 }

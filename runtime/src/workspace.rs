@@ -11,7 +11,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 
 use std::borrow::Cow;
 use std::mem::MaybeUninit;
@@ -174,7 +174,8 @@ impl Listed {
 pub struct Workspace {
     root: PathBuf,
     files: Vec<WorkspaceFile>,
-    memo: Mutex<HashMap<String, Arc<Vec<usize>>>>,
+    /// Read by every stage at once, written when a glob is first matched.
+    memo: RwLock<HashMap<String, Arc<Vec<usize>>>>,
 }
 
 impl Workspace {
@@ -250,7 +251,7 @@ impl Workspace {
         let workspace = Self {
             root: root.to_owned(),
             files,
-            memo: Mutex::new(HashMap::new()),
+            memo: RwLock::new(HashMap::new()),
         };
         Ok((workspace, listed))
     }
@@ -301,12 +302,12 @@ impl Workspace {
     /// exact path, `folder/**`) need no pattern matching at all, so a
     /// thousand stages with narrow globs cost little more than one.
     fn matching(&self, glob: &str) -> Result<Arc<Vec<usize>>, WorkspaceError> {
-        if let Some(found) = self.memo.lock().unwrap_or_else(PoisonError::into_inner).get(glob) {
+        if let Some(found) = self.memo.read().unwrap_or_else(PoisonError::into_inner).get(glob) {
             return Ok(Arc::clone(found));
         }
         let found = Arc::new(self.find(glob)?);
         self.memo
-            .lock()
+            .write()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(glob.to_owned(), Arc::clone(&found));
         Ok(found)
@@ -318,7 +319,7 @@ impl Workspace {
     /// that does not parse is left for those lookups to report.
     pub fn match_all(&self, globs: &[&str]) {
         let missing: Vec<&str> = {
-            let memo = self.memo.lock().unwrap_or_else(PoisonError::into_inner);
+            let memo = self.memo.read().unwrap_or_else(PoisonError::into_inner);
             globs
                 .iter()
                 .filter(|glob| !memo.contains_key(**glob))
@@ -329,7 +330,7 @@ impl Workspace {
             .par_iter()
             .filter_map(|glob| Some(((*glob).to_owned(), Arc::new(self.find(glob).ok()?))))
             .collect();
-        self.memo.lock().unwrap_or_else(PoisonError::into_inner).extend(found);
+        self.memo.write().unwrap_or_else(PoisonError::into_inner).extend(found);
     }
 
     /// The indices of the files `glob` selects, looked for.

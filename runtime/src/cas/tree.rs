@@ -106,20 +106,16 @@ impl Tree {
     /// building it: what a stage key needs for its inputs on every run,
     /// where building the tree is only needed when the stage runs.
     pub fn digest_of_files<'a>(files: impl IntoIterator<Item = (&'a str, Digest, u64, bool)>) -> Digest {
-        let mut hasher = blake3::Hasher::new();
-        hasher.update(MAGIC);
-        let mut buffer = Vec::with_capacity(128);
+        let mut encoded = MAGIC.to_vec();
         for (path, digest, size, executable) in files {
-            buffer.clear();
             let kind = EntryKind::File {
                 digest,
                 size,
                 executable,
             };
-            encode_entry(&mut buffer, path, &kind);
-            hasher.update(&buffer);
+            encode_entry(&mut encoded, path, &kind);
         }
-        Digest::from_hasher(&hasher)
+        Digest::of(&encoded)
     }
 
     /// The tree's digest: that of its encoding.
