@@ -102,36 +102,37 @@ pub fn prepare_with_state(
 ) -> Result<(Prepared, WorkspaceState), RunError> {
     let root = pipeline::root_of(file);
     let hints_file = WalkHints::load(cache, &root);
-    std::thread::scope(|scope| {
-        let state = scope
-            .spawn(|| tracing::debug_span!("load the workspace state").in_scope(|| WorkspaceState::load(cache, &root)));
-        let early = scope.spawn(|| {
-            let hints = hints_file.hints();
-            let walked = (!hints.globs.is_empty()).then(|| {
-                tracing::debug_span!("walk the workspace")
-                    .in_scope(|| Workspace::scan_remembering(&root, &hints.globs, &hints.listings))
-            });
-            (hints, walked)
-        });
-        let pipeline = tracing::debug_span!("load the pipeline").in_scope(|| pipeline::load_cached(file, cache));
-        let (hints, early) = early.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        let state = state.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        let pipeline = pipeline?;
-        let globs = input_globs(&pipeline);
-        let (workspace, listed) = match early {
-            Some(walked) if hints.globs == globs => walked?,
-            _ => tracing::debug_span!("walk the workspace")
-                .in_scope(|| Workspace::scan_remembering(&pipeline.root, &globs, &hints.listings))?,
-        };
-        if hints.globs != globs || listed.changed(&hints.listings) {
-            let saved = hints_file.save(&globs, &listed.merge(&hints.listings));
-            if let Err(error) = saved {
-                tracing::debug!(%error, "cannot remember what the walk learned; the next run walks in full");
-            }
+    let hints = hints_file.hints();
+    // The three are tasks of the thread pool, which the walk shares.
+    let ((state, early), pipeline) = rayon::join(
+        || {
+            rayon::join(
+                || tracing::debug_span!("load the workspace state").in_scope(|| WorkspaceState::load(cache, &root)),
+                || {
+                    (!hints.globs.is_empty()).then(|| {
+                        tracing::debug_span!("walk the workspace")
+                            .in_scope(|| Workspace::scan_remembering(&root, &hints.globs, &hints.listings))
+                    })
+                },
+            )
+        },
+        || tracing::debug_span!("load the pipeline").in_scope(|| pipeline::load_cached(file, cache)),
+    );
+    let pipeline = pipeline?;
+    let globs = input_globs(&pipeline);
+    let (workspace, listed) = match early {
+        Some(walked) if hints.globs == globs => walked?,
+        _ => tracing::debug_span!("walk the workspace")
+            .in_scope(|| Workspace::scan_remembering(&pipeline.root, &globs, &hints.listings))?,
+    };
+    if hints.globs != globs || listed.changed(&hints.listings) {
+        let saved = hints_file.save(&globs, &listed.merge(&hints.listings));
+        if let Err(error) = saved {
+            tracing::debug!(%error, "cannot remember what the walk learned; the next run walks in full");
         }
-        drop(globs);
-        Ok((select(pipeline, workspace, targets)?, state))
-    })
+    }
+    drop(globs);
+    Ok((select(pipeline, workspace, targets)?, state))
 }
 
 /// Every stage's `inputs` globs, selected or not (so that warnings about

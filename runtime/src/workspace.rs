@@ -11,7 +11,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use std::borrow::Cow;
 use std::mem::MaybeUninit;
@@ -210,9 +210,8 @@ impl Workspace {
             message: error.to_string(),
         })?;
         let reach = Reach::new(globs);
-        let pool = walk_pool();
-        let threads = pool.map_or_else(rayon::current_num_threads, rayon::ThreadPool::current_num_threads);
-        let found: Vec<Mutex<Found>> = (0..threads).map(|_| Mutex::default()).collect();
+        // One slot per thread of the pool, and one for the calling thread.
+        let found: Vec<Mutex<Found>> = (0..=rayon::current_num_threads()).map(|_| Mutex::default()).collect();
         let failure = Mutex::new(None);
         let walk = Walk {
             root,
@@ -224,10 +223,7 @@ impl Workspace {
             failure: &failure,
         };
         let inside = reach.inside("");
-        match pool {
-            Some(pool) => pool.install(|| walk_folder(walk, String::new(), inside, ignores)),
-            None => walk_folder(walk, String::new(), inside, ignores),
-        }
+        walk_folder(walk, String::new(), inside, ignores);
         if let Some(error) = failure.into_inner().unwrap_or_else(PoisonError::into_inner) {
             return Err(error);
         }
@@ -411,27 +407,10 @@ struct Found {
 impl Walk<'_> {
     /// This thread's findings.
     fn found(&self) -> std::sync::MutexGuard<'_, Found> {
-        let slot = rayon::current_thread_index().unwrap_or(0) % self.found.len().max(1);
+        let last = self.found.len().saturating_sub(1);
+        let slot = rayon::current_thread_index().map_or(last, |index| index.min(last));
         self.found[slot].lock().unwrap_or_else(PoisonError::into_inner)
     }
-}
-
-/// The threads that walk workspaces: more than the cores, since a walk is
-/// mostly waiting in the kernel (on the disk, when the cache is cold) and
-/// runs while the pipeline is read beside it; with only as many threads as
-/// cores it gets a fraction of them. `None` if threads cannot be started
-/// (the global pool then walks).
-fn walk_pool() -> Option<&'static rayon::ThreadPool> {
-    static POOL: OnceLock<Option<rayon::ThreadPool>> = OnceLock::new();
-    POOL.get_or_init(|| {
-        let cores = std::thread::available_parallelism().map_or(2, usize::from);
-        rayon::ThreadPoolBuilder::new()
-            .num_threads((cores * 2).clamp(4, 16))
-            .thread_name(|index| format!("cairn-walk-{index}"))
-            .build()
-            .ok()
-    })
-    .as_ref()
 }
 
 /// A file or folder changed this recently may change again within the same
