@@ -36,6 +36,7 @@ pub mod stage_build;
 pub mod stage_key;
 pub mod standard_stages;
 pub mod state;
+pub mod threads;
 pub mod units;
 pub mod workspace;
 
@@ -43,18 +44,3 @@ pub use cache_dir::CacheDir;
 pub use observer::{Annotation, Level, LogLine, LogSource, StageObserver};
 pub use runtime::{LoadedComponent, Runtime, RuntimeError};
 pub use sandbox::{Invocation, Limits, Outcome, Sandbox, StageFailure, StageRun};
-
-/// Sizes the thread pool cairn's parallel work runs on (rayon's global
-/// pool) at twice the cores, 4 to 16: most of what it does when little
-/// changed, walking the workspace and checking `cairn-out/`, waits in the
-/// kernel, and does so while the pipeline and the state are read beside it.
-/// Call it once, before anything runs in parallel, as `cairn` does when it
-/// starts; otherwise the pool has a thread per core. Does nothing if the
-/// pool is already running.
-pub fn size_thread_pool() {
-    let cores = std::thread::available_parallelism().map_or(2, usize::from);
-    let _ = rayon::ThreadPoolBuilder::new()
-        .num_threads((cores * 2).clamp(4, 16))
-        .thread_name(|index| format!("cairn-{index}"))
-        .build_global();
-}

@@ -8,7 +8,6 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    cairn::size_thread_pool();
     let arguments = cli::Cli::parse();
     cli::init_tracing(arguments.verbose);
     match arguments.execute() {

@@ -103,21 +103,23 @@ pub fn prepare_with_state(
     let root = pipeline::root_of(file);
     let hints_file = WalkHints::load(cache, &root);
     let hints = hints_file.hints();
-    // The three are tasks of the thread pool, which the walk shares.
-    let ((state, early), pipeline) = rayon::join(
-        || {
-            rayon::join(
-                || tracing::debug_span!("load the workspace state").in_scope(|| WorkspaceState::load(cache, &root)),
-                || {
-                    (!hints.globs.is_empty()).then(|| {
-                        tracing::debug_span!("walk the workspace")
-                            .in_scope(|| Workspace::scan_remembering(&root, &hints.globs, &hints.listings))
-                    })
-                },
-            )
-        },
-        || tracing::debug_span!("load the pipeline").in_scope(|| pipeline::load_cached(file, cache)),
-    );
+    // The three are tasks of the run's thread pool, which the walk shares.
+    let ((state, early), pipeline) = crate::threads::install(|| {
+        rayon::join(
+            || {
+                rayon::join(
+                    || tracing::debug_span!("load the workspace state").in_scope(|| WorkspaceState::load(cache, &root)),
+                    || {
+                        (!hints.globs.is_empty()).then(|| {
+                            tracing::debug_span!("walk the workspace")
+                                .in_scope(|| Workspace::scan_remembering(&root, &hints.globs, &hints.listings))
+                        })
+                    },
+                )
+            },
+            || tracing::debug_span!("load the pipeline").in_scope(|| pipeline::load_cached(file, cache)),
+        )
+    });
     let pipeline = pipeline?;
     let globs = input_globs(&pipeline);
     let (workspace, listed) = match early {
@@ -151,7 +153,7 @@ fn input_globs(pipeline: &Pipeline) -> Vec<&str> {
 /// Selects `targets` of a loaded pipeline whose workspace was walked.
 fn select(pipeline: Pipeline, workspace: Workspace, targets: &[String]) -> Result<Prepared, RunError> {
     // Every stage's globs are looked up below and again as the stages run.
-    workspace.match_all(&input_globs(&pipeline));
+    crate::threads::install(|| workspace.match_all(&input_globs(&pipeline)));
     let graph =
         Graph::new(&pipeline.stages).map_err(|cycle| RunError::Selection(format!("cycle: {}", cycle.join(" → "))))?;
     let selected = scheduler::select(&pipeline, &graph, targets).map_err(RunError::Selection)?;
@@ -326,7 +328,7 @@ fn hash_inputs(prepared: &Prepared, state: &mut WorkspaceState) -> Result<Vec<Op
     globs.sort_unstable();
     globs.dedup();
     let wanted = prepared.workspace.select_indices(&globs)?;
-    state.digests(&prepared.workspace, &wanted).map_err(RunError::Cache)
+    crate::threads::install(|| state.digests(&prepared.workspace, &wanted)).map_err(RunError::Cache)
 }
 
 /// Fetches or builds each distinct component of the selected stages and

@@ -307,10 +307,12 @@ fn settle<E: Executor>(
             }
         }
         let reused: Vec<Option<StageResult>> = if candidates.len() > 1 {
-            candidates
-                .par_iter()
-                .map(|(index, upstream)| executor.reuse(*index, upstream))
-                .collect()
+            crate::threads::install(|| {
+                candidates
+                    .par_iter()
+                    .map(|(index, upstream)| executor.reuse(*index, upstream))
+                    .collect()
+            })
         } else {
             candidates
                 .iter()
