@@ -289,7 +289,7 @@ impl WorkspaceState {
     }
 
     /// The digest of each file of `workspace` whose index is in `wanted`
-    /// (sorted), as a list parallel to `workspace.files()`: remembered when
+    /// (sorted, each once), as a list parallel to `workspace.files()`: remembered when
     /// the file's stamp is unchanged, hashed (in parallel) otherwise.
     pub fn digests(&mut self, workspace: &Workspace, wanted: &[usize]) -> Result<Vec<Option<Digest>>, StoreError> {
         let files = workspace.files();

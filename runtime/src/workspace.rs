@@ -180,7 +180,7 @@ pub struct Workspace {
 
 impl Workspace {
     /// Walks `root` for the files `globs` can select, stating each once
-    /// (relative to its open folder, so the kernel does not resolve the
+    /// (relative to the open root, so the kernel does not resolve the
     /// whole path each time), folders in parallel. A folder no glob can
     /// reach is not listed at all, since a glob only selects files under
     /// its literal prefix (`docs/**` never needs `target/`); `**` reaches
