@@ -86,7 +86,10 @@ pub struct Prepared {
 pub fn prepare(file: &Path, targets: &[String]) -> Result<Prepared, RunError> {
     let pipeline = tracing::debug_span!("load the pipeline").in_scope(|| pipeline::load(file))?;
     let globs = input_globs(&pipeline);
-    let workspace = tracing::debug_span!("walk the workspace").in_scope(|| Workspace::scan(&pipeline.root, &globs))?;
+    let workspace = tracing::debug_span!("walk the workspace")
+        .in_scope(|| crate::threads::install(|| Workspace::scan(&pipeline.root, &globs)))?;
+    // Every stage's globs are looked up as it is selected and as it runs.
+    crate::threads::install(|| workspace.match_all(&globs));
     drop(globs);
     select(pipeline, workspace, targets)
 }
@@ -124,8 +127,9 @@ pub fn prepare_with_state(
     let globs = input_globs(&pipeline);
     let (workspace, listed) = match early {
         Some(walked) if hints.globs == globs => walked?,
-        _ => tracing::debug_span!("walk the workspace")
-            .in_scope(|| Workspace::scan_remembering(&pipeline.root, &globs, &hints.listings))?,
+        _ => tracing::debug_span!("walk the workspace").in_scope(|| {
+            crate::threads::install(|| Workspace::scan_remembering(&pipeline.root, &globs, &hints.listings))
+        })?,
     };
     if hints.globs != globs || listed.changed(&hints.listings) {
         let saved = hints_file.save(&globs, &listed.merge(&hints.listings));
@@ -133,6 +137,8 @@ pub fn prepare_with_state(
             tracing::debug!(%error, "cannot remember what the walk learned; the next run walks in full");
         }
     }
+    // Every stage's globs are looked up as it is selected and as it runs.
+    crate::threads::install(|| workspace.match_all(&globs));
     drop(globs);
     Ok((select(pipeline, workspace, targets)?, state))
 }
@@ -152,8 +158,6 @@ fn input_globs(pipeline: &Pipeline) -> Vec<&str> {
 
 /// Selects `targets` of a loaded pipeline whose workspace was walked.
 fn select(pipeline: Pipeline, workspace: Workspace, targets: &[String]) -> Result<Prepared, RunError> {
-    // Every stage's globs are looked up below and again as the stages run.
-    crate::threads::install(|| workspace.match_all(&input_globs(&pipeline)));
     let graph =
         Graph::new(&pipeline.stages).map_err(|cycle| RunError::Selection(format!("cycle: {}", cycle.join(" → "))))?;
     let selected = scheduler::select(&pipeline, &graph, targets).map_err(RunError::Selection)?;
