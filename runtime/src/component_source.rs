@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::cache_dir::CacheDir;
 use crate::cas::Store;
-use crate::component::Digest;
+use crate::component::{BinaryFormat, Digest};
 use crate::oci::OciError;
 use crate::oci::resolve::RemoteComponents;
 use crate::once_map::OnceMap;
@@ -121,8 +121,8 @@ impl ComponentSources {
 pub struct ComponentRef {
     /// The bytes' digest.
     pub digest: Digest,
-    /// `component` or `core-module`, from the bytes' header.
-    pub format: &'static str,
+    /// What the bytes' header says they are.
+    pub format: BinaryFormat,
     bytes: Bytes,
 }
 
@@ -140,7 +140,7 @@ enum Bytes {
 
 impl ComponentRef {
     /// A component whose bytes are at hand.
-    pub fn loaded(bytes: Arc<[u8]>, digest: Digest, format: &'static str) -> Self {
+    pub fn loaded(bytes: Arc<[u8]>, digest: Digest, format: BinaryFormat) -> Self {
         Self {
             digest,
             format,
@@ -149,7 +149,7 @@ impl ComponentRef {
     }
 
     /// A component in the file at `path`, whose bytes have the digest `digest`.
-    pub fn in_file(path: PathBuf, digest: Digest, format: &'static str) -> Self {
+    pub fn in_file(path: PathBuf, digest: Digest, format: BinaryFormat) -> Self {
         Self {
             digest,
             format,

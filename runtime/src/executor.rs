@@ -108,29 +108,69 @@ struct Prepared {
 /// A result reused instead of running.
 enum Hit {
     /// `cairn-out/<stage>/` already holds the last run's result.
-    Published(Reused),
+    Published {
+        produced: Produced,
+        /// Whether the last run is already remembered as reused.
+        recorded: bool,
+    },
     /// The action cache has it.
     Stored(ActionEntry),
 }
 
-/// What a result found in `cairn-out/` hands on: only what the stage's
-/// result and its replayed log need, so a hit copies no more than that.
-struct Reused {
+/// What a successful stage produced, whether it ran now or its result is
+/// reused: what its result, its remembered run and its replayed log are
+/// made of, and no more (a hit copies only this out of the state).
+struct Produced {
     outputs: Digest,
     outcome: Outcome,
     log: Option<Digest>,
     annotations: Vec<Annotation>,
-    /// Whether the last run is already remembered as reused.
-    recorded: bool,
+}
+
+impl Produced {
+    /// What an action cache entry holds.
+    fn stored(entry: ActionEntry) -> Self {
+        Self {
+            outputs: entry.outputs,
+            outcome: entry.outcome,
+            log: entry.has_log.then_some(entry.log),
+            annotations: entry.annotations,
+        }
+    }
+
+    /// The run to remember for the stage.
+    fn record(&self, prepared: &Prepared, status: Status) -> RunRecord {
+        RunRecord {
+            key: prepared.key,
+            parts: EncodedParts::new(&prepared.parts),
+            status: status.as_str().to_owned(),
+            outputs: self.outputs,
+            outcome: self.outcome.clone(),
+            log: self.log,
+            annotations: self.annotations.clone(),
+        }
+    }
+
+    /// The stage's result.
+    fn into_result(self, status: Status, attempts: u32, started: Instant, key: Digest) -> StageResult {
+        StageResult {
+            status,
+            outputs: Arc::new(self.outcome.outputs),
+            summary: self.outcome.summary,
+            error: None,
+            reason: None,
+            attempts,
+            duration: started.elapsed(),
+            key: Some(key),
+            outputs_digest: Some(self.outputs),
+        }
+    }
 }
 
 /// A stage that ran and succeeded.
 struct Ran {
-    outcome: Outcome,
-    outputs: Digest,
+    produced: Produced,
     tree: Tree,
-    log: Option<Digest>,
-    annotations: Vec<Annotation>,
     attempts: u32,
     run: StageRun,
 }
@@ -189,9 +229,9 @@ impl Executor for StageExecutor {
         if !prepared.cacheable {
             return None;
         }
-        let reused = self.published(stage, &prepared)?;
+        let hit = self.published(stage, &prepared)?;
         let observer = self.observer(stage);
-        Some(self.report_reused(stage, &prepared, Hit::Published(reused), &observer, started))
+        Some(self.report_reused(stage, &prepared, hit, &observer, started))
     }
 }
 
@@ -249,7 +289,7 @@ impl StageExecutor {
         let parts = KeyParts {
             stage: stage.name.clone(),
             component: component.digest,
-            format: component.format.to_owned(),
+            format: component.format.as_str().to_owned(),
             args,
             config,
             env,
@@ -278,16 +318,14 @@ impl StageExecutor {
 
     /// A result for this key, if one can be reused.
     fn lookup(&self, stage: &Stage, prepared: &Prepared) -> Option<Hit> {
-        match self.published(stage, prepared) {
-            Some(reused) => Some(Hit::Published(reused)),
-            None => self.store.get_action(&prepared.key).map(Hit::Stored),
-        }
+        self.published(stage, prepared)
+            .or_else(|| self.store.get_action(&prepared.key).map(Hit::Stored))
     }
 
     /// The last run's result when it had this key and `cairn-out/<stage>/`
     /// still holds exactly what it published. Other stages are checked at
     /// the same time, under the same read lock.
-    fn published(&self, stage: &Stage, prepared: &Prepared) -> Option<Reused> {
+    fn published(&self, stage: &Stage, prepared: &Prepared) -> Option<Hit> {
         let state = self.state();
         let record = state.stage(&stage.name)?;
         let last = record.last.as_ref()?;
@@ -295,11 +333,13 @@ impl StageExecutor {
         let unchanged = last.key == prepared.key
             && published.outputs == last.outputs
             && published.unchanged(&self.output_root, &stage.name);
-        unchanged.then(|| Reused {
-            outputs: last.outputs,
-            outcome: last.outcome.clone(),
-            log: last.log,
-            annotations: last.annotations.clone(),
+        unchanged.then(|| Hit::Published {
+            produced: Produced {
+                outputs: last.outputs,
+                outcome: last.outcome.clone(),
+                log: last.log,
+                annotations: last.annotations.clone(),
+            },
             recorded: last.status == Status::Cached.as_str(),
         })
     }
@@ -317,8 +357,7 @@ impl StageExecutor {
         let store = Arc::clone(&self.store);
         let outputs = entry.outputs;
         let scratch = self.scratch.clone();
-        let folder = self.output_root.join(&stage.name);
-        self.output_root.sweep_once();
+        let folder = self.output_root.to_publish(&stage.name);
         let published = tokio::task::spawn_blocking(move || -> Result<Published, TreeError> {
             let tree = Tree::load(&store, &outputs)?;
             let staging = tempfile::Builder::new()
@@ -349,37 +388,21 @@ impl StageExecutor {
         observer: &dyn StageObserver,
         started: Instant,
     ) -> StageResult {
-        let reused = match hit {
-            Hit::Published(reused) => {
-                if !reused.recorded {
+        let produced = match hit {
+            Hit::Published { produced, recorded } => {
+                if !recorded {
                     self.state_mut().record_reused(&stage.name);
                 }
-                reused
+                produced
             }
             Hit::Stored(entry) => {
-                let log = entry.has_log.then_some(entry.log);
-                self.state_mut().record_run(
-                    &stage.name,
-                    RunRecord {
-                        key: prepared.key,
-                        parts: EncodedParts::new(&prepared.parts),
-                        status: Status::Cached.as_str().to_owned(),
-                        outputs: entry.outputs,
-                        outcome: entry.outcome.clone(),
-                        log,
-                        annotations: entry.annotations.clone(),
-                    },
-                );
-                Reused {
-                    outputs: entry.outputs,
-                    outcome: entry.outcome,
-                    log,
-                    annotations: entry.annotations,
-                    recorded: true,
-                }
+                let produced = Produced::stored(entry);
+                self.state_mut()
+                    .record_run(&stage.name, produced.record(prepared, Status::Cached));
+                produced
             }
         };
-        if let Some(log) = reused.log
+        if let Some(log) = produced.log
             && let Ok(bytes) = self.store.read(&log)
             && let Ok(lines) = serde_json::from_slice::<Vec<LogLine>>(&bytes)
         {
@@ -387,20 +410,10 @@ impl StageExecutor {
                 observer.log(line);
             }
         }
-        for annotation in &reused.annotations {
+        for annotation in &produced.annotations {
             observer.annotate(annotation);
         }
-        StageResult {
-            status: Status::Cached,
-            outputs: Arc::new(reused.outcome.outputs),
-            summary: reused.outcome.summary,
-            error: None,
-            reason: None,
-            attempts: 0,
-            duration: started.elapsed(),
-            key: Some(prepared.key),
-            outputs_digest: Some(reused.outputs),
-        }
+        produced.into_result(Status::Cached, 0, started, prepared.key)
     }
 
     /// `--check`: runs a stage that hit and compares what it produces now
@@ -417,7 +430,7 @@ impl StageExecutor {
         started: Instant,
     ) -> StageResult {
         let expected = match &hit {
-            Hit::Published(reused) => reused.outputs,
+            Hit::Published { produced, .. } => produced.outputs,
             Hit::Stored(entry) => entry.outputs,
         };
         let ran = match self
@@ -430,7 +443,7 @@ impl StageExecutor {
                 return self.fail(stage, error, attempts, started, Some(prepared.key));
             }
         };
-        if ran.outputs == expected {
+        if ran.produced.outputs == expected {
             return self.report_reused(stage, &prepared, hit, observer.as_ref(), started);
         }
         let differences = match Tree::load(&self.store, &expected) {
@@ -446,7 +459,7 @@ impl StageExecutor {
                 .join("\n")
         );
         let mut result = self.fail(stage, error, ran.attempts, started, Some(prepared.key));
-        result.outputs_digest = Some(ran.outputs);
+        result.outputs_digest = Some(ran.produced.outputs);
         result
     }
 
@@ -596,11 +609,13 @@ impl StageExecutor {
                 Some(store.put_bytes(&bytes).map_err(|error| error.to_string())?)
             };
             Ok(Ran {
-                outcome,
-                outputs,
+                produced: Produced {
+                    outputs,
+                    outcome,
+                    log,
+                    annotations: run.annotations.clone(),
+                },
                 tree,
-                log,
-                annotations: run.annotations.clone(),
                 attempts,
                 run,
             })
@@ -612,52 +627,32 @@ impl StageExecutor {
     /// Records a fresh result in the action cache and publishes it.
     fn publish(&self, stage: &Stage, prepared: Prepared, ran: Ran, started: Instant) -> StageResult {
         let duration_ms = ran.run.duration.as_millis() as u64;
+        let produced = ran.produced;
         if prepared.cacheable {
             let entry = ActionEntry::new(
-                ran.outputs,
-                ran.log.unwrap_or_else(|| Digest::of(b"")),
-                ran.log.is_some(),
-                ran.annotations.clone(),
-                ran.outcome.clone(),
+                produced.outputs,
+                produced.log.unwrap_or_else(|| Digest::of(b"")),
+                produced.log.is_some(),
+                produced.annotations.clone(),
+                produced.outcome.clone(),
                 duration_ms,
             );
             if let Err(error) = self.store.put_action(&prepared.key, &entry) {
                 tracing::warn!(%error, "cannot record the stage's result in the cache");
             }
         }
-        let folder = self.output_root.join(&stage.name);
-        self.output_root.sweep_once();
+        let folder = self.output_root.to_publish(&stage.name);
         if let Err(error) = output_dir::replace(ran.run.outputs(), &folder) {
             return self.fail(stage, error_chain(&error), ran.attempts, started, Some(prepared.key));
         }
-        let published = Published::record(&folder, ran.outputs);
+        let published = Published::record(&folder, produced.outputs);
         let mut state = self.state_mut();
         if let Ok(published) = published {
             state.record_published(&stage.name, published);
         }
-        state.record_run(
-            &stage.name,
-            RunRecord {
-                key: prepared.key,
-                parts: EncodedParts::new(&prepared.parts),
-                status: Status::Succeeded.as_str().to_owned(),
-                outputs: ran.outputs,
-                outcome: ran.outcome.clone(),
-                log: ran.log,
-                annotations: ran.annotations,
-            },
-        );
-        StageResult {
-            status: Status::Succeeded,
-            outputs: Arc::new(ran.outcome.outputs),
-            summary: ran.outcome.summary,
-            error: None,
-            reason: None,
-            attempts: ran.attempts,
-            duration: started.elapsed(),
-            key: Some(prepared.key),
-            outputs_digest: Some(ran.outputs),
-        }
+        state.record_run(&stage.name, produced.record(&prepared, Status::Succeeded));
+        drop(state);
+        produced.into_result(Status::Succeeded, ran.attempts, started, prepared.key)
     }
 
     fn fail(

@@ -33,12 +33,14 @@ impl OutputRoot {
         })
     }
 
-    /// Removes what interrupted publishes left here ([`remove_stale`]), once,
-    /// before a run's first publish. A run that publishes nothing leaves
-    /// them (hidden, and ignored by git) to the next run that does, rather
-    /// than read a folder of a thousand entries for them every time.
-    pub fn sweep_once(&self) {
+    /// A stage's folder in it, about to be replaced (see [`replace`]). What
+    /// interrupted publishes left here is removed first ([`remove_stale`]),
+    /// once per run: a run that publishes nothing leaves it (hidden, and
+    /// ignored by git) to the next run that does, rather than read a folder
+    /// of a thousand entries for it every time.
+    pub fn to_publish(&self, stage: &str) -> PathBuf {
         self.swept.call_once(|| remove_stale(&self.path));
+        self.join(stage)
     }
 
     /// A stage's folder in it.
@@ -259,7 +261,7 @@ mod tests {
             fs::create_dir_all(root.join(name).join("sub")).expect("mkdir");
         }
         let output_root = OutputRoot::open(root.clone()).expect("open");
-        output_root.sweep_once();
+        assert_eq!(output_root.to_publish("build"), root.join("build"));
         let mut names: Vec<String> = fs::read_dir(&root)
             .expect("read")
             .map(|entry| entry.expect("entry").file_name().to_string_lossy().into_owned())
@@ -269,7 +271,7 @@ mod tests {
 
         // Once per run: a leftover appearing later waits for the next run.
         fs::create_dir(root.join(dead[0])).expect("mkdir");
-        output_root.sweep_once();
+        assert_eq!(output_root.to_publish("build"), root.join("build"));
         assert!(root.join(dead[0]).exists());
     }
 

@@ -88,8 +88,6 @@ pub fn prepare(file: &Path, targets: &[String]) -> Result<Prepared, RunError> {
     let globs = input_globs(&pipeline);
     let workspace = tracing::debug_span!("walk the workspace")
         .in_scope(|| crate::threads::install(|| Workspace::scan(&pipeline.root, &globs)))?;
-    // Every stage's globs are looked up as it is selected and as it runs.
-    crate::threads::install(|| workspace.match_all(&globs));
     drop(globs);
     select(pipeline, workspace, targets)
 }
@@ -137,8 +135,6 @@ pub fn prepare_with_state(
             tracing::debug!(%error, "cannot remember what the walk learned; the next run walks in full");
         }
     }
-    // Every stage's globs are looked up as it is selected and as it runs.
-    crate::threads::install(|| workspace.match_all(&globs));
     drop(globs);
     Ok((select(pipeline, workspace, targets)?, state))
 }
@@ -363,8 +359,7 @@ async fn component_refs(
         };
         let remembered = file.as_ref().and_then(|(path, stamp)| {
             let record = state.component(path, stamp)?;
-            let format = FORMATS.into_iter().find(|format| *format == record.format)?;
-            Some(ComponentRef::in_file(path.to_path_buf(), record.digest, format))
+            Some(ComponentRef::in_file(path.to_path_buf(), record.digest, record.format))
         });
         if let Some(component) = remembered {
             known.insert(stage.uses.clone(), component.clone());
@@ -375,22 +370,18 @@ async fn component_refs(
             stage: stage.name.clone(),
             source,
         })?;
-        let format = match BinaryFormat::detect(&bytes) {
-            Some(BinaryFormat::Component) => FORMATS[0],
-            Some(BinaryFormat::CoreModule) => FORMATS[1],
-            None => {
-                return Err(RunError::Load {
-                    stage: stage.name.clone(),
-                    source: LoadError::NotWasm,
-                });
-            }
+        let Some(format) = BinaryFormat::detect(&bytes) else {
+            return Err(RunError::Load {
+                stage: stage.name.clone(),
+                source: LoadError::NotWasm,
+            });
         };
         let component = ComponentRef::loaded(Arc::clone(&bytes), Digest::of(&bytes), format);
         if let Some((path, stamp)) = file {
             let record = ComponentRecord {
                 stamp,
                 digest: component.digest,
-                format: format.to_owned(),
+                format,
             };
             state.record_component(path, record);
         }
@@ -399,9 +390,6 @@ async fn component_refs(
     }
     Ok(components)
 }
-
-/// What a stage key calls the two kinds of `.wasm` file.
-const FORMATS: [&str; 2] = ["component", "core-module"];
 
 /// Creates `cairn-out/` with a `.gitignore`, so its contents are never committed.
 fn prepare_output_root(output_root: &Path) -> std::io::Result<()> {

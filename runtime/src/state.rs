@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cache_dir::{CacheDir, write_atomically};
 use crate::cas::{StoreError, hash_file};
-use crate::component::Digest;
+use crate::component::{BinaryFormat, Digest};
 use crate::observer::Annotation;
 use crate::output_dir::OutputRoot;
 use crate::report::Status;
@@ -28,7 +28,7 @@ mod file_table;
 use file_table::{FileRecord, FileTable};
 
 /// Bumped when the format changes; an older file is ignored.
-const VERSION: u32 = 5;
+const VERSION: u32 = 6;
 
 /// [`KeyParts`] kept encoded, so loading the state does not rebuild the
 /// parts of every stage on every run.
@@ -150,8 +150,8 @@ pub struct ComponentRecord {
     pub stamp: Stamp,
     /// Its digest.
     pub digest: Digest,
-    /// `component` or `core-module`.
-    pub format: String,
+    /// What its header says it is.
+    pub format: BinaryFormat,
 }
 
 impl StateFile {
@@ -570,7 +570,7 @@ mod tests {
                 mode: 0o100644,
             },
             digest: Digest::of(b"stage"),
-            format: "component".to_owned(),
+            format: BinaryFormat::Component,
         };
         let now = racy_after() + RACY_WINDOW.as_nanos() as i64;
         let mut state = WorkspaceState::load(&cache, &root);

@@ -187,6 +187,8 @@ impl Workspace {
     /// everything. `.gitignore` and `.ignore` files apply as git applies
     /// them, including those of the folders above `root` up to the
     /// repository's top, which every checkout of the repository has too.
+    /// Once walked, the workspace matches each of `globs`, on all cores, so
+    /// that a thousand stages looking theirs up find the answer ready.
     pub fn scan(root: &Path, globs: &[&str]) -> Result<Self, WorkspaceError> {
         Self::scan_remembering(root, globs, &[]).map(|(workspace, _)| workspace)
     }
@@ -249,6 +251,8 @@ impl Workspace {
             files,
             memo: RwLock::new(HashMap::new()),
         };
+        // Each stage looks its globs up as it is selected and as it runs.
+        workspace.match_all(globs);
         Ok((workspace, listed))
     }
 
@@ -310,10 +314,9 @@ impl Workspace {
     }
 
     /// Matches every glob of `globs` not matched yet, on all cores, so that
-    /// later lookups of them find the answer at once: a pipeline of a
-    /// thousand stages has a thousand globs to match before it runs. A glob
-    /// that does not parse is left for those lookups to report.
-    pub fn match_all(&self, globs: &[&str]) {
+    /// later lookups of them find the answer at once. A glob that does not
+    /// parse is left for those lookups to report.
+    fn match_all(&self, globs: &[&str]) {
         let missing: Vec<&str> = {
             let memo = self.memo.read().unwrap_or_else(PoisonError::into_inner);
             globs
@@ -747,10 +750,9 @@ mod tests {
     #[test]
     fn globs_matched_ahead_agree_with_globs_matched_on_demand() {
         let dir = workspace(&["src/a.rs", "src/b/c.rs", "docs/x.md"]);
-        let ahead = Workspace::scan(dir.path(), &["**"]).expect("scan");
-        let on_demand = Workspace::scan(dir.path(), &["**"]).expect("scan");
         let globs = ["src/**", "**/*.rs", "docs/x.md", "nothing/**", "[", "*.md"];
-        ahead.match_all(&globs);
+        let ahead = Workspace::scan(dir.path(), &globs).expect("scan");
+        let on_demand = Workspace::scan(dir.path(), &["**"]).expect("scan");
         for glob in globs {
             match (ahead.select(&[glob]), on_demand.select(&[glob])) {
                 (Ok(ahead), Ok(on_demand)) => assert_eq!(paths(&ahead), paths(&on_demand), "{glob}"),

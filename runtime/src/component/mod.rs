@@ -65,7 +65,7 @@ impl fmt::Display for ComponentKind {
 }
 
 /// What the first bytes of a file say it is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum BinaryFormat {
     /// A component (any world).
     Component,
@@ -82,6 +82,14 @@ impl BinaryFormat {
             Some(BinaryFormat::CoreModule)
         } else {
             None
+        }
+    }
+
+    /// Its name in a stage key: `component` or `core-module`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BinaryFormat::Component => "component",
+            BinaryFormat::CoreModule => "core-module",
         }
     }
 }
