@@ -1,14 +1,12 @@
 //! Every bound, crossed on purpose: the stage fails with an error naming the
 //! bound and its value, and the next stage in the same process runs normally.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use cairn::sandbox::BoundExceeded;
 use cairn::units::ByteSize;
 use cairn::{Limits, StageFailure};
-use support::*;
 
 fn limits(change: impl FnOnce(&mut Limits)) -> Limits {
     let mut limits = Limits::default();
@@ -82,9 +80,9 @@ async fn allocating_past_the_memory_limit_is_stopped() {
     assert!(message.starts_with("exceeded its memory limit of 64 MiB"), "{message}");
 
     // Within the limit the same program succeeds.
-    let mut enough = support::sandbox(&["alloc", "16"]);
+    let mut enough = crate::support::sandbox(&["alloc", "16"]);
     enough.limits = limits(|limits| limits.memory = ByteSize::mib(64));
-    assert_succeeded(&support::run(&probe, &enough).await);
+    assert_succeeded(&crate::support::run(&probe, &enough).await);
     assert_runtime_still_healthy().await;
 }
 
@@ -108,9 +106,9 @@ async fn writing_past_the_output_limit_fails_the_stage() {
             .contains("output limit of 8 MiB")
     );
 
-    let mut scratch = support::sandbox(&["fill", "/tmp/big.bin", "64"]);
+    let mut scratch = crate::support::sandbox(&["fill", "/tmp/big.bin", "64"]);
     scratch.limits = limits(|limits| limits.max_output = ByteSize::mib(8));
-    let run = support::run(&probe, &scratch).await;
+    let run = crate::support::run(&probe, &scratch).await;
     assert!(
         matches!(run.result, Err(StageFailure::Bound(BoundExceeded::Scratch { .. }))),
         "{:?}",

@@ -3,13 +3,11 @@
 //! round-trip byte for byte, and a store that survives corruption, SIGKILL
 //! and concurrent runs.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 
 /// Every path under `root` (links as links) with what it holds.
 fn snapshot(root: &Path) -> BTreeMap<String, String> {
@@ -36,18 +34,6 @@ fn snapshot(root: &Path) -> BTreeMap<String, String> {
         }
     }
     entries
-}
-
-fn statuses(events: &[serde_json::Value]) -> BTreeMap<String, String> {
-    events_of(events, "stage_finished")
-        .into_iter()
-        .map(|event| {
-            (
-                event["stage"].as_str().expect("a stage").to_owned(),
-                event["status"].as_str().expect("a status").to_owned(),
-            )
-        })
-        .collect()
 }
 
 fn expect(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -455,18 +441,36 @@ fn sigkill_at_any_point_leaves_nothing_corrupt_or_half_written() {
         })
         .collect::<String>();
     let dir = pipeline_dir(&pipeline, &[]);
-    // A fixed spread of delays, so the test is repeatable yet lands in every phase.
-    for delay in [40, 150, 260, 90, 420, 610, 330, 200] {
+    let scratch = cache_for(dir.path()).join("tmp");
+    let mut interrupted_writes = 0;
+    // Killed once each stage in turn has started: it is then writing its
+    // 800 files (the first ones sooner, the later ones while others are
+    // stored and published).
+    for kill_after in 1..=8 {
         let mut child = cairn(dir.path())
-            .args(["run", "-j", "2"])
-            .stdout(std::process::Stdio::null())
+            .args(["run", "-j", "2", "--json"])
+            .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("starts");
-        std::thread::sleep(Duration::from_millis(delay));
+        let events = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+        let mut started = 0;
+        for line in std::io::BufRead::lines(events).map_while(Result::ok) {
+            if line.contains(r#""event":"stage_started""#) {
+                started += 1;
+                if started == kill_after {
+                    break;
+                }
+            }
+        }
         let _ = child.kill();
         let _ = child.wait();
+        // What a killed run was writing is left in the scratch folder, for
+        // the next run to clean up: proof that the kill landed mid-write.
+        let left = std::fs::read_dir(&scratch).map_or(0, |entries| entries.count());
+        interrupted_writes += usize::from(left > 0);
     }
+    assert!(interrupted_writes > 0, "no kill landed while a stage was writing");
     let verify = finish(cairn(dir.path()).args(["cache", "verify"]));
     assert_eq!(verify.code, Some(0), "{verify:?}");
     assert!(verify.stdout.contains("0 corrupt entries"), "{verify:?}");
@@ -554,11 +558,14 @@ fn check_reruns_cached_stages_and_reports_nondeterminism() {
         uses = "{probe}"
         args = ["random-file", "/out/roll.bin"]
         random = "secure"
+        # Impure, so reused only when its author says so: which lets --check
+        # show what reusing it would hide.
+        cache = true
         "#,
         &[],
     );
     assert_eq!(run_json(dir.path(), &[]).0.code, Some(0));
-    let (finished, events) = run_json(dir.path(), &["--check", "--keep-going"]);
+    let (finished, events) = run_json(dir.path(), &["--check"]);
     assert_eq!(finished.code, Some(1), "{finished:?}");
     assert_eq!(finished_stage(&events, "steady")["status"], "cached");
     let error = stage_error(&events, "dice");
@@ -583,8 +590,8 @@ fn no_cache_and_cache_false_run_every_time_and_failures_are_never_cached() {
         "#,
         &[],
     );
-    let _ = run_json(dir.path(), &["--keep-going"]);
-    let (_, events) = run_json(dir.path(), &["--keep-going"]);
+    let _ = run_json(dir.path(), &[]);
+    let (_, events) = run_json(dir.path(), &[]);
     assert_eq!(
         statuses(&events),
         expect(&[("cached", "cached"), ("deploy", "succeeded"), ("broken", "failed")])
@@ -594,7 +601,7 @@ fn no_cache_and_cache_false_run_every_time_and_failures_are_never_cached() {
         1,
         "a failure is run again, not replayed"
     );
-    let (_, events) = run_json(dir.path(), &["--keep-going", "--no-cache"]);
+    let (_, events) = run_json(dir.path(), &["--no-cache"]);
     assert_eq!(finished_stage(&events, "cached")["status"], "succeeded");
 }
 
@@ -644,42 +651,17 @@ fn gc_evicts_least_recently_used_results_and_clear_empties_the_cache() {
     assert!(stats.stdout.contains("results          0 stages"), "{stats:?}");
 }
 
-/// Copies the repository's sources (not `target/`, `.git/` or `cairn-out/`) to `to`.
-fn copy_repository(to: &Path) {
-    let from = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let mut pending = vec![PathBuf::new()];
-    while let Some(relative) = pending.pop() {
-        std::fs::create_dir_all(to.join(&relative)).expect("mkdir");
-        for entry in std::fs::read_dir(from.join(&relative)).expect("readable").flatten() {
-            let name = entry.file_name();
-            if [".git", "target", "cairn-out"].iter().any(|skip| name == *skip) {
-                continue;
-            }
-            let path = relative.join(&name);
-            if entry.file_type().expect("type").is_dir() {
-                pending.push(path);
-            } else {
-                std::fs::copy(entry.path(), to.join(&path)).expect("copy");
-            }
-        }
-    }
-}
-
 #[test]
 fn a_rust_stage_built_in_two_checkouts_has_one_digest_and_the_second_checkout_hits_everything() {
     let parent = tempfile::tempdir().expect("tempdir");
     let first = parent.path().join("one");
     let second = parent.path().join("elsewhere/deeper/two");
-    copy_repository(&first);
-    copy_repository(&second);
+    let example = repository().join("examples/site");
+    copy_tree(&example, &first);
+    copy_tree(&example, &second);
     let shared = cache_for(&first);
     let run = |checkout: &Path| {
-        let finished =
-            finish(
-                cairn(checkout)
-                    .env("CAIRN_CACHE", &shared)
-                    .args(["run", "--json", "-C", "examples/site"]),
-            );
+        let finished = finish(cairn(checkout).env("CAIRN_CACHE", &shared).args(["run", "--json"]));
         assert_eq!(finished.code, Some(0), "{finished:?}");
         finished
             .stdout

@@ -2,21 +2,18 @@
 //! `graph`, the example pipeline, what `run` prints in CI and as JSON, and
 //! Ctrl-C.
 
-mod support;
-
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use support::*;
-
-fn repository() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use crate::support::*;
 
 #[test]
-fn the_example_pipeline_builds_its_stage_and_runs_green() {
-    let example = repository().join("examples/site");
-    let finished = finish(cairn(&example).args(["run", "--no-cache"]));
+fn the_example_pipeline_builds_its_stage_and_runs_green_outside_the_repository() {
+    // A copy in a folder of its own, as a newcomer starts their pipeline:
+    // its Rust stage builds with the SDK cairn embeds.
+    let copy = copy_example("site");
+    let example = copy.path();
+    let finished = finish(cairn(example).args(["run", "--no-cache"]));
     assert_eq!(finished.code, Some(0), "{finished:?}");
     assert!(
         finished.stderr.contains("pipeline succeeded: 5 succeeded"),
@@ -35,7 +32,7 @@ fn the_example_pipeline_builds_its_stage_and_runs_green() {
 
     // The stage folder was built once; an unchanged folder is not rebuilt,
     // and an unchanged pipeline runs nothing.
-    let again = finish(cairn(&example).arg("run"));
+    let again = finish(cairn(example).arg("run"));
     assert_eq!(again.code, Some(0), "{again:?}");
     assert!(!again.stderr.contains("building the Rust stage folder"), "{again:?}");
     assert!(
@@ -49,18 +46,18 @@ fn a_stage_folder_is_rebuilt_when_and_only_when_its_sources_change() {
     let dir = tempfile::tempdir().expect("tempdir");
     let stage = dir.path().join("stages/hello");
     std::fs::create_dir_all(stage.join("src")).expect("mkdir");
-    let sdk = repository().join("sdk/rust").canonicalize().expect("the sdk");
     std::fs::write(
         stage.join("Cargo.toml"),
-        format!(
-            "[package]\nname = \"hello\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n[lib]\ncrate-type = [\"cdylib\"]\n\n\
-             [dependencies]\ncairn-sdk = {{ path = {:?} }}\n\n[workspace]\n",
-            sdk.display().to_string()
-        ),
+        "[package]\nname = \"hello\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n[lib]\ncrate-type = [\"cdylib\"]\n\n\
+         [dependencies]\ncairn-sdk = \"0.1\"\n\n[workspace]\n",
     )
     .expect("write");
     // Reuse the example's lock file so the build resolves offline to the same versions.
-    std::fs::copy(repository().join("Cargo.lock"), stage.join("Cargo.lock")).expect("copy");
+    std::fs::copy(
+        repository().join("examples/site/stages/render/Cargo.lock"),
+        stage.join("Cargo.lock"),
+    )
+    .expect("copy");
     let source = |greeting: &str| {
         format!(
             "use cairn_sdk::{{Invocation, Outcome, Stage}};\nstruct Hello;\nimpl Stage for Hello {{\n    \

@@ -1,12 +1,10 @@
 //! `cairn stage run` and `cairn stage inspect` as a user runs them: the real
 //! binary, its exit codes, what it prints, and where outputs land.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::*;
 use cairn_test_programs::{PROBE_COMPONENT, PROBE_PREVIEW1, STAGE_PROBE};
-use support::*;
 
 #[test]
 fn a_successful_stage_exits_0_and_its_outputs_land_in_cairn_out() {

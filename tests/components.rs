@@ -1,13 +1,11 @@
 //! The three kinds of component cairn runs, detected from their bytes, what
 //! happens to files that are none of them, and the compiled-component cache.
 
-mod support;
-
 use std::sync::Arc;
 
+use crate::support::*;
 use cairn::component::{ComponentKind, Digest, LoadError};
 use cairn::{CacheDir, Runtime, StageFailure, standard_stages};
-use support::*;
 
 #[tokio::test]
 async fn a_command_component_runs_with_args_env_and_exit_status() {
@@ -24,14 +22,14 @@ async fn a_command_component_runs_with_args_env_and_exit_status() {
         "argv[0] is the stage name"
     );
 
-    let mut with_env = support::sandbox(&["env"]);
+    let mut with_env = crate::support::sandbox(&["env"]);
     with_env.env.insert("MODE".into(), "ci".into());
-    assert_eq!(stdout(&support::run(&probe, &with_env).await), ["MODE=ci"]);
+    assert_eq!(stdout(&crate::support::run(&probe, &with_env).await), ["MODE=ci"]);
 
-    assert_succeeded(&support::run(&probe, &support::sandbox(&["exit", "0"])).await);
+    assert_succeeded(&crate::support::run(&probe, &crate::support::sandbox(&["exit", "0"])).await);
     // WASI 0.2's `exit` carries only success or failure: Rust's exit(3)
     // reaches the host as a failure, reported as status 1.
-    let failed = support::run(&probe, &support::sandbox(&["exit", "3"])).await;
+    let failed = crate::support::run(&probe, &crate::support::sandbox(&["exit", "3"])).await;
     assert!(
         matches!(failed.result, Err(StageFailure::Exit(1))),
         "{:?}",
@@ -56,13 +54,13 @@ async fn a_preview1_module_is_adapted_and_runs_as_a_command() {
     assert_succeeded(&run);
     assert_eq!(stdout(&run), ["a", "b", "KEY=value", "from the host"]);
 
-    let failed = support::run(&module, &support::sandbox(&["exit", "3"])).await;
+    let failed = crate::support::run(&module, &crate::support::sandbox(&["exit", "3"])).await;
     assert!(
         matches!(failed.result, Err(StageFailure::Exit(_))),
         "{:?}",
         failed.result
     );
-    let refused = support::run(&module, &support::sandbox(&["read", "/etc/passwd"])).await;
+    let refused = crate::support::run(&module, &crate::support::sandbox(&["read", "/etc/passwd"])).await;
     assert!(
         refusal(&refused).contains("NotFound"),
         "the adapter runs in the same sandbox"
@@ -290,7 +288,7 @@ async fn the_standard_validate_stage_annotates_each_error_with_its_position() {
 
     let clean = folder(&[("good.toml", "a = 1\n")]);
     sandbox.src = Some(clean.path().to_owned());
-    let run = support::run(&validate, &sandbox).await;
+    let run = crate::support::run(&validate, &sandbox).await;
     assert_succeeded(&run);
     assert_eq!(run.result.as_ref().expect("valid").outputs["files"], "1");
 }

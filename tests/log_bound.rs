@@ -1,12 +1,11 @@
 //! The log bound: a stage printing a gigabyte keeps at most `max_log` of it
-//! and the host's memory stays flat. In a test binary of its own, so that the
-//! process's peak memory measures this one stage.
+//! and the host's memory stays flat. Run in a process of its own (the test
+//! binary again, with only this test), so that the process's peak memory
+//! measures this one stage and not the tests running beside it.
 
-mod support;
-
+use crate::support::*;
 use cairn::Limits;
 use cairn::units::ByteSize;
-use support::*;
 
 /// The peak resident memory of this process since the last reset, in bytes.
 fn peak_resident_bytes() -> u64 {
@@ -20,8 +19,19 @@ fn peak_resident_bytes() -> u64 {
     kib * 1024
 }
 
-#[tokio::test]
-async fn printing_gigabytes_keeps_the_log_and_host_memory_bounded() {
+#[test]
+fn printing_gigabytes_keeps_the_log_and_host_memory_bounded() {
+    in_own_process(
+        "log_bound::printing_gigabytes_keeps_the_log_and_host_memory_bounded",
+        || {
+            tokio::runtime::Runtime::new()
+                .expect("a runtime")
+                .block_on(print_gigabytes())
+        },
+    );
+}
+
+async fn print_gigabytes() {
     let probe = probe().await;
     let mut sandbox = sandbox(&["flood", "1024"]);
     sandbox.limits = Limits {

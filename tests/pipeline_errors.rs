@@ -1,14 +1,12 @@
 //! Golden tests: every broken pipeline in `tests/pipelines/broken/` gets the
 //! message recorded next to it (`NAME.stderr`), with `cairn.toml:LINE:COL`
 //! and what to change. After changing a message on purpose, rewrite the
-//! goldens with `CAIRN_BLESS=1 cargo test --test pipeline_errors` and review
+//! goldens with `CAIRN_BLESS=1 cargo test pipeline_errors` and review
 //! the diff.
-
-mod support;
 
 use std::path::PathBuf;
 
-use support::*;
+use crate::support::*;
 
 #[test]
 fn every_broken_pipeline_reports_its_golden_message() {

@@ -2,12 +2,10 @@
 //! components: the shapes of graphs, matrices, conditions, outputs passed
 //! between stages, retries and how failures propagate.
 
-mod support;
-
 use std::io::Write;
 use std::net::TcpListener;
 
-use support::*;
+use crate::support::*;
 
 #[test]
 fn a_diamond_runs_each_stage_after_what_it_needs_and_passes_outputs_along() {
@@ -271,7 +269,7 @@ fn a_condition_on_a_failed_result_runs_a_stage_after_a_failure() {
         "#,
         &[],
     );
-    let (finished, events) = run_json(dir.path(), &["--keep-going"]);
+    let (finished, events) = run_json(dir.path(), &[]);
     assert_eq!(finished.code, Some(1), "{finished:?}");
     assert_eq!(finished_stage(&events, "notify")["status"], "succeeded");
     assert_eq!(
@@ -360,9 +358,9 @@ const FAILING_PIPELINE: &str = r#"
 "#;
 
 #[test]
-fn a_failure_stops_the_pipeline_unless_told_to_keep_going() {
+fn a_failure_runs_independent_stages_unless_fail_fast() {
     let dir = pipeline_dir(FAILING_PIPELINE, &[]);
-    let (finished, events) = run_json(dir.path(), &["-j", "1"]);
+    let (finished, events) = run_json(dir.path(), &["-j", "1", "--fail-fast"]);
     assert_eq!(finished.code, Some(1), "{finished:?}");
     assert_eq!(finished_stage(&events, "broken")["status"], "failed");
     assert_eq!(
@@ -375,11 +373,11 @@ fn a_failure_stops_the_pipeline_unless_told_to_keep_going() {
         independent["reason"]
             .as_str()
             .expect("a reason")
-            .contains("--keep-going")
+            .contains("--fail-fast")
     );
     assert_eq!(finished_stage(&events, "downstream")["status"], "skipped");
 
-    let (finished, events) = run_json(dir.path(), &["-j", "1", "--keep-going"]);
+    let (finished, events) = run_json(dir.path(), &["-j", "1"]);
     assert_eq!(finished.code, Some(1), "{finished:?}");
     assert_eq!(finished_stage(&events, "independent")["status"], "succeeded");
     assert_eq!(
@@ -521,7 +519,7 @@ fn a_stage_crossing_a_bound_set_in_the_file_fails_with_that_bound() {
         "#,
         &[],
     );
-    let (finished, events) = run_json(dir.path(), &["--keep-going"]);
+    let (finished, events) = run_json(dir.path(), &[]);
     assert_eq!(finished.code, Some(1), "{finished:?}");
     let spin = stage_error(&events, "spin");
     assert!(spin.starts_with("exceeded its time limit of 300ms"), "{spin}");

@@ -4,15 +4,7 @@
 //! gives. Needs componentize-js, componentize-py and Debian's clang, lld and
 //! wasi-libc (`.ci/run` installs them).
 
-mod support;
-
-use std::path::PathBuf;
-
-use support::*;
-
-fn repository() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use crate::support::*;
 
 /// CRC-32 (IEEE), as zlib computes it: what the C stage must agree with.
 fn crc32(bytes: &[u8]) -> u32 {
@@ -47,8 +39,9 @@ fn host_logs(events: &[serde_json::Value], stage: &str) -> Vec<String> {
 
 #[test]
 fn the_polyglot_example_chains_stages_written_in_four_languages() {
-    let example = repository().join("examples/polyglot");
-    let (finished, events) = run_json(&example, &["--no-cache"]);
+    let copy = copy_example("polyglot");
+    let example = copy.path();
+    let (finished, events) = run_json(example, &["--no-cache"]);
     assert_eq!(finished.code, Some(0), "{finished:?}");
 
     // JavaScript: the changelog, grouped by conventional commit type.
@@ -108,7 +101,8 @@ fn the_polyglot_example_chains_stages_written_in_four_languages() {
 
 #[test]
 fn annotations_from_javascript_and_python_stages_point_at_the_offending_line() {
-    let stages = repository().join("examples/polyglot/stages");
+    let copy = copy_example("polyglot");
+    let stages = copy.path().join("stages");
     let dir = pipeline_dir(
         &format!(
             r#"
@@ -131,7 +125,7 @@ fn annotations_from_javascript_and_python_stages_point_at_the_offending_line() {
             ("requirements.txt", "requests==2.32.3\n# a comment\nflask>=2\n"),
         ],
     );
-    let (finished, events) = run_json(dir.path(), &["--keep-going"]);
+    let (finished, events) = run_json(dir.path(), &[]);
     assert_eq!(finished.code, Some(1), "{finished:?}");
     let annotations = events_of(&events, "stage_annotation");
     let at = |stage: &str| {
@@ -265,7 +259,8 @@ fn a_missing_toolchain_is_named_with_the_command_that_installs_it() {
 #[test]
 fn publishing_a_stage_folder_annotates_it_from_its_package_manifest() {
     let dir = tempfile::tempdir().unwrap();
-    let stages = repository().join("examples/polyglot/stages");
+    let copy = copy_example("polyglot");
+    let stages = copy.path().join("stages");
     for (stage, description) in [
         (
             "lockcheck",

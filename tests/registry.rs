@@ -2,13 +2,11 @@
 //! OCI registry (Debian's `docker-registry`, started per test on a free
 //! loopback port), and against an image-layout folder with no server.
 
-mod support;
-
 use std::path::Path;
 
+use crate::support::registry::{Http, TestRegistry, hex, sha2_digest, tamper};
+use crate::support::{Finished, cairn, finish, finished_stage, pipeline_dir, run_json};
 use serde_json::Value;
-use support::registry::{Http, TestRegistry, hex, sha2_digest, tamper};
-use support::{Finished, cairn, finish, finished_stage, pipeline_dir, run_json};
 
 /// A workspace whose one stage `tool` uses `reference` on `*.txt`.
 fn workspace(reference: &str) -> tempfile::TempDir {
@@ -212,7 +210,10 @@ fn cairn_runs_a_component_pushed_the_way_wkg_pushes_it() {
     );
     let (finished, events) = run_json(dir.path(), &[]);
     assert_eq!(finished.code, Some(0), "{finished:?}");
-    assert_eq!(support::stage_stdout(&events, "greet"), ["pushed by another tool"]);
+    assert_eq!(
+        crate::support::stage_stdout(&events, "greet"),
+        ["pushed by another tool"]
+    );
     let pinned = format!("sha256:{}", hex(&sha2_digest(&manifest)));
     assert!(lock_of(dir.path()).contains(&pinned));
 }
@@ -376,7 +377,7 @@ fn basic_auth_registries_take_credentials_from_login_or_the_docker_config() {
             .stdin(password_file("s3cret")),
     );
     assert_eq!(login.code, Some(0), "{login:?}");
-    let config = support::cache_for(dir.path()).join("docker/config.json");
+    let config = crate::support::cache_for(dir.path()).join("docker/config.json");
     let saved: Value = serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
     assert!(saved["auths"][&registry.host]["auth"].is_string(), "{saved:#}");
 
@@ -435,7 +436,8 @@ fn a_locked_pipeline_runs_offline_from_the_cache() {
 fn an_image_layout_folder_is_a_registry_without_a_server() {
     let dir = workspace("oci-layout://./oci:render");
     // A stage source folder is built, then published with its package's name and version.
-    let render = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/site/stages/render");
+    let example = crate::support::copy_example("site");
+    let render = example.path().join("stages/render");
     let published = finish(cairn(dir.path()).args(["publish", render.to_str().unwrap(), "oci-layout://./oci:render"]));
     assert_eq!(published.code, Some(0), "{published:?}");
     let digest = published.stdout.trim();
@@ -538,7 +540,7 @@ fn bearer_tokens_from_login_reach_a_token_checking_registry() {
     let registry = TestRegistry::start();
     let publisher = tempfile::tempdir().unwrap();
     publish(publisher.path(), "std:wc", &registry.reference("private/wc:1"));
-    let gateway = support::registry::BearerGateway::start(&registry.host, "t0ken");
+    let gateway = crate::support::registry::BearerGateway::start(&registry.host, "t0ken");
     let reference = format!("oci://{}/private/wc:1", gateway.host);
     let dir = workspace(&reference);
 

@@ -2,14 +2,12 @@
 //! and what is not granted is refused. The probe guest tries each thing and
 //! reports what happened.
 
-mod support;
-
 use std::net::TcpListener;
 
+use crate::support::*;
 use cairn::observer::{Level, LogSource};
 use cairn::sandbox::{Clock, Random};
 use cairn::{StageFailure, sandbox::MASK};
-use support::*;
 
 #[tokio::test]
 async fn src_is_readable_when_granted_and_absent_otherwise() {
@@ -22,7 +20,7 @@ async fn src_is_readable_when_granted_and_absent_otherwise() {
     assert_succeeded(&run);
     assert_eq!(stdout(&run), ["read 12 bytes"]);
 
-    let refused = support::run(&probe, &sandbox(&["read", "/src/file.txt"])).await;
+    let refused = crate::support::run(&probe, &sandbox(&["read", "/src/file.txt"])).await;
     assert!(refusal(&refused).contains("NotFound"), "{}", refusal(&refused));
 }
 
@@ -68,7 +66,7 @@ async fn inputs_are_visible_at_in_name() {
     assert_succeeded(&run);
     assert_eq!(stdout(&run), ["console.log(1)"]);
 
-    let refused = support::run(&probe, &sandbox(&["cat", "/in/build/dist/app.js"])).await;
+    let refused = crate::support::run(&probe, &sandbox(&["cat", "/in/build/dist/app.js"])).await;
     assert!(refusal(&refused).contains("NotFound"));
 }
 
@@ -238,7 +236,7 @@ async fn the_environment_is_exactly_what_was_declared() {
     assert_succeeded(&run);
     assert_eq!(stdout(&run), ["GREETING=hello world", "RUST_LOG=info"]);
 
-    let bare = support::run(&probe, &support::sandbox(&["env"])).await;
+    let bare = crate::support::run(&probe, &crate::support::sandbox(&["env"])).await;
     assert_succeeded(&bare);
     assert!(
         stdout(&bare).is_empty(),
@@ -275,7 +273,7 @@ async fn connecting_is_refused_unless_the_address_is_granted() {
     let other = TcpListener::bind("127.0.0.1:0").expect("a second port");
     let mut wrong_port = sandbox(&["connect", &other.local_addr().expect("bound").to_string()]);
     wrong_port.network = vec![address];
-    assert!(refusal(&support::run(&probe, &wrong_port).await).contains("PermissionDenied"));
+    assert!(refusal(&crate::support::run(&probe, &wrong_port).await).contains("PermissionDenied"));
 }
 
 #[tokio::test]
@@ -402,7 +400,7 @@ async fn secrets_are_granted_by_name_and_masked_in_every_log_line() {
 
     let mut withheld = cairn::Sandbox::new("deploy", [1; 32]);
     withheld.invocation.config.insert("secret".into(), "TOKEN".into());
-    let run = support::run(&stage, &withheld).await;
+    let run = crate::support::run(&stage, &withheld).await;
     assert_eq!(
         run.result.as_ref().expect("succeeded").outputs["secret.TOKEN"],
         "absent"

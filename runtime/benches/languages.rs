@@ -37,13 +37,8 @@ fn main() {
     report("spawn /bin/true (native process)", &native, None);
 
     for language in Language::ALL {
-        let folder = scaffold::create(
-            stages.path(),
-            &format!("hello-{}", language.key()),
-            language,
-            &scaffold::default_rust_sdk(),
-        )
-        .expect("the template is written");
+        let folder = scaffold::create(stages.path(), &format!("hello-{}", language.key()), language)
+            .expect("the template is written");
         let built = stage_build::build(&build_cache, &folder)
             .unwrap_or_else(|error| panic!("cannot build the {language} stage: {error}"));
         let bytes: Arc<[u8]> = built.bytes;

@@ -82,7 +82,7 @@ fn main() {
                         &Discard,
                         Options {
                             jobs: 2,
-                            keep_going: false,
+                            fail_fast: false,
                         },
                         &ConditionContext::default(),
                         std::future::pending(),

@@ -20,13 +20,13 @@ use crate::component::Digest;
 use crate::component_source::ComponentRef;
 use crate::observer::{Annotation, Level, LogLine, LogSource, StageObserver};
 use crate::output_dir::{self, OutputRoot};
-use crate::pipeline::{ClockGrant, Pipeline, RandomGrant, Reference, Stage, Template};
+use crate::pipeline::{ClockGrant, Pipeline, Reference, Stage, Template};
 use crate::report::{Event, Reporter, Status};
 use crate::runtime::{Runtime, RuntimeError};
-use crate::sandbox::{Clock, Invocation, Outcome, Random, Sandbox, StageRun};
+use crate::sandbox::{Clock, Outcome, StageRun};
 use crate::scheduler::{Executor, StageResult, Upstream};
 use crate::secrets::Secrets;
-use crate::stage_key::KeyParts;
+use crate::stage_key::{KeyParts, Placement};
 use crate::state::{EncodedParts, Published, RunRecord, WorkspaceState};
 use crate::workspace::Workspace;
 
@@ -101,8 +101,16 @@ struct Prepared {
     /// Also the resolved arguments, `with` and env the stage is called with.
     parts: KeyParts,
     key: Digest,
-    /// False for `cache = false` stages and stages run despite a failed need.
-    cacheable: bool,
+    /// Why the stage's result is neither reused nor stored, when it is not:
+    /// `cache = false`, an impure grant without `cache = true`, or a run
+    /// despite a failed need.
+    not_reused: Option<String>,
+}
+
+impl Prepared {
+    fn cacheable(&self) -> bool {
+        self.not_reused.is_none()
+    }
 }
 
 /// A result reused instead of running.
@@ -148,6 +156,7 @@ impl Produced {
             outcome: self.outcome.clone(),
             log: self.log,
             annotations: self.annotations.clone(),
+            not_reused: prepared.not_reused.clone(),
         }
     }
 
@@ -187,7 +196,7 @@ impl Executor for StageExecutor {
             Ok(prepared) => prepared,
             Err(error) => return self.fail(stage, error, 0, started, None),
         };
-        let hit = if prepared.cacheable && self.mode.read {
+        let hit = if prepared.cacheable() && self.mode.read {
             self.lookup(stage, &prepared)
         } else {
             None
@@ -226,7 +235,7 @@ impl Executor for StageExecutor {
         let stage = &self.pipeline.stages[index];
         let component = self.components[index].as_ref()?;
         let prepared = self.prepare(stage, component, upstream).ok()?;
-        if !prepared.cacheable {
+        if !prepared.cacheable() {
             return None;
         }
         let hit = self.published(stage, &prepared)?;
@@ -296,23 +305,33 @@ impl StageExecutor {
             secrets,
             network,
             clock: match stage.clock {
-                ClockGrant::Pinned => format!("pinned:{}", self.source_date_epoch),
-                ClockGrant::Real => "real".to_owned(),
+                ClockGrant::Pinned => Clock::Pinned {
+                    source_date_epoch: self.source_date_epoch,
+                },
+                ClockGrant::Real => Clock::Real,
             },
-            random: match stage.random {
-                RandomGrant::Seeded => "seeded",
-                RandomGrant::Secure => "secure",
-            }
-            .to_owned(),
+            random: stage.random,
             inputs: inputs_digest,
             needs,
         };
         let key = parts.key();
+        let not_reused = if !every_need_succeeded {
+            Some("it runs after a stage it needs did not succeed".to_owned())
+        } else {
+            match (stage.cache, parts.impurity()) {
+                (Some(false), _) => Some("it has side effects (`cache = false`)".to_owned()),
+                (None, Some(impurity)) => Some(format!(
+                    "{impurity}, so its result is not reused (write `cache = true` in its table to \
+                     reuse it while its key holds, as for a fetch keyed by its lockfile)"
+                )),
+                (Some(true), _) | (None, None) => None,
+            }
+        };
         Ok(Prepared {
             inputs,
             parts,
             key,
-            cacheable: stage.cache && every_need_succeeded,
+            not_reused,
         })
     }
 
@@ -473,55 +492,33 @@ impl StageExecutor {
         observer: Arc<dyn StageObserver>,
     ) -> Result<Ran, (String, u32)> {
         let failed = |error: String| (error, 1);
-        let secrets = stage
-            .secrets
-            .iter()
-            .map(|name| {
-                self.secrets.get(name).map(|value| (name.clone(), value)).ok_or_else(|| {
-                    format!("the secret `{name}` is not set\nhint: export {name}=... before `cairn run`, or put it in a --secrets-file")
-                })
-            })
-            .collect::<Result<BTreeMap<_, _>, String>>()
-            .map_err(failed)?;
+        if let Some(reason) = &prepared.not_reused {
+            observer.log(&LogLine {
+                source: LogSource::Host,
+                level: Level::Info,
+                text: format!("runs every time: {reason}"),
+            });
+        }
         let snapshot = self
             .snapshot_inputs(&prepared.inputs)
             .await
             .map_err(|error| failed(error.to_string()))?;
+        let placement = Placement {
+            src: snapshot.as_ref().map(|snapshot| snapshot.path().to_owned()),
+            needed: Box::new(|need| {
+                let folder = self.output_root.join(need);
+                (upstream.outputs.contains_key(need) && folder.is_dir()).then_some(folder)
+            }),
+            secret: Box::new(|name| self.secrets.get(name)),
+            limits: stage.limits,
+        };
+        let sandbox = prepared.parts.sandbox(&prepared.key, placement).map_err(failed)?;
         let bytes = component.bytes().await.map_err(|error| failed(error.to_string()))?;
         let runtime = self.runtime.get().await.map_err(|error| failed(error.to_string()))?;
         let loaded = runtime
             .load(bytes)
             .await
             .map_err(|error| failed(format!("cannot load its component: {error}")))?;
-        let sandbox = Sandbox {
-            invocation: Invocation {
-                stage: stage.name.clone(),
-                args: prepared.parts.args.clone(),
-                config: prepared.parts.config.clone(),
-            },
-            env: prepared.parts.env.clone(),
-            src: snapshot.as_ref().map(|snapshot| snapshot.path().to_owned()),
-            inputs: stage
-                .needs
-                .iter()
-                .filter(|need| upstream.outputs.contains_key(*need))
-                .map(|need| (need.clone(), self.output_root.join(need)))
-                .filter(|(_, folder)| folder.is_dir())
-                .collect(),
-            secrets,
-            network: stage.network.clone(),
-            clock: match stage.clock {
-                ClockGrant::Real => Clock::Real,
-                ClockGrant::Pinned => Clock::Pinned {
-                    source_date_epoch: self.source_date_epoch,
-                },
-            },
-            random: match stage.random {
-                RandomGrant::Secure => Random::Secure,
-                RandomGrant::Seeded => Random::Seeded(*prepared.key.as_bytes()),
-            },
-            limits: stage.limits,
-        };
         for attempt in 1..=stage.retries + 1 {
             self.reporter.event(&Event::StageStarted {
                 stage: stage.name.clone(),
@@ -628,7 +625,7 @@ impl StageExecutor {
     fn publish(&self, stage: &Stage, prepared: Prepared, ran: Ran, started: Instant) -> StageResult {
         let duration_ms = ran.run.duration.as_millis() as u64;
         let produced = ran.produced;
-        if prepared.cacheable {
+        if prepared.cacheable() {
             let entry = ActionEntry::new(
                 produced.outputs,
                 produced.log.unwrap_or_else(|| Digest::of(b"")),

@@ -71,6 +71,10 @@ fn explain_stage(store: &Store, name: &str, last: &RunRecord, previous: Option<&
         return text;
     }
     let _ = writeln!(text, "stage `{name}` ran in the last run (key {key}).");
+    if let Some(reason) = &last.not_reused {
+        let _ = writeln!(text, "It runs every time: {reason}");
+        return text;
+    }
     match previous {
         None => {
             let _ = writeln!(

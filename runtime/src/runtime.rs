@@ -17,10 +17,10 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, OptLevel};
 
 use crate::cache_dir::{CacheDir, CacheDirError};
-use crate::component::{BinaryFormat, CompiledCache, ComponentKind, Digest, LoadError, to_component};
+use crate::component::{BinaryFormat, CompiledCache, ComponentKind, Digest, LoadError, check_is_preview1_command};
 use crate::observer::StageObserver;
 use crate::once_map::OnceMap;
-use crate::sandbox::{self, Entry, Sandbox, SandboxError, StageRun, StageState};
+use crate::sandbox::{self, Entry, ModuleState, Sandbox, SandboxError, StageRun, StageState};
 
 /// How often the epoch advances: the granularity of preemption, and so of
 /// how promptly a runaway stage notices its deadline.
@@ -72,7 +72,7 @@ impl LoadedComponent {
 /// The host that runs stages.
 pub struct Runtime {
     engine: Engine,
-    linker: Linker<StageState>,
+    linkers: Linkers,
     compiled: Option<CompiledCache>,
     scratch: PathBuf,
     loaded: OnceMap<Digest, Arc<LoadedComponent>>,
@@ -83,12 +83,11 @@ impl Runtime {
     /// A runtime keeping compiled components and scratch space in `cache`.
     pub fn new(cache: &CacheDir) -> Result<Self, RuntimeError> {
         let engine = engine()?;
-        let mut linker = Linker::new(&engine);
-        sandbox::add_to_linker(&mut linker).map_err(|error| RuntimeError::Engine(error_chain(&error)))?;
+        let linkers = Linkers::new(&engine).map_err(|error| RuntimeError::Engine(error_chain(&error)))?;
         Ok(Self {
             compiled: Some(CompiledCache::new(&cache.compiled(), &engine)),
             scratch: cache.scratch()?,
-            linker,
+            linkers,
             loaded: OnceMap::default(),
             _ticker: EpochTicker::start(engine.clone())
                 .map_err(|error| RuntimeError::Engine(format!("cannot start the epoch thread: {error}")))?,
@@ -104,9 +103,9 @@ impl Runtime {
         self.loaded
             .get_or_try_init(digest, || async {
                 let engine = self.engine.clone();
-                let linker = self.linker.clone();
+                let linkers = self.linkers.clone();
                 let compiled = self.compiled.clone();
-                tokio::task::spawn_blocking(move || load(&engine, &linker, compiled.as_ref(), digest, &bytes))
+                tokio::task::spawn_blocking(move || load(&engine, &linkers, compiled.as_ref(), digest, &bytes))
                     .await
                     .map_err(|error| LoadError::Compile(format!("the compiler thread failed: {error}")))?
                     .map(Arc::new)
@@ -137,50 +136,69 @@ fn engine() -> Result<Engine, RuntimeError> {
     Engine::new(&config).map_err(|error| RuntimeError::Engine(error_chain(&error)))
 }
 
-/// Decodes, adapts, compiles (or deserializes) and checks one component.
-/// A plain function of its arguments, so nothing the compiled-cache key does
-/// not cover can slip into what gets cached.
+/// What components and preview1 modules are linked against: WASI 0.2 with
+/// `cairn:stage/host`, and WASI preview1.
+#[derive(Clone)]
+struct Linkers {
+    component: Linker<StageState>,
+    module: wasmtime::Linker<ModuleState>,
+}
+
+impl Linkers {
+    fn new(engine: &Engine) -> wasmtime::Result<Self> {
+        let mut component = Linker::new(engine);
+        sandbox::add_to_linker(&mut component)?;
+        let mut module = wasmtime::Linker::new(engine);
+        sandbox::add_to_module_linker(&mut module)?;
+        Ok(Self { component, module })
+    }
+}
+
+/// Decodes, compiles (or deserializes) and checks one component or
+/// preview1 module. A plain function of its arguments, so nothing the
+/// compiled-cache key does not cover can slip into what gets cached.
 fn load(
     engine: &Engine,
-    linker: &Linker<StageState>,
+    linkers: &Linkers,
     cache: Option<&CompiledCache>,
     digest: Digest,
     bytes: &[u8],
 ) -> Result<LoadedComponent, LoadError> {
     let format = BinaryFormat::detect(bytes).ok_or(LoadError::NotWasm)?;
-    let cached = cache.and_then(|cache| cache.load(engine, &digest));
-    let compiled_now = cached.is_none();
-    let component = match cached {
-        Some(component) => component,
-        None => {
-            let component = Component::new(engine, &to_component(bytes)?)
-                .map_err(|error| LoadError::Compile(error_chain(&error)))?;
-            if let Some(cache) = cache
-                && let Err(error) = cache.store(&digest, &component)
-            {
-                tracing::warn!(%error, "cannot save the compiled component; it will be compiled again next time");
+    let (kind, entry, compiled_now) = match format {
+        BinaryFormat::CoreModule => {
+            check_is_preview1_command(bytes)?;
+            let (module, compiled_now) = compile(cache, digest, || wasmtime::Module::new(engine, bytes), engine)?;
+            let pre = linkers
+                .module
+                .instantiate_pre(&module)
+                .map_err(|error| LoadError::Imports(error_chain(&error)))?;
+            (ComponentKind::Preview1Command, Entry::Module(pre), compiled_now)
+        }
+        BinaryFormat::Component => {
+            let (component, compiled_now) = compile(cache, digest, || Component::new(engine, bytes), engine)?;
+            let pre = linkers
+                .component
+                .instantiate_pre(&component)
+                .map_err(|error| LoadError::Imports(error_chain(&error)))?;
+            let kind = classify(engine, &component)?;
+            let entry = match kind {
+                ComponentKind::Stage => Entry::stage(pre),
+                _ => Entry::command(pre),
             }
-            component
+            .map_err(|error| LoadError::WrongSignature {
+                export: if kind == ComponentKind::Stage {
+                    "run"
+                } else {
+                    "wasi:cli/run"
+                }
+                .to_owned(),
+                world: kind.world(),
+                reason: error_chain(&error),
+            })?;
+            (kind, entry, compiled_now)
         }
     };
-    let pre = linker
-        .instantiate_pre(&component)
-        .map_err(|error| LoadError::Imports(error_chain(&error)))?;
-    let kind = classify(engine, &component, format)?;
-    let entry = match kind {
-        ComponentKind::Stage => Entry::stage(pre),
-        ComponentKind::Command | ComponentKind::Preview1Command => Entry::command(pre),
-    }
-    .map_err(|error| LoadError::WrongSignature {
-        export: if kind == ComponentKind::Stage {
-            "run"
-        } else {
-            "wasi:cli/run"
-        }
-        .to_owned(),
-        world: kind.world(),
-        reason: error_chain(&error),
-    })?;
     Ok(LoadedComponent {
         digest,
         kind,
@@ -190,17 +208,34 @@ fn load(
     })
 }
 
+/// The compiled form of the bytes named `digest`, from the cache or from
+/// `compile` (then saved); and whether Cranelift ran.
+fn compile<C: crate::component::Compiled>(
+    cache: Option<&CompiledCache>,
+    digest: Digest,
+    compile: impl FnOnce() -> wasmtime::Result<C>,
+    engine: &Engine,
+) -> Result<(C, bool), LoadError> {
+    if let Some(compiled) = cache.and_then(|cache| cache.load(engine, &digest)) {
+        return Ok((compiled, false));
+    }
+    let compiled = compile().map_err(|error| LoadError::Compile(error_chain(&error)))?;
+    if let Some(cache) = cache
+        && let Err(error) = cache.store(&digest, &compiled)
+    {
+        tracing::warn!(%error, "cannot save the compiled code; it will be compiled again next time");
+    }
+    Ok((compiled, true))
+}
+
 /// Decides from the component's exports how it is entered.
-fn classify(engine: &Engine, component: &Component, format: BinaryFormat) -> Result<ComponentKind, LoadError> {
+fn classify(engine: &Engine, component: &Component) -> Result<ComponentKind, LoadError> {
     let component_type = component.component_type();
     let exports: Vec<&str> = component_type.exports(engine).map(|(name, _)| name).collect();
     if exports.contains(&"run") {
         Ok(ComponentKind::Stage)
     } else if exports.iter().any(|name| name.starts_with("wasi:cli/run@0.2")) {
-        Ok(match format {
-            BinaryFormat::Component => ComponentKind::Command,
-            BinaryFormat::CoreModule => ComponentKind::Preview1Command,
-        })
+        Ok(ComponentKind::Command)
     } else {
         Err(LoadError::NoEntryPoint {
             exports: if exports.is_empty() {

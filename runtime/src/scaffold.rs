@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::stage_build::Language;
+use crate::stage_build::{Language, rust_sdk};
 
 /// Why a stage folder could not be created.
 #[derive(Debug, thiserror::Error)]
@@ -16,13 +16,6 @@ pub enum ScaffoldError {
     /// Something is in the way.
     #[error("`{}` already exists; choose another name or remove it", .0.display())]
     Exists(PathBuf),
-    /// The Rust SDK is not where this cairn was built from.
-    #[error(
-        "the Rust SDK is not at `{}` (cairn was built from a checkout that has moved)\n\
-         hint: pass `--sdk PATH/TO/cairn/sdk/rust`",
-        .0.display()
-    )]
-    SdkMissing(PathBuf),
     /// A file could not be written.
     #[error("cannot write `{}`", path.display())]
     Io {
@@ -66,14 +59,9 @@ fn template(language: Language) -> &'static [(&'static str, &'static str)] {
     }
 }
 
-/// Where the Rust SDK of the checkout this cairn was built from is.
-pub fn default_rust_sdk() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk/rust")
-}
-
 /// Creates the stage folder `parent/name` for `language`; a Rust stage
-/// depends on the SDK at `rust_sdk`. Returns the folder.
-pub fn create(parent: &Path, name: &str, language: Language, rust_sdk: &Path) -> Result<PathBuf, ScaffoldError> {
+/// depends on the SDK cairn embeds, by version. Returns the folder.
+pub fn create(parent: &Path, name: &str, language: Language) -> Result<PathBuf, ScaffoldError> {
     let valid = name.len() <= 64
         && name.starts_with(|first: char| first.is_ascii_lowercase())
         && name.chars().all(|character| {
@@ -86,17 +74,10 @@ pub fn create(parent: &Path, name: &str, language: Language, rust_sdk: &Path) ->
     if folder.exists() {
         return Err(ScaffoldError::Exists(folder));
     }
-    let sdk = if language == Language::Rust {
-        let sdk = rust_sdk
-            .canonicalize()
-            .ok()
-            .filter(|sdk| sdk.join("Cargo.toml").is_file())
-            .ok_or_else(|| ScaffoldError::SdkMissing(rust_sdk.to_owned()))?;
-        // A TOML basic string.
-        sdk.to_string_lossy().replace('\\', "\\\\").replace('"', "\\\"")
-    } else {
-        String::new()
-    };
+    // `0.1.0` asks for `0.1`: any SDK of this minor version builds it.
+    let sdk_version = rust_sdk::VERSION
+        .rsplit_once('.')
+        .map_or(rust_sdk::VERSION, |(minor, _)| minor);
     for (relative, text) in template(language) {
         let path = folder.join(relative);
         let io = |source| ScaffoldError::Io {
@@ -106,7 +87,7 @@ pub fn create(parent: &Path, name: &str, language: Language, rust_sdk: &Path) ->
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
-        let text = text.replace("{{name}}", name).replace("{{sdk}}", &sdk);
+        let text = text.replace("{{name}}", name).replace("{{sdk_version}}", sdk_version);
         std::fs::write(&path, text).map_err(io)?;
     }
     Ok(folder)
@@ -121,7 +102,14 @@ mod tests {
         let parent = tempfile::tempdir().unwrap();
         for language in Language::ALL {
             let name = format!("hello-{}", language.key());
-            let folder = create(parent.path(), &name, language, &default_rust_sdk()).unwrap();
+            let folder = create(parent.path(), &name, language).unwrap();
+            if language == Language::Rust {
+                let manifest = std::fs::read_to_string(folder.join("Cargo.toml")).unwrap();
+                assert!(
+                    manifest.contains("cairn-sdk = \"0.1\""),
+                    "by version, not by path: {manifest}"
+                );
+            }
             assert_eq!(Language::detect(&folder), Some(language));
             let readme = std::fs::read_to_string(folder.join("README.md")).unwrap();
             assert!(readme.starts_with(&format!("# {name}\n")), "{readme}");
@@ -137,18 +125,14 @@ mod tests {
         let parent = tempfile::tempdir().unwrap();
         for name in ["Hello", "1st", "a b", "../escape", ""] {
             assert!(matches!(
-                create(parent.path(), name, Language::C, &default_rust_sdk()),
+                create(parent.path(), name, Language::C),
                 Err(ScaffoldError::InvalidName(_))
             ));
         }
-        create(parent.path(), "taken", Language::C, &default_rust_sdk()).unwrap();
+        create(parent.path(), "taken", Language::C).unwrap();
         assert!(matches!(
-            create(parent.path(), "taken", Language::Python, &default_rust_sdk()),
+            create(parent.path(), "taken", Language::Python),
             Err(ScaffoldError::Exists(_))
-        ));
-        assert!(matches!(
-            create(parent.path(), "lost", Language::Rust, Path::new("/nowhere/sdk")),
-            Err(ScaffoldError::SdkMissing(_))
         ));
     }
 }

@@ -104,8 +104,10 @@ pub trait Executor: Send + Sync + 'static {
 pub struct Options {
     /// Most stages running at once.
     pub jobs: usize,
-    /// Keep starting independent stages after one fails.
-    pub keep_going: bool,
+    /// Stop starting stages after the first failure (make's behaviour). By
+    /// default independent stages go on, as GitHub Actions' jobs do, and a
+    /// stage whose `if` reads a failed stage's result still runs.
+    pub fail_fast: bool,
 }
 
 /// Values `if` conditions read besides stage results.
@@ -265,7 +267,7 @@ pub async fn run<E: Executor>(
             // A panicking executor is a cairn bug: surface it as one.
             Err(error) => std::panic::resume_unwind(error.into_panic()),
         };
-        if result.status == Status::Failed && !options.keep_going {
+        if result.status == Status::Failed && options.fail_fast {
             stopped = true;
         }
         books.finish(index, result);
@@ -273,8 +275,8 @@ pub async fn run<E: Executor>(
     books.into_results(started.elapsed(), false)
 }
 
-/// Why a stage ready after a failure (without `--keep-going`) does not run.
-const NOT_RUN: &str = "not run: an earlier stage failed (use --keep-going to run independent stages)";
+/// Why a stage ready after a failure (with `--fail-fast`) does not run.
+const NOT_RUN: &str = "not run: an earlier stage failed and --fail-fast stops the run at the first failure";
 
 /// Decides every ready stage, and what that readies in turn: stages whose
 /// condition or needs skip them end here, and so do stages the executor can
@@ -322,7 +324,7 @@ fn settle<E: Executor>(
         for ((index, upstream), reused) in candidates.into_iter().zip(reused) {
             match reused {
                 Some(result) => {
-                    if result.status == Status::Failed && !options.keep_going {
+                    if result.status == Status::Failed && options.fail_fast {
                         *stopped = true;
                     }
                     books.finish(index, result);
@@ -577,7 +579,12 @@ mod tests {
         fn event(&self, _event: &Event) {}
     }
 
-    fn run_with(toml: &str, reusable: Vec<&'static str>, failing: Vec<&'static str>) -> (Vec<Status>, Recorder) {
+    fn run_with(
+        toml: &str,
+        reusable: Vec<&'static str>,
+        failing: Vec<&'static str>,
+        fail_fast: bool,
+    ) -> (Vec<Status>, Recorder) {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("cairn.toml");
         std::fs::write(&file, toml).expect("write");
@@ -597,10 +604,7 @@ mod tests {
             &selected,
             Arc::clone(&recorder),
             &Discard,
-            Options {
-                jobs: 1,
-                keep_going: false,
-            },
+            Options { jobs: 1, fail_fast },
             &ConditionContext::default(),
             std::future::pending(),
         ));
@@ -628,7 +632,7 @@ mod tests {
 
     #[test]
     fn reused_stages_never_start_and_hand_their_outputs_on() {
-        let (statuses, recorder) = run_with(GRAPH, vec!["a", "c"], vec![]);
+        let (statuses, recorder) = run_with(GRAPH, vec!["a", "c"], vec![], false);
         assert_eq!(
             statuses,
             [Status::Cached, Status::Succeeded, Status::Cached, Status::Succeeded]
@@ -645,7 +649,7 @@ mod tests {
     }
 
     #[test]
-    fn after_a_failure_nothing_more_starts_or_is_reused() {
+    fn with_fail_fast_nothing_more_starts_or_is_reused_after_a_failure() {
         let toml = r#"
             [stages.first]
             uses = "std:wc"
@@ -657,10 +661,50 @@ mod tests {
         "#;
         // One job: `first` runs and fails while `gate` waits for a slot, so
         // `gate` never starts, and `second`, ready once `gate` ended, is not
-        // reused either (without --keep-going).
-        let (statuses, recorder) = run_with(toml, vec!["second"], vec!["first"]);
+        // reused either.
+        let (statuses, recorder) = run_with(toml, vec!["second"], vec!["first"], true);
         assert_eq!(statuses, [Status::Failed, Status::Skipped, Status::Skipped]);
         let executed = recorder.executed.into_inner().expect("lock");
         assert_eq!(executed, [("first".to_owned(), Vec::<String>::new())]);
+    }
+
+    #[test]
+    fn by_default_independent_stages_go_on_and_failure_conditions_run() {
+        let toml = r#"
+            [stages.first]
+            uses = "std:wc"
+            [stages.gate]
+            uses = "std:wc"
+            [stages.second]
+            uses = "std:wc"
+            needs = ["gate"]
+            [stages.after-first]
+            uses = "std:wc"
+            needs = ["first"]
+            [stages.on-failure]
+            uses = "std:wc"
+            needs = ["first"]
+            if = "stages.first.result == 'failed'"
+        "#;
+        let (statuses, recorder) = run_with(toml, vec!["second"], vec!["first"], false);
+        assert_eq!(
+            statuses,
+            [
+                Status::Failed,
+                Status::Succeeded,
+                Status::Cached,
+                Status::Skipped,
+                Status::Succeeded
+            ]
+        );
+        let mut executed: Vec<String> = recorder
+            .executed
+            .into_inner()
+            .expect("lock")
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
+        executed.sort();
+        assert_eq!(executed, ["first", "gate", "on-failure"]);
     }
 }

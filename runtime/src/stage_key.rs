@@ -19,6 +19,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::component::Digest;
+use crate::pipeline::RandomGrant;
+use crate::sandbox::{Clock, Invocation, Limits, Random, Sandbox};
 
 /// Part of every key; bump it when the encoding or the meaning of a part changes.
 pub const KEY_VERSION: u32 = 1;
@@ -43,10 +45,10 @@ pub struct KeyParts {
     pub secrets: Vec<String>,
     /// Granted `host:port` pairs, sorted.
     pub network: Vec<String>,
-    /// `pinned:<SOURCE_DATE_EPOCH>` or `real`.
-    pub clock: String,
-    /// `seeded` or `secure`.
-    pub random: String,
+    /// The clock granted (a pinned one with its `SOURCE_DATE_EPOCH`).
+    pub clock: Clock,
+    /// The randomness granted (a seeded one is seeded from the key).
+    pub random: RandomGrant,
     /// The tree digest of `/src`.
     pub inputs: Digest,
     /// The outputs tree digest of each needed stage, by name.
@@ -76,8 +78,8 @@ impl KeyParts {
         );
         encoder.list("secrets", self.secrets.iter().map(|name| vec![name.as_bytes()]));
         encoder.list("network", self.network.iter().map(|entry| vec![entry.as_bytes()]));
-        encoder.field("clock", &[self.clock.as_bytes()]);
-        encoder.field("random", &[self.random.as_bytes()]);
+        encoder.field("clock", &[clock_text(self.clock).as_bytes()]);
+        encoder.field("random", &[random_text(self.random).as_bytes()]);
         encoder.field("inputs", &[self.inputs.as_bytes()]);
         encoder.list(
             "needs",
@@ -86,6 +88,85 @@ impl KeyParts {
                 .map(|(name, outputs)| vec![name.as_bytes(), &outputs.as_bytes()[..]]),
         );
         Digest::from_hasher(&encoder.0)
+    }
+
+    /// Why a result of this stage cannot stand for a later run even when
+    /// the key is the same: it observes something the key cannot name (the
+    /// network's answers, the real time, secure randomness). `None` for a
+    /// pure stage.
+    pub fn impurity(&self) -> Option<&'static str> {
+        if !self.network.is_empty() {
+            Some("it is granted network access")
+        } else if self.clock == Clock::Real {
+            Some("it reads the real clock")
+        } else if self.random == RandomGrant::Secure {
+            Some("it reads secure randomness")
+        } else {
+            None
+        }
+    }
+
+    /// The sandbox these parts describe: every grant a stage can observe is
+    /// taken from here, the value its key is computed from, so nothing can
+    /// reach a stage without entering its key. `placement` adds only where
+    /// the keyed content lies on this host and the values behind the keyed
+    /// secret names. `key` is these parts' key (it seeds the randomness).
+    pub fn sandbox(&self, key: &Digest, placement: Placement) -> Result<Sandbox, String> {
+        // Destructured without `..`: a part added to the key must be
+        // considered here, and a grant added to the sandbox must come from a
+        // part (the test below builds one from each).
+        let KeyParts {
+            stage,
+            component: _,
+            format: _,
+            args,
+            config,
+            env,
+            secrets,
+            network,
+            clock,
+            random,
+            inputs: _,
+            needs,
+        } = self;
+        let Placement {
+            src,
+            mut needed,
+            mut secret,
+            limits,
+        } = placement;
+        let secrets = secrets
+            .iter()
+            .map(|name| {
+                secret(name).map(|value| (name.clone(), value)).ok_or_else(|| {
+                    format!(
+                        "the secret `{name}` is not set\n\
+                         hint: export {name}=... before `cairn run`, or put it in a --secrets-file"
+                    )
+                })
+            })
+            .collect::<Result<BTreeMap<_, _>, String>>()?;
+        Ok(Sandbox {
+            invocation: Invocation {
+                stage: stage.clone(),
+                args: args.clone(),
+                config: config.clone(),
+            },
+            env: env.clone(),
+            src,
+            inputs: needs
+                .keys()
+                .filter_map(|name| needed(name).map(|folder| (name.clone(), folder)))
+                .collect(),
+            secrets,
+            network: network.clone(),
+            clock: *clock,
+            random: match random {
+                RandomGrant::Seeded => Random::Seeded(*key.as_bytes()),
+                RandomGrant::Secure => Random::Secure,
+            },
+            limits,
+        })
     }
 
     /// What differs from `before`, part by part, in words. Inputs and
@@ -107,8 +188,8 @@ impl KeyParts {
         scalar("args", &format!("{:?}", self.args), &format!("{:?}", before.args));
         scalar("secrets", &self.secrets.join(", "), &before.secrets.join(", "));
         scalar("network", &self.network.join(", "), &before.network.join(", "));
-        scalar("clock", &self.clock, &before.clock);
-        scalar("random", &self.random, &before.random);
+        scalar("clock", &clock_text(self.clock), &clock_text(before.clock));
+        scalar("random", random_text(self.random), random_text(before.random));
         for (part, now, then) in [("with", &self.config, &before.config), ("env", &self.env, &before.env)] {
             for key in now.keys().chain(then.keys()).collect::<std::collections::BTreeSet<_>>() {
                 if now.get(key) != then.get(key) {
@@ -142,6 +223,41 @@ impl KeyParts {
             }
         }
         changes
+    }
+}
+
+/// Looks up, by name, something the key names only by name.
+pub type Lookup<'a, T> = Box<dyn FnMut(&str) -> Option<T> + 'a>;
+
+/// Where what a stage's key names lies on this host. Nothing here is a
+/// grant of its own: each item stands for content or names the key already
+/// covers.
+pub struct Placement<'a> {
+    /// The snapshot of the keyed input tree, shown at `/src`.
+    pub src: Option<std::path::PathBuf>,
+    /// The folder holding a needed stage's keyed outputs, by name (`None`
+    /// when it published none).
+    pub needed: Lookup<'a, std::path::PathBuf>,
+    /// The value of a keyed secret name, if set.
+    pub secret: Lookup<'a, String>,
+    /// The bounds: they decide whether a stage finishes, not what it
+    /// produces, so they are not keyed.
+    pub limits: Limits,
+}
+
+/// The clock as the key and `cairn explain` name it.
+fn clock_text(clock: Clock) -> String {
+    match clock {
+        Clock::Pinned { source_date_epoch } => format!("pinned:{source_date_epoch}"),
+        Clock::Real => "real".to_owned(),
+    }
+}
+
+/// The randomness as the key and `cairn explain` name it.
+fn random_text(random: RandomGrant) -> &'static str {
+    match random {
+        RandomGrant::Seeded => "seeded",
+        RandomGrant::Secure => "secure",
     }
 }
 
@@ -266,8 +382,8 @@ mod tests {
             env: BTreeMap::from([("RUST_LOG".into(), "info".into())]),
             secrets: vec!["TOKEN".into()],
             network: vec![],
-            clock: "pinned:0".into(),
-            random: "seeded".into(),
+            clock: Clock::Pinned { source_date_epoch: 0 },
+            random: RandomGrant::Seeded,
             inputs: Digest::of(b"inputs"),
             needs: BTreeMap::from([("build".into(), Digest::of(b"outputs"))]),
         }
@@ -300,8 +416,9 @@ mod tests {
             },
             |parts| parts.secrets.push("OTHER".into()),
             |parts| parts.network.push("example.com:443".into()),
-            |parts| parts.clock = "real".into(),
-            |parts| parts.random = "secure".into(),
+            |parts| parts.clock = Clock::Real,
+            |parts| parts.clock = Clock::Pinned { source_date_epoch: 1 },
+            |parts| parts.random = RandomGrant::Secure,
             |parts| parts.inputs = Digest::of(b"other inputs"),
             |parts| {
                 parts.needs.insert("build".into(), Digest::of(b"new outputs"));
@@ -331,5 +448,110 @@ mod tests {
                 "the outputs of `build` changed"
             ]
         );
+    }
+
+    fn placement() -> Placement<'static> {
+        Placement {
+            src: Some("/host/src".into()),
+            needed: Box::new(|name| Some(format!("/host/out/{name}").into())),
+            secret: Box::new(|name| Some(format!("value of {name}"))),
+            limits: Limits::default(),
+        }
+    }
+
+    #[test]
+    fn every_grant_of_the_sandbox_comes_from_the_key() {
+        let parts = known();
+        let key = parts.key();
+        let sandbox = parts.sandbox(&key, placement()).expect("every secret is set");
+        // Exhaustive on purpose: a grant added to `Sandbox` does not compile
+        // here until it is said where it comes from.
+        let Sandbox {
+            invocation,
+            env,
+            src,
+            inputs,
+            secrets,
+            network,
+            clock,
+            random,
+            limits,
+        } = sandbox;
+        assert_eq!(invocation.stage, parts.stage);
+        assert_eq!(invocation.args, parts.args);
+        assert_eq!(invocation.config, parts.config);
+        assert_eq!(env, parts.env);
+        assert_eq!(
+            src.as_deref(),
+            Some(std::path::Path::new("/host/src")),
+            "placement: the keyed input tree"
+        );
+        assert_eq!(
+            inputs.keys().collect::<Vec<_>>(),
+            parts.needs.keys().collect::<Vec<_>>()
+        );
+        assert_eq!(
+            secrets.keys().collect::<Vec<_>>(),
+            parts.secrets.iter().collect::<Vec<_>>()
+        );
+        assert_eq!(network, parts.network);
+        assert_eq!(clock, parts.clock);
+        assert_eq!(random, Random::Seeded(*key.as_bytes()));
+        assert_eq!(limits, Limits::default(), "bounds are not grants");
+
+        // And each part that the sandbox shows changes what it shows.
+        let shown = |parts: &KeyParts| {
+            let sandbox = parts.sandbox(&parts.key(), placement()).expect("every secret is set");
+            format!("{sandbox:?}")
+        };
+        let base = shown(&parts);
+        let variants: Vec<fn(&mut KeyParts)> = vec![
+            |parts| parts.stage = "lint2".into(),
+            |parts| parts.args.push("x".into()),
+            |parts| {
+                parts.config.insert("level".into(), "error".into());
+            },
+            |parts| {
+                parts.env.insert("A".into(), "".into());
+            },
+            |parts| parts.secrets.push("OTHER".into()),
+            |parts| parts.network.push("example.com:443".into()),
+            |parts| parts.clock = Clock::Real,
+            |parts| parts.random = RandomGrant::Secure,
+            |parts| {
+                parts.needs.insert("other".into(), Digest::of(b"outputs"));
+            },
+            // Seeded randomness follows the whole key.
+            |parts| parts.inputs = Digest::of(b"other inputs"),
+            |parts| parts.component = Digest::of(b"other"),
+        ];
+        for (index, change) in variants.iter().enumerate() {
+            let mut changed = known();
+            change(&mut changed);
+            assert_ne!(shown(&changed), base, "variant {index} must change the sandbox");
+        }
+    }
+
+    #[test]
+    fn a_secret_that_is_not_set_is_named() {
+        let parts = known();
+        let mut placement = placement();
+        placement.secret = Box::new(|_| None);
+        let error = parts.sandbox(&parts.key(), placement).expect_err("TOKEN is not set");
+        assert!(error.starts_with("the secret `TOKEN` is not set"), "{error}");
+    }
+
+    #[test]
+    fn impure_grants_are_named() {
+        assert_eq!(known().impurity(), None);
+        let mut parts = known();
+        parts.network.push("example.com:443".into());
+        assert_eq!(parts.impurity(), Some("it is granted network access"));
+        let mut parts = known();
+        parts.clock = Clock::Real;
+        assert_eq!(parts.impurity(), Some("it reads the real clock"));
+        let mut parts = known();
+        parts.random = RandomGrant::Secure;
+        assert_eq!(parts.impurity(), Some("it reads secure randomness"));
     }
 }

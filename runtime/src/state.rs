@@ -28,7 +28,7 @@ mod file_table;
 use file_table::{FileRecord, FileTable};
 
 /// Bumped when the format changes; an older file is ignored.
-const VERSION: u32 = 6;
+const VERSION: u32 = 7;
 
 /// [`KeyParts`] kept encoded, so loading the state does not rebuild the
 /// parts of every stage on every run.
@@ -64,6 +64,9 @@ pub struct RunRecord {
     pub log: Option<Digest>,
     /// Its annotations.
     pub annotations: Vec<Annotation>,
+    /// Why its result is not reused (an impure grant, `cache = false`), so
+    /// `cairn explain` can say why it ran.
+    pub not_reused: Option<String>,
 }
 
 /// What was last published to `cairn-out/<stage>/`, with the stamp of every
@@ -515,6 +518,7 @@ mod tests {
             outcome: Outcome::default(),
             log: None,
             annotations: Vec::new(),
+            not_reused: None,
         };
         let mut state = WorkspaceState::load(&cache, &root);
         state.record_run("build", run.clone());

@@ -122,6 +122,7 @@ pub struct GuestBuild {
     target_dir: PathBuf,
     release: bool,
     remapped_prefixes: Vec<(PathBuf, String)>,
+    config: Vec<String>,
 }
 
 impl GuestBuild {
@@ -135,7 +136,15 @@ impl GuestBuild {
             target_dir: target_dir.into(),
             release: true,
             remapped_prefixes: Vec::new(),
+            config: Vec::new(),
         }
+    }
+
+    /// Passes `--config KEY=VALUE` to cargo (a value in TOML syntax), as
+    /// `[patch]` for a dependency the builder supplies itself.
+    pub fn config(mut self, key_value: impl Into<String>) -> Self {
+        self.config.push(key_value.into());
+        self
     }
 
     /// Adds a package to build.
@@ -191,6 +200,9 @@ impl GuestBuild {
         for package in &self.packages {
             command.arg("--package").arg(package);
         }
+        for key_value in &self.config {
+            command.arg("--config").arg(key_value);
+        }
         let mut child = command.spawn().map_err(|source| GuestBuildError::Spawn {
             program: cargo.to_string_lossy().into_owned(),
             source,
@@ -207,7 +219,11 @@ impl GuestBuild {
         })?;
         if !status.success() {
             return Err(GuestBuildError::CargoFailed {
-                packages: self.packages.join(", "),
+                packages: if self.packages.is_empty() {
+                    format!("`{}`", self.manifest_path.display())
+                } else {
+                    self.packages.join(", ")
+                },
                 target: self.target.clone(),
                 status,
             });

@@ -122,7 +122,7 @@ impl ExplainArgs {
     pub(crate) fn execute(self) -> anyhow::Result<Status> {
         let pipeline = pipeline::load(&self.location.path())?;
         let cache = CacheDir::from_env()?;
-        print!("{}", explain::explain(&cache, &pipeline, &self.stage)?);
+        super::terminal::print_out(&explain::explain(&cache, &pipeline, &self.stage)?)?;
         Ok(Status::Success)
     }
 }

@@ -17,8 +17,8 @@ use cairn::run::{self, RunSettings};
 use cairn::scheduler::Options;
 use cairn::secrets::Secrets;
 
-use super::Status;
 use super::registry::RegistryArgs;
+use super::{Status, terminal};
 
 /// Where the pipeline is: `-C DIR` and `-f FILE`, shared by every pipeline command.
 #[derive(Debug, Args)]
@@ -51,8 +51,14 @@ pub(crate) struct RunArgs {
     #[arg(short = 'j', long, value_name = "N")]
     jobs: Option<usize>,
 
-    /// After a stage fails, keep running the stages that do not depend on it.
+    /// Stop at the first failure: start no more stages (running ones finish).
+    /// By default stages that do not depend on a failed one still run.
     #[arg(long)]
+    fail_fast: bool,
+
+    /// Accepted for scripts written for earlier versions: running
+    /// independent stages after a failure is now the default.
+    #[arg(long, hide = true, conflicts_with = "fail_fast")]
     keep_going: bool,
 
     /// Print one JSON object per event on stdout instead of the terminal view.
@@ -111,7 +117,7 @@ impl RunArgs {
         let settings = RunSettings {
             options: Options {
                 jobs,
-                keep_going: self.keep_going,
+                fail_fast: self.fail_fast,
             },
             secrets,
             cache: CacheMode {
@@ -198,7 +204,7 @@ impl GraphArgs {
             FormatArg::Mermaid => GraphFormat::Mermaid,
             FormatArg::Dot => GraphFormat::Dot,
         };
-        print!("{}", graph.render(&pipeline.stages, format));
+        terminal::print_out(&graph.render(&pipeline.stages, format))?;
         Ok(Status::Success)
     }
 }

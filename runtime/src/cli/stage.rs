@@ -293,7 +293,7 @@ impl InspectArgs {
             .map_err(anyhow::Error::msg)
             .with_context(|| format!("cannot decode the interface of `{}`", self.component))?;
         if self.wit {
-            print!("{}", description.wit);
+            super::terminal::print_out(&description.wit)?;
             return Ok(Status::Success);
         }
         println!("component  {} ({})", self.component, ByteSize(loaded.size() as u64));
@@ -370,17 +370,12 @@ pub(crate) struct NewArgs {
     /// Create the folder inside DIR.
     #[arg(short = 'C', long = "directory", value_name = "DIR", default_value = ".")]
     directory: PathBuf,
-
-    /// The cairn-sdk crate a Rust stage depends on (default: the checkout cairn was built from).
-    #[arg(long, value_name = "DIR")]
-    sdk: Option<PathBuf>,
 }
 
 impl NewArgs {
     fn execute(self) -> anyhow::Result<Status> {
         let language: Language = self.language.parse().map_err(anyhow::Error::msg)?;
-        let sdk = self.sdk.unwrap_or_else(scaffold::default_rust_sdk);
-        let folder = scaffold::create(&self.directory, &self.name, language, &sdk)?;
+        let folder = scaffold::create(&self.directory, &self.name, language)?;
         eprintln!(
             "{} created the {language} stage `{}`; build it with `cairn stage build {}`, \
              or use it from a pipeline with `uses = \"./{}\"`",

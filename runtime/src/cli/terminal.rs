@@ -48,6 +48,16 @@ pub(crate) fn print_error(error: &anyhow::Error) {
     }
 }
 
+/// Writes `text` to stdout. A reader that went away (`cairn graph | head`)
+/// is not an error: the output was wanted up to there, as with any Unix tool.
+pub(crate) fn print_out(text: &str) -> std::io::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
 /// Shows a single stage's log: its stdout on stdout and everything else on
 /// stderr, so `cairn stage run tool.wasm | ...` pipes what the tool printed.
 pub(crate) struct StageLogPrinter {

@@ -1,10 +1,14 @@
-//! WASI preview1 core modules, made into components.
+//! WASI preview1 core modules: checked before they run, and made into
+//! components where a component is really needed.
 //!
 //! Most wasm toolchains still emit preview1 modules (`wasm32-wasip1`,
-//! clang + wasi-libc, TinyGo...). Rather than keep a second WASI
-//! implementation, cairn wraps them with the standard preview1 command
-//! adapter, which implements `wasi_snapshot_preview1` on top of WASI 0.2, so
-//! every stage runs through the same component sandbox.
+//! clang + wasi-libc, TinyGo, AssemblyScript...). They run as they are, on
+//! wasmtime's own preview1 implementation over the same WASI context as a
+//! component (the conformance suite in `tests/` holds it to that). The
+//! standard preview1 command adapter, which implements preview1 on top of
+//! WASI 0.2 inside the component, is used only to publish a module as a
+//! component or to describe it: it traps on some valid programs
+//! (AssemblyScript's argument and environment handling, for one).
 
 use wasi_preview1_component_adapter_provider::{
     WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME, WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER,
@@ -58,7 +62,7 @@ pub(crate) fn preview1_to_component(module: &[u8]) -> Result<Vec<u8>, AdaptError
 
 /// Checks the two things the command adapter needs, so a wrong module gets a
 /// message about the module rather than about the adapter's internals.
-fn check_is_preview1_command(module: &[u8]) -> Result<(), AdaptError> {
+pub(crate) fn check_is_preview1_command(module: &[u8]) -> Result<(), AdaptError> {
     let invalid = |error: wasmparser::BinaryReaderError| AdaptError::Invalid(error.to_string());
     let mut has_start = false;
     for payload in Parser::new(0).parse_all(module) {

@@ -15,6 +15,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use wasmtime::Engine;
+use wasmtime::Module;
 use wasmtime::component::Component;
 
 use super::Digest;
@@ -41,8 +42,8 @@ impl CompiledCache {
         self.dir.join(format!("{}.cwasm", digest.to_hex()))
     }
 
-    /// The compiled component for `digest`, if a sound entry exists.
-    pub(crate) fn load(&self, engine: &Engine, digest: &Digest) -> Option<Component> {
+    /// The compiled component or module for `digest`, if a sound entry exists.
+    pub(crate) fn load<C: Compiled>(&self, engine: &Engine, digest: &Digest) -> Option<C> {
         let path = self.path(digest);
         let bytes = fs::read(&path).ok()?;
         let Some(payload) = verified_payload(&bytes) else {
@@ -50,14 +51,15 @@ impl CompiledCache {
             let _ = fs::remove_file(&path);
             return None;
         };
-        // SAFETY: `Component::deserialize` trusts its input to be machine code
-        // wasmtime produced for this engine. The entry sits under this engine's
+        // SAFETY: deserializing trusts its input to be machine code wasmtime
+        // produced for this engine. The entry sits under this engine's
         // compatibility fingerprint, was written only by `store` below from
-        // `Component::serialize`, and its blake3 trailer proves the bytes are
-        // the ones written. (Whoever can write the cache folder can also
-        // replace the `cairn` binary; the cache is no weaker than that.)
+        // `serialize`, and its blake3 trailer proves the bytes are the ones
+        // written; wasmtime itself refuses a component read as a module or
+        // the reverse. (Whoever can write the cache folder can also replace
+        // the `cairn` binary; the cache is no weaker than that.)
         #[allow(unsafe_code)]
-        let component = unsafe { Component::deserialize(engine, payload) };
+        let component = unsafe { C::deserialize(engine, payload) };
         match component {
             Ok(component) => Some(component),
             Err(error) => {
@@ -68,9 +70,9 @@ impl CompiledCache {
         }
     }
 
-    /// Saves `component`, compiled from the bytes named `digest`.
-    pub(crate) fn store(&self, digest: &Digest, component: &Component) -> io::Result<()> {
-        let serialized = component
+    /// Saves `compiled`, compiled from the bytes named `digest`.
+    pub(crate) fn store<C: Compiled>(&self, digest: &Digest, compiled: &C) -> io::Result<()> {
+        let serialized = compiled
             .serialize()
             .map_err(|error| io::Error::other(error.to_string()))?;
         let mut bytes = Vec::with_capacity(MAGIC.len() + serialized.len() + TRAILER);
@@ -79,6 +81,43 @@ impl CompiledCache {
         bytes.extend_from_slice(blake3::hash(&serialized).as_bytes());
         fs::create_dir_all(&self.dir)?;
         write_atomically(&self.path(digest), &bytes)
+    }
+}
+
+/// What the cache holds: compiled components and compiled core modules
+/// (preview1 programs, which run natively on WASI preview1).
+pub(crate) trait Compiled: Sized {
+    /// The engine's serialized form.
+    fn serialize(&self) -> wasmtime::Result<Vec<u8>>;
+
+    /// # Safety
+    /// `bytes` must be what [`Compiled::serialize`] produced with an engine
+    /// of the same configuration.
+    #[allow(unsafe_code)]
+    unsafe fn deserialize(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Self>;
+}
+
+impl Compiled for Component {
+    fn serialize(&self) -> wasmtime::Result<Vec<u8>> {
+        Component::serialize(self)
+    }
+
+    #[allow(unsafe_code)]
+    unsafe fn deserialize(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Self> {
+        // SAFETY: passed on to the caller of `Compiled::deserialize`.
+        unsafe { Component::deserialize(engine, bytes) }
+    }
+}
+
+impl Compiled for Module {
+    fn serialize(&self) -> wasmtime::Result<Vec<u8>> {
+        Module::serialize(self)
+    }
+
+    #[allow(unsafe_code)]
+    unsafe fn deserialize(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Self> {
+        // SAFETY: passed on to the caller of `Compiled::deserialize`.
+        unsafe { Module::deserialize(engine, bytes) }
     }
 }
 

@@ -7,7 +7,8 @@
 //! - a component exporting `run` from `cairn:stage/stage` (a stage);
 //! - a component exporting `wasi:cli/run` (any WASI 0.2 command-line program);
 //! - a WASI preview1 core module with `_start` (what most compilers still
-//!   emit), adapted into a command component on load.
+//!   emit), run as it is on wasmtime's preview1 implementation (adapted into
+//!   a command component only to be published or described).
 
 mod adapt;
 mod compiled_cache;
@@ -15,7 +16,8 @@ mod digest;
 mod inspect;
 
 pub use adapt::AdaptError;
-pub(crate) use compiled_cache::{CompiledCache, entry_intact as compiled_entry_intact};
+pub(crate) use adapt::check_is_preview1_command;
+pub(crate) use compiled_cache::{Compiled, CompiledCache, entry_intact as compiled_entry_intact};
 pub use digest::Digest;
 pub use inspect::{Description, WorldNames, describe, world_names};
 
@@ -29,7 +31,7 @@ pub enum ComponentKind {
     Stage,
     /// Exports `wasi:cli/run`: gets args and env, returns an exit status.
     Command,
-    /// A WASI preview1 core module, adapted to a command component.
+    /// A WASI preview1 core module with `_start`, run on WASI preview1.
     Preview1Command,
 }
 
@@ -47,7 +49,8 @@ impl ComponentKind {
     pub fn world(self) -> &'static str {
         match self {
             ComponentKind::Stage => "cairn:stage/stage@0.1.0",
-            ComponentKind::Command | ComponentKind::Preview1Command => "wasi:cli/command@0.2",
+            ComponentKind::Command => "wasi:cli/command@0.2",
+            ComponentKind::Preview1Command => "wasi_snapshot_preview1 (a command module)",
         }
     }
 }
@@ -57,9 +60,7 @@ impl fmt::Display for ComponentKind {
         formatter.write_str(match self {
             ComponentKind::Stage => "stage component (cairn:stage/stage)",
             ComponentKind::Command => "command component (wasi:cli/command)",
-            ComponentKind::Preview1Command => {
-                "WASI preview1 module (run as wasi:cli/command through the preview1 adapter)"
-            }
+            ComponentKind::Preview1Command => "WASI preview1 module (a command, run on wasi_snapshot_preview1)",
         })
     }
 }

@@ -20,7 +20,7 @@ use crate::component::Digest;
 use crate::stage_build::Language;
 
 /// Bumped when the entry's format (or any type in it) changes.
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 
 /// What an entry holds besides the text it was checked from.
 #[derive(Serialize, Deserialize)]

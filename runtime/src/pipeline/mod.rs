@@ -205,8 +205,10 @@ pub struct Stage {
     /// Bounds, defaults applied.
     #[serde(with = "limits_as_numbers")]
     pub limits: Limits,
-    /// False for stages with side effects (`cache = false`): they always run.
-    pub cache: bool,
+    /// `cache` as written: `false` for stages with side effects (they always
+    /// run), `true` to reuse an impure stage's result (a fetch keyed by its
+    /// lockfile). Unset, pure stages are reused and impure ones are not.
+    pub cache: Option<bool>,
     /// `if`: run only when it holds.
     pub condition: Option<Condition>,
     /// How many times to rerun a failed stage.

@@ -97,7 +97,7 @@ struct RawStage {
     clock: ClockGrant,
     random: RandomGrant,
     limits: Limits,
-    cache: bool,
+    cache: Option<bool>,
     condition: Option<(Condition, Range<usize>)>,
     matrix: Vec<(Spanned<String>, Vec<String>)>,
     retries: u32,
@@ -288,10 +288,7 @@ impl Checker<'_> {
                 None => RandomGrant::Seeded,
             },
             limits,
-            cache: table
-                .get("cache")
-                .map(|value| self.boolean(value, "`cache`"))
-                .unwrap_or(true),
+            cache: table.get("cache").map(|value| self.boolean(value, "`cache`")),
             condition: table.get("if").and_then(|value| self.condition(value)),
             matrix: table.get("matrix").map(|value| self.matrix(value)).unwrap_or_default(),
             retries: table

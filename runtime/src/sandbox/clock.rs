@@ -7,7 +7,7 @@ use std::time::Duration;
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtxBuilder};
 
 /// Which clock a stage reads.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Clock {
     /// The wall clock always reads this many seconds since the Unix epoch
     /// (`SOURCE_DATE_EPOCH`, 0 unless set), and the monotonic clock advances

@@ -10,6 +10,7 @@ use wasmtime_wasi::I32Exit;
 
 use super::limits::BoundExceeded;
 use super::outputs::OutputError;
+use super::secret_mask::SecretMask;
 use crate::runtime::root_cause;
 
 /// How many wasm frames a trap message keeps; the rest is rarely useful.
@@ -53,6 +54,8 @@ pub enum StageFailure {
         message: String,
         /// The innermost frames, with a leading newline; empty when unknown.
         backtrace: String,
+        /// Whether the stage's log shows a Rust panic just before.
+        panicked: bool,
     },
     /// The stage finished but what it left in `/out` cannot be kept.
     #[error(transparent)]
@@ -64,13 +67,62 @@ impl StageFailure {
     pub fn hint(&self) -> Option<&'static str> {
         match self {
             StageFailure::Bound(bound) => Some(bound.hint()),
-            StageFailure::Trap { message, .. } if message.contains("unreachable") => {
-                Some("a Rust stage that panics traps this way; its panic message is in the log above")
+            StageFailure::Trap { panicked: true, .. } => {
+                Some("the stage panicked: its panic message is in the log above")
             }
+            StageFailure::Trap { message, .. } if message.contains("unreachable") => Some(
+                "the program executed an `unreachable` instruction, the way most languages abort \
+                 (a failed assertion, `abort()`, an AssemblyScript `abort`); its last log lines may say why",
+            ),
             StageFailure::ExitedInsteadOfReturning(_) => {
                 Some("return from `run` (with an error to fail the stage) so the host receives the outcome")
             }
             _ => None,
+        }
+    }
+
+    /// Marks a trap as a Rust panic when the stage's log says so: Rust's
+    /// panic handler prints `panicked at` to stderr before it traps.
+    pub(crate) fn with_log(self, log: &super::CapturedLog) -> Self {
+        match self {
+            StageFailure::Trap {
+                message,
+                backtrace,
+                panicked: false,
+            } => StageFailure::Trap {
+                panicked: log
+                    .lines
+                    .iter()
+                    .rev()
+                    .take(50)
+                    .any(|line| line.text.contains("panicked at")),
+                message,
+                backtrace,
+            },
+            other => other,
+        }
+    }
+
+    /// The failure with every secret value in its words masked.
+    pub(crate) fn masked(self, mask: &SecretMask) -> Self {
+        if mask.is_empty() {
+            return self;
+        }
+        match self {
+            StageFailure::Returned(message) => StageFailure::Returned(mask.mask(&message)),
+            StageFailure::Trap {
+                message,
+                backtrace,
+                panicked,
+            } => StageFailure::Trap {
+                message: mask.mask(&message),
+                backtrace: mask.mask(&backtrace),
+                panicked,
+            },
+            StageFailure::StackOverflow { backtrace } => StageFailure::StackOverflow {
+                backtrace: mask.mask(&backtrace),
+            },
+            other => other,
         }
     }
 
@@ -102,10 +154,12 @@ impl StageFailure {
             Some(trap) => StageFailure::Trap {
                 message: trap.to_string(),
                 backtrace,
+                panicked: false,
             },
             None => StageFailure::Trap {
                 message: root_cause(&error),
                 backtrace,
+                panicked: false,
             },
         }
     }

@@ -13,6 +13,7 @@ use bytes::Bytes;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
+use super::secret_mask::SecretMask;
 use crate::observer::{Level, LogLine, LogSource, StageObserver};
 use crate::units::ByteSize;
 
@@ -22,9 +23,6 @@ const MAX_LINE: usize = 16 * 1024;
 
 /// How much a guest may write to stdout or stderr in one call.
 const WRITE_PERMIT: usize = 64 * 1024;
-
-/// What replaces a secret value in logs.
-pub const MASK: &str = "***";
 
 /// The log a stage produced, as kept.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -38,7 +36,7 @@ pub struct CapturedLog {
 /// Collects one stage's log. Shared by its stdout, its stderr and the host API.
 pub(crate) struct LogCapture {
     observer: Arc<dyn StageObserver>,
-    secrets: Vec<String>,
+    mask: Arc<SecretMask>,
     limit: ByteSize,
     state: Mutex<CaptureState>,
 }
@@ -54,18 +52,12 @@ struct CaptureState {
 }
 
 impl LogCapture {
-    /// A capture that masks `secrets` and keeps at most `limit` bytes of text.
-    pub(crate) fn new(
-        observer: Arc<dyn StageObserver>,
-        secrets: impl IntoIterator<Item = String>,
-        limit: ByteSize,
-    ) -> Self {
-        let mut secrets: Vec<String> = secrets.into_iter().filter(|secret| !secret.is_empty()).collect();
-        // Longest first, so a secret containing another is masked whole.
-        secrets.sort_by_key(|secret| std::cmp::Reverse(secret.len()));
+    /// A capture that masks what `mask` names and keeps at most `limit`
+    /// bytes of text.
+    pub(crate) fn new(observer: Arc<dyn StageObserver>, mask: Arc<SecretMask>, limit: ByteSize) -> Self {
         Self {
             observer,
-            secrets,
+            mask,
             limit,
             state: Mutex::new(CaptureState::default()),
         }
@@ -151,15 +143,9 @@ impl LogCapture {
         }
     }
 
-    /// `text` with every secret value replaced by [`MASK`].
+    /// `text` with every secret value masked.
     pub(crate) fn masked(&self, text: &str) -> String {
-        let mut masked = text.to_owned();
-        for secret in &self.secrets {
-            if masked.contains(secret.as_str()) {
-                masked = masked.replace(secret.as_str(), MASK);
-            }
-        }
-        masked
+        self.mask.mask(text)
     }
 
     /// Flushes partial lines and returns the log.
@@ -266,9 +252,14 @@ mod tests {
     use crate::observer::Silent;
 
     fn capture(limit: u64, secrets: &[&str]) -> Arc<LogCapture> {
+        let secrets = secrets
+            .iter()
+            .enumerate()
+            .map(|(index, value)| (format!("S{index}"), (*value).to_owned()))
+            .collect();
         Arc::new(LogCapture::new(
             Arc::new(Silent),
-            secrets.iter().map(|secret| (*secret).to_owned()),
+            Arc::new(SecretMask::new(&secrets)),
             ByteSize(limit),
         ))
     }

@@ -16,6 +16,7 @@ mod logs;
 mod network;
 mod outputs;
 mod random;
+mod secret_mask;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -23,7 +24,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
-use wasmtime::{Engine, Store, UpdateDeadline};
+use wasmtime::{Engine, ResourceLimiter, Store, UpdateDeadline};
+use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
@@ -31,14 +33,16 @@ pub use clock::Clock;
 pub(crate) use failure::CAPTURED_FRAMES;
 pub use failure::StageFailure;
 pub use limits::{BoundExceeded, Limits};
-pub use logs::{CapturedLog, MASK};
+pub use logs::CapturedLog;
 pub use outputs::{OutputError, OutputTotals};
 pub use random::{Random, seed};
+pub use secret_mask::MASK;
 
 use crate::observer::{Annotation, LogSource, StageObserver};
 use host_api::{HostApi, StagePre};
 use limits::MemoryLimiter;
 use logs::LogCapture;
+use secret_mask::SecretMask;
 
 /// What the pipeline asks of a stage.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -58,6 +62,23 @@ pub struct Outcome {
     pub summary: Option<String>,
     /// Named values for downstream `${{ stages.NAME.outputs.KEY }}`.
     pub outputs: BTreeMap<String, String>,
+}
+
+impl Outcome {
+    /// The outcome with every secret value masked, names and values alike.
+    fn masked(self, mask: &SecretMask) -> Self {
+        if mask.is_empty() {
+            return self;
+        }
+        Self {
+            summary: self.summary.map(|summary| mask.mask(&summary)),
+            outputs: self
+                .outputs
+                .into_iter()
+                .map(|(key, value)| (mask.mask(&key), mask.mask(&value)))
+                .collect(),
+        }
+    }
 }
 
 /// Everything a stage may see, and its bounds. Anything not listed here is
@@ -184,6 +205,13 @@ impl WasiView for StageState {
     }
 }
 
+/// The data of a preview1 program's store: the same WASI context, seen
+/// through preview1's functions.
+pub(crate) struct ModuleState {
+    wasi: WasiP1Ctx,
+    limiter: MemoryLimiter,
+}
+
 /// Adds everything a stage may import: WASI 0.2 and `cairn:stage/host`.
 pub(crate) fn add_to_linker(linker: &mut Linker<StageState>) -> wasmtime::Result<()> {
     wasmtime_wasi::p2::add_to_linker_async(linker)?;
@@ -191,8 +219,22 @@ pub(crate) fn add_to_linker(linker: &mut Linker<StageState>) -> wasmtime::Result
     Ok(())
 }
 
+/// Adds `wasi_snapshot_preview1`, for core modules run as they are.
+pub(crate) fn add_to_module_linker(linker: &mut wasmtime::Linker<ModuleState>) -> wasmtime::Result<()> {
+    wasmtime_wasi::p1::add_to_linker_async(linker, |state| &mut state.wasi)
+}
+
 /// How a component is entered, checked against its exports when it is loaded.
 pub(crate) enum Entry {
+    /// A component's export.
+    Component(ComponentEntry),
+    /// A preview1 core module's `_start`, run on wasmtime's own preview1
+    /// implementation (no adapter in between).
+    Module(wasmtime::InstancePre<ModuleState>),
+}
+
+/// The export a component is entered through.
+pub(crate) enum ComponentEntry {
     /// `cairn:stage/stage`'s `run`.
     Stage(StagePre<StageState>),
     /// `wasi:cli/run`.
@@ -202,11 +244,12 @@ pub(crate) enum Entry {
 impl Entry {
     /// The entry point of a pre-instantiated component, if it has one.
     pub(crate) fn stage(pre: wasmtime::component::InstancePre<StageState>) -> wasmtime::Result<Self> {
-        StagePre::new(pre).map(Entry::Stage)
+        StagePre::new(pre).map(|pre| Entry::Component(ComponentEntry::Stage(pre)))
     }
 
+    /// The `wasi:cli/run` export of a pre-instantiated component, if it has one.
     pub(crate) fn command(pre: wasmtime::component::InstancePre<StageState>) -> wasmtime::Result<Self> {
-        CommandPre::new(pre).map(Entry::Command)
+        CommandPre::new(pre).map(|pre| Entry::Component(ComponentEntry::Command(pre)))
     }
 }
 
@@ -231,9 +274,10 @@ pub(crate) async fn run(
         .tempdir_in(scratch)
         .map_err(scratch_error)?;
 
+    let mask = Arc::new(SecretMask::new(&sandbox.secrets));
     let capture = Arc::new(LogCapture::new(
         Arc::clone(&observer),
-        sandbox.secrets.values().cloned(),
+        Arc::clone(&mask),
         sandbox.limits.max_log,
     ));
     let mut builder = WasiCtxBuilder::new();
@@ -245,37 +289,44 @@ pub(crate) async fn run(
     for (key, value) in &sandbox.env {
         builder.env(key, value);
     }
-    grant_files(&mut builder, sandbox, outputs.path(), tmp.path())?;
+    let needed = needed_folders(sandbox, scratch)?;
+    grant_files(&mut builder, sandbox, needed.as_ref(), outputs.path(), tmp.path())?;
     clock::grant(&mut builder, sandbox.clock);
     random::grant(&mut builder, sandbox.random);
     network::grant(&mut builder, &sandbox.network, Arc::clone(&capture)).await?;
 
-    let state = StageState {
-        wasi: builder.build(),
-        table: ResourceTable::new(),
-        limiter: MemoryLimiter::new(sandbox.limits.memory),
-        host: HostApi::new(Arc::clone(&capture), observer, sandbox.secrets.clone()),
-    };
-    let mut store = Store::new(engine, state);
-    store.limiter(|state| &mut state.limiter);
-    // Every epoch tick, give the executor a chance to run the timer and the
-    // output watcher below (and other stages): a guest in a tight loop is
-    // preempted instead of starving them.
-    store.set_epoch_deadline(1);
-    store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1)));
-
-    let started = Instant::now();
+    let limiter = MemoryLimiter::new(sandbox.limits.memory);
     let limits = sandbox.limits;
-    let result = tokio::select! {
-        result = call(entry, &mut store, &sandbox.invocation) => result,
-        () = tokio::time::sleep(limits.timeout) => Err(BoundExceeded::Time(limits.timeout).into()),
-        bound = outputs::watch(outputs.path().to_owned(), tmp.path().to_owned(), limits.max_output) => Err(bound.into()),
+    let watched = (outputs.path().to_owned(), tmp.path().to_owned());
+    let started = Instant::now();
+    let (result, annotations, dropped_annotations) = match entry {
+        Entry::Module(pre) => {
+            let state = ModuleState {
+                wasi: builder.build_p1(),
+                limiter,
+            };
+            let mut store = new_store(engine, state, |state| &mut state.limiter);
+            let result = supervise(call_module(pre, &mut store), limits, watched).await;
+            (result, Vec::new(), 0)
+        }
+        Entry::Component(entry) => {
+            let state = StageState {
+                wasi: builder.build(),
+                table: ResourceTable::new(),
+                limiter,
+                host: HostApi::new(Arc::clone(&capture), observer, sandbox.secrets.clone()),
+            };
+            let mut store = new_store(engine, state, |state| &mut state.limiter);
+            let result = supervise(call(entry, &mut store, &sandbox.invocation), limits, watched).await;
+            let state = store.into_data();
+            (result, state.host.annotations, state.host.dropped_annotations)
+        }
     };
     let duration = started.elapsed();
     drop(tmp);
 
     let (result, output_totals) = match result {
-        Ok(outcome) => match outputs::check(outputs.path()) {
+        Ok(outcome) => match outputs::check(outputs.path(), &mask) {
             Ok(totals) if totals.bytes > limits.max_output.0 => (
                 Err(BoundExceeded::Output {
                     limit: limits.max_output,
@@ -289,20 +340,88 @@ pub(crate) async fn run(
         },
         Err(failure) => (Err(failure), OutputTotals::default()),
     };
-    let state = store.into_data();
+    // Whatever the stage returns reaches events, the cache and downstream
+    // references: no granted secret's value may be in it.
+    let log = capture.finish();
+    let result = result
+        .map(|outcome| outcome.masked(&mask))
+        .map_err(|failure| failure.with_log(&log).masked(&mask));
     Ok(StageRun {
         result,
-        log: capture.finish(),
-        annotations: state.host.annotations,
-        dropped_annotations: state.host.dropped_annotations,
+        log,
+        annotations,
+        dropped_annotations,
         output_totals,
         duration,
         outputs,
     })
 }
 
-/// `/src` and `/in/<name>` read-only, `/out` and `/tmp` writable; nothing else.
-fn grant_files(builder: &mut WasiCtxBuilder, sandbox: &Sandbox, out: &Path, tmp: &Path) -> Result<(), SandboxError> {
+/// When the stage needs other stages, a read-only folder holding an empty
+/// folder per needed stage, shown at `/in` so that the stage can list what
+/// it was handed; each `/in/<name>` is a preopen of its own, which path
+/// resolution prefers as the longer prefix.
+fn needed_folders(sandbox: &Sandbox, scratch: &Path) -> Result<Option<tempfile::TempDir>, SandboxError> {
+    if sandbox.inputs.is_empty() {
+        return Ok(None);
+    }
+    let scratch_error = |source| SandboxError::Scratch {
+        path: scratch.to_owned(),
+        source,
+    };
+    let folder = tempfile::Builder::new()
+        .prefix("in-")
+        .tempdir_in(scratch)
+        .map_err(scratch_error)?;
+    for name in sandbox.inputs.keys() {
+        if !valid_input_name(name) {
+            return Err(SandboxError::InputName(name.clone()));
+        }
+        std::fs::create_dir(folder.path().join(name)).map_err(scratch_error)?;
+    }
+    Ok(Some(folder))
+}
+
+/// A store bounded by `limits`' memory and preempted at every epoch tick,
+/// so that the timer and the output watcher (and other stages) get to run
+/// while a guest spins.
+fn new_store<T: 'static>(
+    engine: &Engine,
+    data: T,
+    limiter: impl FnMut(&mut T) -> &mut MemoryLimiter + Send + Sync + 'static,
+) -> Store<T> {
+    let mut store = Store::new(engine, data);
+    let mut limiter = limiter;
+    store.limiter(move |data| limiter(data) as &mut dyn ResourceLimiter);
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1)));
+    store
+}
+
+/// Runs `call` until it returns or a bound stops it: the time bound, or
+/// `/out` or `/tmp` (`watched`) outgrowing the output bound.
+async fn supervise(
+    call: impl Future<Output = Result<Outcome, StageFailure>>,
+    limits: Limits,
+    watched: (PathBuf, PathBuf),
+) -> Result<Outcome, StageFailure> {
+    let (out, tmp) = watched;
+    tokio::select! {
+        result = call => result,
+        () = tokio::time::sleep(limits.timeout) => Err(BoundExceeded::Time(limits.timeout).into()),
+        bound = outputs::watch(out, tmp, limits.max_output) => Err(bound.into()),
+    }
+}
+
+/// `/src`, `/in` and `/in/<name>` read-only, `/out` and `/tmp` writable;
+/// nothing else.
+fn grant_files(
+    builder: &mut WasiCtxBuilder,
+    sandbox: &Sandbox,
+    needed: Option<&tempfile::TempDir>,
+    out: &Path,
+    tmp: &Path,
+) -> Result<(), SandboxError> {
     let mut mount = |host: &Path, guest: String, perms: FsPerms| {
         builder
             .preopened_dir(host, &guest, perms)
@@ -316,10 +435,10 @@ fn grant_files(builder: &mut WasiCtxBuilder, sandbox: &Sandbox, out: &Path, tmp:
     if let Some(src) = &sandbox.src {
         mount(src, "/src".to_owned(), FsPerms::ReadOnly)?;
     }
+    if let Some(needed) = needed {
+        mount(needed.path(), "/in".to_owned(), FsPerms::ReadOnly)?;
+    }
     for (name, host) in &sandbox.inputs {
-        if !valid_input_name(name) {
-            return Err(SandboxError::InputName(name.clone()));
-        }
         mount(host, format!("/in/{name}"), FsPerms::ReadOnly)?;
     }
     mount(out, "/out".to_owned(), FsPerms::ReadWrite)?;
@@ -341,9 +460,13 @@ fn valid_input_name(name: &str) -> bool {
 }
 
 /// Instantiates the component and calls its entry point.
-async fn call(entry: &Entry, store: &mut Store<StageState>, invocation: &Invocation) -> Result<Outcome, StageFailure> {
+async fn call(
+    entry: &ComponentEntry,
+    store: &mut Store<StageState>,
+    invocation: &Invocation,
+) -> Result<Outcome, StageFailure> {
     match entry {
-        Entry::Stage(pre) => {
+        ComponentEntry::Stage(pre) => {
             let stage = pre
                 .instantiate_async(&mut *store)
                 .await
@@ -365,7 +488,7 @@ async fn call(entry: &Entry, store: &mut Store<StageState>, invocation: &Invocat
                 }),
             }
         }
-        Entry::Command(pre) => {
+        ComponentEntry::Command(pre) => {
             let command = pre
                 .instantiate_async(&mut *store)
                 .await
@@ -379,5 +502,27 @@ async fn call(entry: &Entry, store: &mut Store<StageState>, invocation: &Invocat
                 },
             }
         }
+    }
+}
+
+/// Instantiates a preview1 program and calls its `_start`. Its `proc_exit`
+/// status arrives whole (preview1 carries any number).
+async fn call_module(
+    pre: &wasmtime::InstancePre<ModuleState>,
+    store: &mut Store<ModuleState>,
+) -> Result<Outcome, StageFailure> {
+    let instance = pre
+        .instantiate_async(&mut *store)
+        .await
+        .map_err(StageFailure::from_wasmtime)?;
+    let start = instance
+        .get_typed_func::<(), ()>(&mut *store, "_start")
+        .map_err(StageFailure::from_wasmtime)?;
+    match start.call_async(&mut *store, ()).await {
+        Ok(()) => Ok(Outcome::default()),
+        Err(error) => match StageFailure::from_wasmtime(error) {
+            StageFailure::Exit(0) => Ok(Outcome::default()),
+            other => Err(other),
+        },
     }
 }

@@ -11,6 +11,7 @@ use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::limits::BoundExceeded;
+use super::secret_mask::SecretMask;
 use crate::units::ByteSize;
 
 /// Outputs the host refuses to keep.
@@ -29,6 +30,17 @@ pub enum OutputError {
     /// A FIFO, socket or device node.
     #[error("left `/out/{path}`, which is neither a file, a directory nor a symbolic link")]
     SpecialFile {
+        /// The entry, relative to `/out`.
+        path: String,
+    },
+    /// A file (or a link's target) holds a granted secret's value.
+    #[error(
+        "left the value of the secret `{secret}` in `/out/{path}`; outputs are kept, cached and published, \
+         so a secret's value must never be in one"
+    )]
+    SecretInOutput {
+        /// The secret's name (never its value).
+        secret: String,
         /// The entry, relative to `/out`.
         path: String,
     },
@@ -51,8 +63,9 @@ pub struct OutputTotals {
     pub bytes: u64,
 }
 
-/// Checks every entry under `root` (never following links) and totals it.
-pub(crate) fn check(root: &Path) -> Result<OutputTotals, OutputError> {
+/// Checks every entry under `root` (never following links) and totals it;
+/// every file and link target is searched for the values `mask` holds.
+pub(crate) fn check(root: &Path, mask: &SecretMask) -> Result<OutputTotals, OutputError> {
     let mut totals = OutputTotals::default();
     let mut pending = vec![PathBuf::new()];
     while let Some(relative) = pending.pop() {
@@ -63,14 +76,35 @@ pub(crate) fn check(root: &Path) -> Result<OutputTotals, OutputError> {
         for entry in fs::read_dir(root.join(&relative)).map_err(unreadable)? {
             let entry = entry.map_err(unreadable)?;
             let path = relative.join(entry.file_name());
+            if let Some(secret) = mask.found_in(entry.file_name().as_encoded_bytes()) {
+                return Err(OutputError::SecretInOutput {
+                    secret: secret.to_owned(),
+                    path: mask.mask(&display(&path)),
+                });
+            }
             let kind = entry.file_type().map_err(unreadable)?;
             if kind.is_dir() {
                 pending.push(path);
             } else if kind.is_file() {
                 totals.files += 1;
                 totals.bytes += entry.metadata().map_err(unreadable)?.len();
+                if !mask.is_empty() {
+                    let file = fs::File::open(entry.path()).map_err(unreadable)?;
+                    if let Some(secret) = mask.found_in_reader(file).map_err(unreadable)? {
+                        return Err(OutputError::SecretInOutput {
+                            secret: secret.to_owned(),
+                            path: mask.mask(&display(&path)),
+                        });
+                    }
+                }
             } else if kind.is_symlink() {
                 let target = fs::read_link(entry.path()).map_err(unreadable)?;
+                if let Some(secret) = mask.found_in(target.as_os_str().as_encoded_bytes()) {
+                    return Err(OutputError::SecretInOutput {
+                        secret: secret.to_owned(),
+                        path: display(&path),
+                    });
+                }
                 if !stays_inside(&path, &target) {
                     return Err(OutputError::SymlinkEscapes {
                         link: display(&path),

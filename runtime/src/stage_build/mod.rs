@@ -14,6 +14,7 @@ mod c;
 mod javascript;
 mod python;
 mod rust;
+pub mod rust_sdk;
 mod tools;
 pub mod wit;
 

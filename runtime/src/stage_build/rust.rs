@@ -1,19 +1,24 @@
 //! Rust stage folders: `cargo build --release --target wasm32-wasip2`, with
-//! the checkout and `CARGO_HOME` remapped so the bytes do not depend on where
-//! the checkout is.
+//! `cairn-sdk` taken from the SDK cairn embeds ([`super::rust_sdk`]), and the
+//! checkout, the SDK's folder and `CARGO_HOME` remapped so the bytes do not
+//! depend on where any of them is.
 
 use std::path::{Path, PathBuf};
 
 use cairn_guest_build::GuestBuild;
 
-use super::{BuildError, Compiled};
+use super::{BuildError, Compiled, rust_sdk};
 use crate::cache_dir::CacheDir;
 
 pub(super) fn compile(cache: &CacheDir, folder: &Path) -> Result<Compiled, BuildError> {
     let manifest = folder.join("Cargo.toml");
     let workspace = cairn_guest_build::workspace_root(&manifest)?;
-    let mut build =
-        GuestBuild::new(&manifest, cache.root().join("cargo-target")).remap_path_prefix(workspace, "/source");
+    let sdk = rust_sdk::install(cache).map_err(BuildError::io(cache.root()))?;
+    let sdk_path = toml::Value::String(sdk.crate_dir.to_string_lossy().into_owned());
+    let mut build = GuestBuild::new(&manifest, cache.root().join("cargo-target"))
+        .config(format!("patch.crates-io.cairn-sdk.path={sdk_path}"))
+        .remap_path_prefix(workspace, "/source")
+        .remap_path_prefix(&sdk.root, "/cairn-sdk");
     if let Some(cargo_home) = cargo_home() {
         build = build.remap_path_prefix(cargo_home, "/cargo");
     }

@@ -9,6 +9,10 @@
 //! - `noop`: returns an empty outcome and does nothing else (for benchmarks).
 //! - `fail`: returns an error. `panic`: panics. `spin`: never returns.
 //! - `exit`: calls `exit(0)` instead of returning.
+//! - `list-in`: returns `listed`, the names `read_dir("/in")` gives, sorted.
+//! - `leak`: reads the secret `with.secret` and puts its value where
+//!   `with.place` says: `error`, `summary`, `output`, `output-name`,
+//!   `annotation`, `file`, `file-name` or `link` (under `/out`).
 
 use cairn_sdk::{Annotation, Invocation, Level, Outcome, Stage, fs};
 
@@ -28,6 +32,14 @@ impl Stage for StageProbe {
                 }
             }
             "exit" => std::process::exit(0),
+            "list-in" => {
+                let mut names: Vec<String> = std::fs::read_dir("/in")?
+                    .map(|entry| entry.map(|entry| entry.file_name().to_string_lossy().into_owned()))
+                    .collect::<Result<_, _>>()?;
+                names.sort();
+                Ok(Outcome::new().output("listed", names.join(",")))
+            }
+            "leak" => leak(&invocation),
             other => Err(format!("unknown mode `{other}`").into()),
         }
     }
@@ -71,6 +83,44 @@ fn echo(invocation: &Invocation) -> cairn_sdk::Result<Outcome> {
         outcome = outcome.output(format!("secret.{name}"), state);
     }
     Ok(outcome)
+}
+
+/// Puts a granted secret's value where `with.place` says, the way a
+/// careless or hostile stage would.
+fn leak(invocation: &Invocation) -> cairn_sdk::Result<Outcome> {
+    let name = invocation.config("secret").unwrap_or("TOKEN");
+    let value = cairn_sdk::secret(name).ok_or("the secret was not granted")?;
+    let out = fs::out();
+    let outcome = Outcome::new().summary("leaked");
+    match invocation.config("place").unwrap_or("summary") {
+        "error" => Err(format!("failed with {value}").into()),
+        "summary" => Ok(Outcome::new().summary(format!("the token is {value}"))),
+        "output" => Ok(outcome.output("token", &value)),
+        "output-name" => Ok(outcome.output(format!("key-{value}"), "x")),
+        "annotation" => {
+            cairn_sdk::annotate(Annotation::error("/src/file.txt", 1, format!("found {value}")));
+            Ok(outcome)
+        }
+        "file" => {
+            std::fs::create_dir_all(out.join("config"))?;
+            std::fs::write(out.join("config/app.env"), format!("TOKEN={value}\n"))?;
+            Ok(outcome)
+        }
+        "file-name" => {
+            std::fs::write(out.join(format!("{value}.txt")), "x")?;
+            Ok(outcome)
+        }
+        "link" => {
+            let (out, _) = cairn_sdk::bindings::wasi::filesystem::preopens::get_directories()
+                .into_iter()
+                .find(|(_, path)| path == "/out")
+                .ok_or("no /out preopen")?;
+            out.symlink_at(&value, "link")
+                .map_err(|code| format!("cannot link: {code:?}"))?;
+            Ok(outcome)
+        }
+        other => Err(format!("unknown place `{other}`").into()),
+    }
 }
 
 cairn_sdk::export!(StageProbe);

@@ -1,7 +1,7 @@
-//! Shared helpers for the end-to-end tests: one runtime per test binary over a
-//! shared compiled-component cache, the guest programs, an observer that
-//! records what a stage reported, and a wrapper around the real `cairn` binary.
-#![allow(dead_code)] // each test binary uses a different part of this module
+//! Shared helpers for the end-to-end tests: one runtime for the test binary
+//! over a shared compiled-component cache, the guest programs, an observer
+//! that records what a stage reported, and a wrapper around the real `cairn`
+//! binary.
 
 pub mod registry;
 
@@ -274,4 +274,71 @@ pub fn stage_error(events: &[serde_json::Value], stage: &str) -> String {
         .as_str()
         .unwrap_or_else(|| panic!("`{stage}` has no error"))
         .to_owned()
+}
+
+/// Each stage's final status, by name.
+pub fn statuses(events: &[serde_json::Value]) -> BTreeMap<String, String> {
+    events_of(events, "stage_finished")
+        .into_iter()
+        .map(|event| {
+            (
+                event["stage"].as_str().expect("a stage").to_owned(),
+                event["status"].as_str().expect("a status").to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Runs `body` in a process of its own: the test binary again, asked to run
+/// only the test named `test` (its path in the binary), for measurements of
+/// the whole process (its peak memory) that tests running beside it in the
+/// same process would disturb.
+pub fn in_own_process(test: &str, body: impl FnOnce()) {
+    const ALONE: &str = "CAIRN_TEST_ALONE";
+    if std::env::var_os(ALONE).is_some() {
+        body();
+        return;
+    }
+    let status = Command::new(std::env::current_exe().expect("the test binary"))
+        .args([test, "--exact", "--test-threads=1", "--nocapture"])
+        .env(ALONE, "1")
+        .status()
+        .expect("the test binary runs");
+    assert!(status.success(), "`{test}`, run alone, failed ({status})");
+}
+
+/// The repository this test binary was built from.
+pub fn repository() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A copy of `examples/NAME` in a temporary folder outside the repository,
+/// as a newcomer copies an example to start a pipeline of their own: tests
+/// run and build there, so the checkout's `examples/` is never written to.
+pub fn copy_example(name: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_tree(&repository().join("examples").join(name), dir.path());
+    dir
+}
+
+/// Copies the sources under `from` to `to`: not what builds and runs leave
+/// behind (`target/`, `cairn-out/`, `node_modules/`, `__pycache__/`, `.git/`).
+pub fn copy_tree(from: &Path, to: &Path) {
+    const LEFT_BEHIND: [&str; 5] = [".git", "target", "cairn-out", "node_modules", "__pycache__"];
+    let mut pending = vec![PathBuf::new()];
+    while let Some(relative) = pending.pop() {
+        std::fs::create_dir_all(to.join(&relative)).expect("mkdir");
+        for entry in std::fs::read_dir(from.join(&relative)).expect("readable").flatten() {
+            let name = entry.file_name();
+            if LEFT_BEHIND.iter().any(|skip| name == *skip) {
+                continue;
+            }
+            let path = relative.join(&name);
+            if entry.file_type().expect("type").is_dir() {
+                pending.push(path);
+            } else {
+                std::fs::copy(entry.path(), to.join(&path)).expect("copy");
+            }
+        }
+    }
 }

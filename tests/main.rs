@@ -1,0 +1,23 @@
+//! cairn's end-to-end tests: the real `cairn` binary and the real engine on
+//! real components and servers.
+//!
+//! One test binary, with a module per area, as cargo's and uv's are: every
+//! integration-test binary links wasmtime (and TLS) again, so one binary
+//! builds and links once. The guest programs the tests run are built once per
+//! build by `tests/programs/artifacts`.
+
+mod support;
+
+mod bounds;
+mod cache;
+mod cli_pipeline;
+mod cli_stage;
+mod components;
+mod hermetic;
+mod log_bound;
+mod pipeline_errors;
+mod pipelines;
+mod polyglot;
+mod registry;
+mod sandbox;
+mod wasi_preview1;

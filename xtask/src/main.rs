@@ -1,0 +1,227 @@
+//! `cargo xtask`: the repository's own tasks, in Rust so that they need
+//! nothing but cargo.
+//!
+//! - `cargo xtask test [CARGO TEST ARGS...]`: installs whatever the test
+//!   suite needs and this machine lacks, then runs `cargo test`. On a fresh
+//!   Debian machine with only rustup, this one command runs the whole suite;
+//!   `.ci/run` runs exactly it.
+//! - `cargo xtask setup`: only the installation.
+//!
+//! Nothing here starts a server: the tests start each one they need on a
+//! free loopback port, and stop it.
+
+use std::path::Path;
+use std::process::{Command, ExitCode};
+
+/// A tool the tests run, how to tell it is there, and how to install it.
+struct Requirement {
+    /// What it is for, shown when it is installed.
+    purpose: &'static str,
+    /// Whether it is there already.
+    present: fn() -> bool,
+    /// How to install it.
+    install: Install,
+}
+
+enum Install {
+    /// A Debian package.
+    Debian(&'static str),
+    /// A global npm package, at a version.
+    Npm(&'static str, &'static str),
+    /// A PyPI package, at a version.
+    Pip(&'static str, &'static str),
+}
+
+/// The componentize-js and componentize-py versions the SDK templates pin.
+const COMPONENTIZE_JS: &str = "0.23.0";
+const COMPONENTIZE_PY: &str = "0.25.1";
+
+fn requirements() -> Vec<Requirement> {
+    vec![
+        Requirement {
+            purpose: "the registry tests (CNCF distribution)",
+            present: || on_path("docker-registry"),
+            install: Install::Debian("docker-registry"),
+        },
+        Requirement {
+            purpose: "C stages",
+            present: || on_path("clang"),
+            install: Install::Debian("clang"),
+        },
+        Requirement {
+            purpose: "C stages (wasm-ld)",
+            present: || on_path("wasm-ld"),
+            install: Install::Debian("lld"),
+        },
+        Requirement {
+            purpose: "C stages (the WASI C library)",
+            present: || Path::new("/usr/include/wasm32-wasi/stdio.h").is_file(),
+            install: Install::Debian("wasi-libc"),
+        },
+        Requirement {
+            purpose: "C stages (compiler builtins for wasm32)",
+            present: wasm_builtins_present,
+            install: Install::Debian("libclang-rt-14-dev-wasm32"),
+        },
+        Requirement {
+            purpose: "JavaScript stages",
+            present: || version_of("componentize-js").is_some_and(|version| version.trim() == COMPONENTIZE_JS),
+            install: Install::Npm("@bytecodealliance/componentize-js", COMPONENTIZE_JS),
+        },
+        Requirement {
+            purpose: "Python stages",
+            present: || {
+                version_of("componentize-py")
+                    .is_some_and(|version| version.trim() == format!("componentize-py {COMPONENTIZE_PY}"))
+            },
+            install: Install::Pip("componentize-py", COMPONENTIZE_PY),
+        },
+    ]
+}
+
+fn main() -> ExitCode {
+    let mut arguments = std::env::args().skip(1);
+    let task = arguments.next();
+    let result = match task.as_deref() {
+        Some("setup") => setup(),
+        Some("test") => setup().and_then(|()| test(arguments.collect())),
+        _ => {
+            eprintln!("usage: cargo xtask test [CARGO TEST ARGS...] | cargo xtask setup");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("xtask: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Installs every requirement that is missing.
+fn setup() -> Result<(), String> {
+    let missing: Vec<Requirement> = requirements()
+        .into_iter()
+        .filter(|requirement| !(requirement.present)())
+        .collect();
+    let debian: Vec<&str> = missing
+        .iter()
+        .filter_map(|requirement| match requirement.install {
+            Install::Debian(package) => Some(package),
+            _ => None,
+        })
+        .collect();
+    for requirement in &missing {
+        eprintln!("xtask: installing what {} needs", requirement.purpose);
+    }
+    if !debian.is_empty() {
+        install_debian(&debian)?;
+    }
+    for requirement in &missing {
+        match requirement.install {
+            Install::Debian(_) => {}
+            Install::Npm(package, version) => run(privileged("npm")
+                .args(["install", "--global", "--no-audit", "--no-fund"])
+                .arg(format!("{package}@{version}")))?,
+            Install::Pip(package, version) => run(Command::new("python3").args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                &format!("{package}=={version}"),
+            ]))?,
+        }
+    }
+    Ok(())
+}
+
+/// `apt-get install`, without letting a package start its service: Debian's
+/// docker-registry would otherwise listen on every address. A `policy-rc.d`
+/// refusing every start keeps it stopped; images that start services
+/// without asking it get the service stopped after.
+fn install_debian(packages: &[&str]) -> Result<(), String> {
+    let policy = Path::new("/usr/sbin/policy-rc.d");
+    let placed = !policy.exists();
+    if placed {
+        run(privileged("sh").args([
+            "-c",
+            "printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d",
+        ]))?;
+    }
+    let installed = run(privileged("apt-get").args(["update", "-qq"])).and_then(|()| {
+        run(privileged("apt-get")
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(packages))
+    });
+    if placed {
+        run(privileged("rm").args(["-f", "/usr/sbin/policy-rc.d"]))?;
+    }
+    // Best effort: there may be no systemd, and no such process.
+    let _ = privileged("systemctl").args(["stop", "docker-registry"]).output();
+    let _ = privileged("pkill").args(["-x", "docker-registry"]).output();
+    installed
+}
+
+/// Runs `cargo test` with `arguments`, failing the task if it fails.
+fn test(arguments: Vec<String>) -> Result<(), String> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    run(Command::new(cargo).arg("test").args(arguments))
+}
+
+/// `program`, through sudo unless this is root already.
+fn privileged(program: &str) -> Command {
+    if is_root() {
+        Command::new(program)
+    } else {
+        let mut command = Command::new("sudo");
+        command.arg(program);
+        command
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|output| String::from_utf8_lossy(&output.stdout).trim() == "0")
+}
+
+fn run(command: &mut Command) -> Result<(), String> {
+    let shown = format!("{command:?}");
+    let status = command
+        .status()
+        .map_err(|error| format!("cannot run {shown}: {error}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{shown} failed ({status})"))
+    }
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|folder| folder.join(program).is_file()))
+}
+
+fn version_of(program: &str) -> Option<String> {
+    let output = Command::new(program).arg("--version").output().ok()?;
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// clang's wasm32 compiler-rt, in any installed LLVM's resource folder.
+fn wasm_builtins_present() -> bool {
+    let Ok(llvms) = std::fs::read_dir("/usr/lib") else {
+        return false;
+    };
+    llvms
+        .flatten()
+        .filter(|entry| entry.file_name().to_string_lossy().starts_with("llvm-"))
+        .filter_map(|llvm| std::fs::read_dir(llvm.path().join("lib/clang")).ok())
+        .flat_map(|versions| versions.flatten())
+        .any(|version| version.path().join("lib/wasi/libclang_rt.builtins-wasm32.a").is_file())
+}
