@@ -648,17 +648,20 @@ mod tests {
         );
     }
 
+    /// `first` fails; `gate` and `second` do not depend on it.
+    const FIRST_FAILS: &str = r#"
+        [stages.first]
+        uses = "std:wc"
+        [stages.gate]
+        uses = "std:wc"
+        [stages.second]
+        uses = "std:wc"
+        needs = ["gate"]
+    "#;
+
     #[test]
     fn with_fail_fast_nothing_more_starts_or_is_reused_after_a_failure() {
-        let toml = r#"
-            [stages.first]
-            uses = "std:wc"
-            [stages.gate]
-            uses = "std:wc"
-            [stages.second]
-            uses = "std:wc"
-            needs = ["gate"]
-        "#;
+        let toml = FIRST_FAILS;
         // One job: `first` runs and fails while `gate` waits for a slot, so
         // `gate` never starts, and `second`, ready once `gate` ended, is not
         // reused either.
@@ -670,14 +673,8 @@ mod tests {
 
     #[test]
     fn by_default_independent_stages_go_on_and_failure_conditions_run() {
-        let toml = r#"
-            [stages.first]
-            uses = "std:wc"
-            [stages.gate]
-            uses = "std:wc"
-            [stages.second]
-            uses = "std:wc"
-            needs = ["gate"]
+        let toml = FIRST_FAILS.to_owned()
+            + r#"
             [stages.after-first]
             uses = "std:wc"
             needs = ["first"]
@@ -686,7 +683,7 @@ mod tests {
             needs = ["first"]
             if = "stages.first.result == 'failed'"
         "#;
-        let (statuses, recorder) = run_with(toml, vec!["second"], vec!["first"], false);
+        let (statuses, recorder) = run_with(&toml, vec!["second"], vec!["first"], false);
         assert_eq!(
             statuses,
             [
