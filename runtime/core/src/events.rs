@@ -1,0 +1,144 @@
+//! What a run reports as it goes: each stage's [`Status`] and the
+//! [`Event`]s a reporter turns into a terminal view, CI lines or JSON.
+//! Below both the engine that emits them and the reporters that show them.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::digest::Digest;
+use crate::observer::{Level, LogSource};
+
+/// How a stage ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// It ran and succeeded.
+    Succeeded,
+    /// Its result came from the cache without running.
+    Cached,
+    /// It ran and failed (after any retries).
+    Failed,
+    /// It did not run: its condition was false, something it needs did not
+    /// succeed, or an earlier failure stopped the pipeline.
+    Skipped,
+}
+
+impl Status {
+    /// The lower-case name, as in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Succeeded => "succeeded",
+            Status::Cached => "cached",
+            Status::Failed => "failed",
+            Status::Skipped => "skipped",
+        }
+    }
+
+    /// Whether downstream stages may use the result.
+    pub fn is_success(self) -> bool {
+        matches!(self, Status::Succeeded | Status::Cached)
+    }
+}
+
+/// Something that happened during a run. Serialized with its kind in `"event"`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// The run begins; lists the stages it will consider.
+    PipelineStarted {
+        /// The pipeline's name.
+        pipeline: String,
+        /// Every stage of this run, in the order of the file.
+        stages: Vec<String>,
+        /// How many stages may run at once.
+        jobs: usize,
+    },
+    /// A stage starts an attempt.
+    StageStarted {
+        /// The stage.
+        stage: String,
+        /// 1 for the first run, higher for retries.
+        attempt: u32,
+    },
+    /// A line of a stage's log.
+    StageLog {
+        /// The stage.
+        stage: String,
+        /// `stdout`, `stderr` or `host`.
+        source: LogSource,
+        /// The line's level.
+        level: Level,
+        /// The text, secrets masked.
+        text: String,
+    },
+    /// A stage reported progress.
+    StageProgress {
+        /// The stage.
+        stage: String,
+        /// Units done.
+        done: u64,
+        /// Units in all; 0 when unknown.
+        total: u64,
+    },
+    /// A stage attached a diagnostic to an input file.
+    StageAnnotation {
+        /// The stage.
+        stage: String,
+        /// The file, as the stage saw it.
+        path: String,
+        /// 1-based line; 0 for the whole file.
+        line: u32,
+        /// 1-based column, when known.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        column: Option<u32>,
+        /// How serious.
+        severity: Level,
+        /// What is wrong.
+        message: String,
+    },
+    /// A stage ended.
+    StageFinished {
+        /// The stage.
+        stage: String,
+        /// How it ended.
+        status: Status,
+        /// Wall time of all its attempts, in milliseconds (0 when skipped).
+        duration_ms: u64,
+        /// How many times it ran.
+        attempts: u32,
+        /// Why it failed, when it did.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+        /// Why it was skipped, when it was.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        /// Its one-line summary, when it returned one.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        summary: Option<String>,
+        /// The outputs it returned.
+        #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+        outputs: BTreeMap<String, String>,
+        /// Its stage key: the digest of everything it could observe.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        key: Option<Digest>,
+        /// The digest of its outputs tree (`/out`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        outputs_digest: Option<Digest>,
+    },
+    /// The run ended.
+    PipelineFinished {
+        /// `succeeded`, `failed` or `interrupted`.
+        status: &'static str,
+        /// Wall time of the whole run, in milliseconds.
+        duration_ms: u64,
+        /// Stages that succeeded.
+        succeeded: usize,
+        /// Stages whose result came from the cache.
+        cached: usize,
+        /// Stages that failed.
+        failed: usize,
+        /// Stages that were skipped.
+        skipped: usize,
+    },
+}

@@ -1,0 +1,190 @@
+//! Where component bytes come from: a `.wasm` file, the standard library
+//! embedded in cairn, a stage source folder built on demand, or a component
+//! published to a registry and pinned in `cairn.lock` (see [`cairn_oci`]).
+//!
+//! Source folders, in any language, are built by [`cairn_stage_build`].
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use cairn_cas::Store;
+use cairn_component::{BinaryFormat, Digest};
+use cairn_core::cache_dir::CacheDir;
+use cairn_core::once_map::OnceMap;
+use cairn_oci::OciError;
+use cairn_oci::resolve::RemoteComponents;
+use cairn_pipeline::Uses;
+use cairn_stage_build::{self as stage_build, BuildError};
+
+/// Why a component's bytes could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// A `.wasm` file could not be read.
+    #[error("cannot read the component `{path}`")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `std:NAME` names no standard stage.
+    #[error("there is no standard stage `std:{0}`")]
+    UnknownStandard(String),
+    /// A remote component could not be had.
+    #[error(transparent)]
+    Remote(#[from] OciError),
+    /// A remote component was asked for before the pipeline's references were resolved.
+    #[error("`{0}` has not been resolved against cairn.lock")]
+    Unresolved(String),
+    /// A `.wasm` file changed after the run computed the keys of the stages
+    /// using it.
+    #[error("the component `{}` changed during the run; run again to use the new one", .0.display())]
+    Changed(PathBuf),
+    /// Building a stage source folder failed.
+    #[error("cannot build the stage folder `{}`", folder.display())]
+    Build {
+        /// The folder.
+        folder: PathBuf,
+        /// What went wrong.
+        #[source]
+        source: BuildError,
+    },
+}
+
+/// Produces component bytes for `uses` values, building folders at most
+/// once per run and once per content.
+pub struct ComponentSources {
+    cache: CacheDir,
+    folders: OnceMap<PathBuf, Arc<[u8]>>,
+    remote: Option<(tokio::sync::Mutex<RemoteComponents>, Arc<Store>)>,
+}
+
+impl ComponentSources {
+    /// Sources keeping built folders in `cache`.
+    pub fn new(cache: CacheDir) -> Self {
+        Self {
+            cache,
+            folders: OnceMap::default(),
+            remote: None,
+        }
+    }
+
+    /// Sources that also hand out the pinned remote components, kept in `store`.
+    pub fn with_remote(mut self, remote: RemoteComponents, store: Arc<Store>) -> Self {
+        self.remote = Some((tokio::sync::Mutex::new(remote), store));
+        self
+    }
+
+    /// The bytes of the component `uses` names.
+    pub async fn bytes(&self, uses: &Uses) -> Result<Arc<[u8]>, SourceError> {
+        match uses {
+            Uses::File(path) => std::fs::read(path).map(Arc::from).map_err(|source| SourceError::Read {
+                path: path.clone(),
+                source,
+            }),
+            Uses::Standard(name) => cairn_stdlib::get(name)
+                .map(Arc::from)
+                .ok_or_else(|| SourceError::UnknownStandard(name.clone())),
+            Uses::Oci(reference) => match &self.remote {
+                Some((remote, store)) => Ok(remote.lock().await.bytes(reference, store).await?),
+                None => Err(SourceError::Unresolved(reference.text.clone())),
+            },
+            Uses::SourceFolder(folder) => {
+                self.folders
+                    .get_or_try_init(folder.clone(), || {
+                        let cache = self.cache.clone();
+                        let folder = folder.clone();
+                        async move {
+                            tokio::task::spawn_blocking(move || {
+                                stage_build::build(&cache, &folder)
+                                    .map(|built| built.bytes)
+                                    .map_err(|source| SourceError::Build { folder, source })
+                            })
+                            .await
+                            .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))
+                        }
+                    })
+                    .await
+            }
+        }
+    }
+}
+
+/// A stage's component: its digest and format, which its key needs on every
+/// run, and its bytes, which only a stage that runs needs. A `.wasm` file
+/// whose digest is remembered by its stamp is not read until then (a
+/// JavaScript or Python component is 14 to 18 MB), and is checked against
+/// that digest when it is.
+#[derive(Clone)]
+pub struct ComponentRef {
+    /// The bytes' digest.
+    pub digest: Digest,
+    /// What the bytes' header says they are.
+    pub format: BinaryFormat,
+    bytes: Bytes,
+}
+
+/// Where a component's bytes are.
+#[derive(Clone)]
+enum Bytes {
+    /// In memory.
+    Loaded(Arc<[u8]>),
+    /// In a file, read at most once, by whichever stage needs them first.
+    File {
+        path: Arc<PathBuf>,
+        read: Arc<tokio::sync::OnceCell<Arc<[u8]>>>,
+    },
+}
+
+impl ComponentRef {
+    /// A component whose bytes are at hand.
+    pub fn loaded(bytes: Arc<[u8]>, digest: Digest, format: BinaryFormat) -> Self {
+        Self {
+            digest,
+            format,
+            bytes: Bytes::Loaded(bytes),
+        }
+    }
+
+    /// A component in the file at `path`, whose bytes have the digest `digest`.
+    pub fn in_file(path: PathBuf, digest: Digest, format: BinaryFormat) -> Self {
+        Self {
+            digest,
+            format,
+            bytes: Bytes::File {
+                path: Arc::new(path),
+                read: Arc::default(),
+            },
+        }
+    }
+
+    /// The bytes, read now if they were not: an error if the file cannot be
+    /// read or no longer holds the bytes of the digest the stage's key was
+    /// computed with.
+    pub async fn bytes(&self) -> Result<Arc<[u8]>, SourceError> {
+        let (path, read) = match &self.bytes {
+            Bytes::Loaded(bytes) => return Ok(Arc::clone(bytes)),
+            Bytes::File { path, read } => (path, read),
+        };
+        let digest = self.digest;
+        let bytes = read.get_or_try_init(|| {
+            let path = Arc::clone(path);
+            async move {
+                tokio::task::spawn_blocking(move || {
+                    let bytes = std::fs::read(path.as_ref()).map_err(|source| SourceError::Read {
+                        path: path.to_path_buf(),
+                        source,
+                    })?;
+                    if Digest::of(&bytes) != digest {
+                        return Err(SourceError::Changed(path.to_path_buf()));
+                    }
+                    Ok(Arc::from(bytes))
+                })
+                .await
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))
+            }
+        });
+        bytes.await.cloned()
+    }
+}

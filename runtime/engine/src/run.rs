@@ -1,0 +1,420 @@
+//! A whole `cairn run`: load and check the pipeline, walk the workspace once,
+//! get every component ready (building stage folders), then schedule.
+//!
+//! Everything that can be wrong with the request is found before the first
+//! stage starts, so a broken pipeline or an unloadable component fails fast
+//! (exit 2) instead of halfway through a run.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, RwLock};
+
+use tracing::Instrument;
+
+use crate::component_source::{ComponentRef, ComponentSources, SourceError};
+use crate::executor::{CacheMode, LazyRuntime, StageExecutor};
+use crate::output_dir::OutputRoot;
+use crate::scheduler::{self, ConditionContext, Options, RunResults};
+use crate::secrets::Secrets;
+use crate::state::{ComponentRecord, WalkHints, WorkspaceState};
+use crate::workspace::{OUTPUT_FOLDER, Stamp, Workspace, WorkspaceError};
+use cairn_cas::{Store, StoreError};
+use cairn_component::{BinaryFormat, Digest, LoadError};
+use cairn_core::cache_dir::CacheDir;
+use cairn_oci::OciError;
+use cairn_oci::resolve::{self, RemoteComponents, ResolveOptions};
+use cairn_pipeline::{self as pipeline, Diagnostic, Graph, LoadFailure, Pipeline, Uses};
+use cairn_report::{Event, Reporter};
+
+/// Why a run could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The pipeline file is missing or invalid.
+    #[error(transparent)]
+    Pipeline(#[from] LoadFailure),
+    /// The request names stages the pipeline does not have.
+    #[error("{0}")]
+    Selection(String),
+    /// The workspace cannot be read.
+    #[error(transparent)]
+    Workspace(#[from] WorkspaceError),
+    /// A stage's component cannot be had.
+    #[error("stage `{stage}`: {source}")]
+    Source {
+        /// The stage.
+        stage: String,
+        /// Why.
+        #[source]
+        source: SourceError,
+    },
+    /// A stage's component cannot be loaded.
+    #[error("stage `{stage}`: cannot load its component")]
+    Load {
+        /// The stage.
+        stage: String,
+        /// Why.
+        #[source]
+        source: LoadError,
+    },
+    /// The cache cannot be used.
+    #[error(transparent)]
+    Cache(StoreError),
+    /// The pipeline's remote components cannot be pinned.
+    #[error(transparent)]
+    Remote(OciError),
+    /// `SOURCE_DATE_EPOCH` is set to something that is not a number.
+    #[error("SOURCE_DATE_EPOCH is `{0}`, not a number of seconds since 1970")]
+    SourceDateEpoch(String),
+}
+
+/// A pipeline checked, its stages selected and its workspace walked: ready
+/// to run or to report on.
+pub struct Prepared {
+    /// The pipeline.
+    pub pipeline: Arc<Pipeline>,
+    /// Its graph.
+    pub graph: Graph,
+    /// Which stages this run covers.
+    pub selected: Vec<bool>,
+    /// The workspace files.
+    pub workspace: Arc<Workspace>,
+    /// Problems worth a warning that do not stop the run.
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Loads `file`, selects `targets` (all stages when empty) and walks the workspace.
+pub fn prepare(file: &Path, targets: &[String]) -> Result<Prepared, RunError> {
+    let pipeline = tracing::debug_span!("load the pipeline").in_scope(|| pipeline::load(file))?;
+    let globs = input_globs(&pipeline);
+    let workspace = tracing::debug_span!("walk the workspace")
+        .in_scope(|| cairn_core::threads::install(|| Workspace::scan(&pipeline.root, &globs)))?;
+    drop(globs);
+    select(pipeline, workspace, targets)
+}
+
+/// [`prepare`] for a run, with the slow parts overlapped: what cairn
+/// remembers of the workspace is read from `cache` on another thread, and
+/// the workspace is walked, for the globs its pipeline had last time, while
+/// the pipeline is parsed. If the globs changed, it is walked again.
+pub fn prepare_with_state(
+    file: &Path,
+    targets: &[String],
+    cache: &CacheDir,
+) -> Result<(Prepared, WorkspaceState), RunError> {
+    let root = pipeline::root_of(file);
+    let hints_file = WalkHints::load(cache, &root);
+    let hints = hints_file.hints();
+    // The three are tasks of the run's thread pool, which the walk shares.
+    let ((state, early), pipeline) = cairn_core::threads::install(|| {
+        rayon::join(
+            || {
+                rayon::join(
+                    || tracing::debug_span!("load the workspace state").in_scope(|| WorkspaceState::load(cache, &root)),
+                    || {
+                        (!hints.globs.is_empty()).then(|| {
+                            tracing::debug_span!("walk the workspace")
+                                .in_scope(|| Workspace::scan_remembering(&root, &hints.globs, &hints.listings))
+                        })
+                    },
+                )
+            },
+            || tracing::debug_span!("load the pipeline").in_scope(|| pipeline::load_cached(file, cache)),
+        )
+    });
+    let pipeline = pipeline?;
+    let globs = input_globs(&pipeline);
+    let (workspace, listed) = match early {
+        Some(walked) if hints.globs == globs => walked?,
+        _ => tracing::debug_span!("walk the workspace").in_scope(|| {
+            cairn_core::threads::install(|| Workspace::scan_remembering(&pipeline.root, &globs, &hints.listings))
+        })?,
+    };
+    if hints.globs != globs || listed.changed(&hints.listings) {
+        let saved = hints_file.save(&globs, &listed.merge(&hints.listings));
+        if let Err(error) = saved {
+            tracing::debug!(%error, "cannot remember what the walk learned; the next run walks in full");
+        }
+    }
+    drop(globs);
+    Ok((select(pipeline, workspace, targets)?, state))
+}
+
+/// Every stage's `inputs` globs, selected or not (so that warnings about
+/// globs that match nothing are the same whatever a run selects), sorted.
+fn input_globs(pipeline: &Pipeline) -> Vec<&str> {
+    let mut globs: Vec<&str> = pipeline
+        .stages
+        .iter()
+        .flat_map(|stage| stage.inputs.iter().map(|glob| glob.pattern.as_str()))
+        .collect();
+    globs.sort_unstable();
+    globs.dedup();
+    globs
+}
+
+/// Selects `targets` of a loaded pipeline whose workspace was walked.
+fn select(pipeline: Pipeline, workspace: Workspace, targets: &[String]) -> Result<Prepared, RunError> {
+    let graph =
+        Graph::new(&pipeline.stages).map_err(|cycle| RunError::Selection(format!("cycle: {}", cycle.join(" → "))))?;
+    let selected = scheduler::select(&pipeline, &graph, targets).map_err(RunError::Selection)?;
+    let warnings = input_warnings(&pipeline, &workspace);
+    Ok(Prepared {
+        pipeline: Arc::new(pipeline),
+        graph,
+        selected,
+        workspace: Arc::new(workspace),
+        warnings,
+    })
+}
+
+/// A warning for each `inputs` glob that selects no file: usually a typo,
+/// and a stage that sees an empty `/src` where it expected files.
+pub fn input_warnings(pipeline: &Pipeline, workspace: &Workspace) -> Vec<Diagnostic> {
+    let mut seen = HashSet::new();
+    let mut warnings = Vec::new();
+    for stage in &pipeline.stages {
+        for glob in &stage.inputs {
+            if !seen.insert(glob.span.clone()) {
+                continue;
+            }
+            if let Ok(false) = workspace.matches_anything(&glob.pattern) {
+                warnings.push(
+                    Diagnostic::warning(format!("`{}` matches no file in the workspace", glob.pattern), glob.span.clone())
+                        .with_hint("globs match paths relative to the pipeline's folder; `*` stays in one folder, `**` crosses folders"),
+                );
+            }
+        }
+    }
+    warnings
+}
+
+/// How to run a prepared pipeline.
+pub struct RunSettings {
+    /// Scheduling options.
+    pub options: Options,
+    /// Where secret values come from.
+    pub secrets: Secrets,
+    /// How the cache is used.
+    pub cache: CacheMode,
+    /// How remote components are pinned and fetched.
+    pub remote: ResolveOptions,
+    /// The process exits when the run ends (a command line does): what the
+    /// run built is then left for the operating system to take back, not
+    /// freed piece by piece.
+    pub exiting: bool,
+}
+
+/// Brings `cairn.lock` in line with the pipeline's remote components (the
+/// whole pipeline's, whatever stages run), saying what moved.
+async fn resolve_remote(
+    pipeline: &Pipeline,
+    store: &Store,
+    options: &ResolveOptions,
+) -> Result<RemoteComponents, RunError> {
+    let remote = resolve::resolve(&pipeline.oci_references(), &pipeline.lock_path(), store, options)
+        .instrument(tracing::debug_span!("resolve remote components"))
+        .await
+        .map_err(RunError::Remote)?;
+    for change in &remote.changes {
+        tracing::info!("{}: {change}", pipeline.lock_path().display());
+    }
+    Ok(remote)
+}
+
+/// Gets every selected stage's component and input digests ready (building
+/// stage folders, hashing changed files), then runs the stages through the
+/// cache. Nothing is compiled unless some stage has to run.
+///
+/// Run it on a runtime worker (`tokio::spawn`), not in `block_on`: the
+/// scheduler then dispatches stages without a thread hand-off each time,
+/// which is most of its cost otherwise.
+pub async fn execute(
+    prepared: Prepared,
+    mut state: WorkspaceState,
+    settings: RunSettings,
+    cache: CacheDir,
+    reporter: Arc<dyn Reporter>,
+    interrupt: impl Future<Output = ()>,
+) -> Result<RunResults, RunError> {
+    let exiting = settings.exiting;
+    let source_date_epoch = source_date_epoch()?;
+    let pipeline = Arc::clone(&prepared.pipeline);
+    let store = Arc::new(Store::open(&cache).map_err(RunError::Cache)?);
+    let remote = resolve_remote(&pipeline, &store, &settings.remote).await?;
+    let sources = ComponentSources::new(cache.clone()).with_remote(remote, Arc::clone(&store));
+    let components = component_refs(&prepared, &sources, &mut state).await?;
+    let input_digests = tracing::debug_span!("hash the inputs").in_scope(|| hash_inputs(&prepared, &mut state))?;
+    let output_root = pipeline.root.join(OUTPUT_FOLDER);
+    let output_root = prepare_output_root(&output_root)
+        .and_then(|()| OutputRoot::open(output_root.clone()))
+        .map_err(|source| {
+            RunError::Cache(StoreError::Io {
+                path: output_root,
+                source,
+            })
+        })?;
+    let state = Arc::new(RwLock::new(state));
+    let executor = Arc::new(StageExecutor {
+        runtime: LazyRuntime::new(cache.clone()),
+        pipeline: Arc::clone(&pipeline),
+        components,
+        workspace: Arc::clone(&prepared.workspace),
+        input_digests,
+        store,
+        state: Arc::clone(&state),
+        scratch: cache.scratch().map_err(|error| {
+            RunError::Cache(StoreError::Io {
+                path: cache.root().to_owned(),
+                source: std::io::Error::other(error.to_string()),
+            })
+        })?,
+        output_root,
+        secrets: settings.secrets,
+        reporter: Arc::clone(&reporter),
+        source_date_epoch,
+        mode: settings.cache,
+    });
+    reporter.event(&Event::PipelineStarted {
+        pipeline: pipeline.name.clone(),
+        stages: pipeline
+            .stages
+            .iter()
+            .zip(&prepared.selected)
+            .filter(|(_, selected)| **selected)
+            .map(|(stage, _)| stage.name.clone())
+            .collect(),
+        jobs: settings.options.jobs,
+    });
+    let context = ConditionContext {
+        branch: crate::git::current_branch(&pipeline.root),
+    };
+    let results = scheduler::run(
+        &pipeline,
+        &prepared.graph,
+        &prepared.selected,
+        Arc::clone(&executor),
+        reporter.as_ref(),
+        settings.options,
+        &context,
+        interrupt,
+    )
+    .instrument(tracing::debug_span!("run the stages"))
+    .await;
+    let saved = tracing::debug_span!("save the workspace state")
+        .in_scope(|| state.write().unwrap_or_else(PoisonError::into_inner).save());
+    if let Err(error) = saved {
+        tracing::warn!(%error, "cannot save what cairn remembers of this workspace; the next run will hash again");
+    }
+    reporter.event(&results.finished_event());
+    reporter.flush();
+    if exiting {
+        // Freeing a workspace of many files and a pipeline of many stages
+        // takes a millisecond or two of a core the process is about to
+        // give back, with everything it holds, as it exits.
+        std::mem::forget((executor, prepared, pipeline, state));
+    }
+    Ok(results)
+}
+
+/// The digest of every workspace file some selected stage reads: remembered
+/// for unchanged files, hashed (in parallel) for the others.
+fn hash_inputs(prepared: &Prepared, state: &mut WorkspaceState) -> Result<Vec<Option<Digest>>, RunError> {
+    let mut globs: Vec<&str> = Vec::new();
+    for (stage, selected) in prepared.pipeline.stages.iter().zip(&prepared.selected) {
+        if *selected {
+            globs.extend(stage.inputs.iter().map(|glob| glob.pattern.as_str()));
+        }
+    }
+    globs.sort_unstable();
+    globs.dedup();
+    let wanted = prepared.workspace.select_indices(&globs)?;
+    cairn_core::threads::install(|| state.digests(&prepared.workspace, &wanted)).map_err(RunError::Cache)
+}
+
+/// Fetches or builds each distinct component of the selected stages and
+/// digests it; compiling waits until a stage has to run. A `.wasm` file
+/// whose stamp is unchanged since it was last digested is not even read.
+async fn component_refs(
+    prepared: &Prepared,
+    sources: &ComponentSources,
+    state: &mut WorkspaceState,
+) -> Result<Vec<Option<ComponentRef>>, RunError> {
+    let mut known: HashMap<Uses, ComponentRef> = HashMap::new();
+    let mut components = Vec::with_capacity(prepared.pipeline.stages.len());
+    for (stage, selected) in prepared.pipeline.stages.iter().zip(&prepared.selected) {
+        if !selected {
+            components.push(None);
+            continue;
+        }
+        if let Some(component) = known.get(&stage.uses) {
+            components.push(Some(component.clone()));
+            continue;
+        }
+        // Stamped before it is read: a change made meanwhile shows next time.
+        let file = match &stage.uses {
+            Uses::File(path) => std::fs::metadata(path)
+                .ok()
+                .map(|metadata| (path, Stamp::of(&metadata))),
+            _ => None,
+        };
+        let remembered = file.as_ref().and_then(|(path, stamp)| {
+            let record = state.component(path, stamp)?;
+            Some(ComponentRef::in_file(path.to_path_buf(), record.digest, record.format))
+        });
+        if let Some(component) = remembered {
+            known.insert(stage.uses.clone(), component.clone());
+            components.push(Some(component));
+            continue;
+        }
+        let bytes = sources.bytes(&stage.uses).await.map_err(|source| RunError::Source {
+            stage: stage.name.clone(),
+            source,
+        })?;
+        let Some(format) = BinaryFormat::detect(&bytes) else {
+            return Err(RunError::Load {
+                stage: stage.name.clone(),
+                source: LoadError::NotWasm,
+            });
+        };
+        let component = ComponentRef::loaded(Arc::clone(&bytes), Digest::of(&bytes), format);
+        if let Some((path, stamp)) = file {
+            let record = ComponentRecord {
+                stamp,
+                digest: component.digest,
+                format,
+            };
+            state.record_component(path, record);
+        }
+        known.insert(stage.uses.clone(), component.clone());
+        components.push(Some(component));
+    }
+    Ok(components)
+}
+
+/// Creates `cairn-out/` with a `.gitignore`, so its contents are never committed.
+fn prepare_output_root(output_root: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(output_root)?;
+    let ignore = output_root.join(".gitignore");
+    if !ignore.exists() {
+        cairn_core::cache_dir::write_atomically(&ignore, b"*\n")?;
+    }
+    Ok(())
+}
+
+/// What the pinned clock reads: `SOURCE_DATE_EPOCH`, or 0.
+pub fn source_date_epoch() -> Result<u64, RunError> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(value) if !value.trim().is_empty() => value.trim().parse().map_err(|_| RunError::SourceDateEpoch(value)),
+        _ => Ok(0),
+    }
+}
+
+/// The pipeline file `cairn` uses: `file` when given (relative to `dir`),
+/// otherwise `cairn.toml` in `dir`.
+pub fn pipeline_file(dir: Option<&Path>, file: Option<&Path>) -> PathBuf {
+    let file = file.unwrap_or(Path::new(pipeline::PIPELINE_FILE));
+    match dir {
+        Some(dir) => dir.join(file),
+        None => file.to_owned(),
+    }
+}

@@ -1,0 +1,295 @@
+//! Pipelines: `cairn.toml` parsed, checked and planned.
+//!
+//! [`load`] turns a file into a [`Pipeline`] (matrix entries expanded,
+//! references checked, the graph proven acyclic) or into diagnostics that
+//! point at `cairn.toml:LINE:COL`. Nothing here runs anything; the
+//! [`cairn_engine::scheduler`] does.
+
+mod cache;
+mod diagnostic;
+pub mod expression;
+mod graph;
+mod parse;
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+pub use cache::load_cached;
+pub use diagnostic::{Diagnostic, Severity, SourceFile, did_you_mean};
+pub use expression::{Condition, Reference, Template};
+pub use graph::{Graph, GraphFormat};
+
+use cairn_core::Limits;
+pub use cairn_core::grants::{ClockGrant, RandomGrant};
+use cairn_oci::OciReference;
+use cairn_stage_build::Language;
+
+/// The file name `cairn run` looks for.
+pub const PIPELINE_FILE: &str = "cairn.toml";
+
+/// A checked pipeline.
+#[derive(Clone, Debug)]
+pub struct Pipeline {
+    /// `[pipeline] name`, or the folder's name.
+    pub name: String,
+    /// The folder holding the file: the workspace `inputs` globs match in.
+    pub root: PathBuf,
+    /// The file, for quoting in messages.
+    pub file: SourceFile,
+    /// Every stage, matrix entries expanded, in the order of the file.
+    pub stages: Vec<Stage>,
+}
+
+impl Pipeline {
+    /// The lock file pinning this pipeline's remote components (`cairn.toml` → `cairn.lock`).
+    pub fn lock_path(&self) -> PathBuf {
+        cairn_oci::lockfile::LockFile::path_for(&self.file.name)
+    }
+
+    /// Every distinct remote component reference, in the order of the file.
+    pub fn oci_references(&self) -> Vec<&OciReference> {
+        let mut seen = std::collections::HashSet::new();
+        self.stages
+            .iter()
+            .filter_map(|stage| match &stage.uses {
+                Uses::Oci(reference) => seen.insert(&reference.text).then_some(reference),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The stage named `name` (an expanded name such as `build[target=x86]`).
+    pub fn stage(&self, name: &str) -> Option<&Stage> {
+        self.stages.iter().find(|stage| stage.name == name)
+    }
+}
+
+/// Where a stage's component comes from.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum Uses {
+    /// A `.wasm` file (a component or a preview1 module).
+    File(PathBuf),
+    /// A stage source folder (Rust, JavaScript, Python or C), built on demand.
+    SourceFolder(PathBuf),
+    /// `std:NAME`, embedded in cairn.
+    Standard(String),
+    /// `oci://...` or `oci-layout://...`: published, pinned in `cairn.lock`.
+    Oci(OciReference),
+}
+
+/// Why a `uses` value names nothing cairn can run.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}\nhint: {hint}")]
+pub struct UsesError {
+    /// What is wrong, naming the value.
+    pub message: String,
+    /// What would work.
+    pub hint: String,
+}
+
+impl Uses {
+    /// Classifies a `uses` value (a path is relative to `base`) and checks
+    /// that what it names exists: the one reading of `uses` for pipelines
+    /// and the command line alike.
+    pub fn parse(text: &str, base: &Path) -> Result<Uses, UsesError> {
+        let error = |message: String, hint: String| Err(UsesError { message, hint });
+        if let Some(name) = text.strip_prefix("std:") {
+            if cairn_stdlib::get(name).is_some() {
+                return Ok(Uses::Standard(name.to_owned()));
+            }
+            let known: Vec<_> = cairn_stdlib::names().collect();
+            let hint = match did_you_mean(name, known.iter().copied()) {
+                Some(close) => format!("did you mean `std:{close}`?"),
+                None => format!("the standard stages are std:{}", known.join(", std:")),
+            };
+            return error(format!("there is no standard stage `{text}`"), hint);
+        }
+        if OciReference::is_oci(text) {
+            return OciReference::parse(text, base)
+                .map(Uses::Oci)
+                .or_else(|problem| error(format!("`{text}`: {}", problem.problem), problem.hint.to_owned()));
+        }
+        let path = base.join(text);
+        if path.is_file() {
+            if path.extension().is_some_and(|extension| extension == "wasm") {
+                return Ok(Uses::File(path));
+            }
+            error(
+                format!("`{text}` is not a `.wasm` file"),
+                "`uses` takes a `.wasm` component, a stage folder, `std:NAME`, or an `oci://` reference".to_owned(),
+            )
+        } else if path.is_dir() {
+            if Language::detect(&path).is_some() {
+                return Ok(Uses::SourceFolder(path));
+            }
+            error(
+                format!("the folder `{text}` is not a stage source folder"),
+                format!(
+                    "a stage folder holds {}; `cairn stage new NAME --lang LANGUAGE` writes one",
+                    Language::markers()
+                ),
+            )
+        } else {
+            error(
+                format!("the component `{text}` does not exist"),
+                format!(
+                    "paths in `uses` are relative to the folder of the pipeline file, `{}`",
+                    base.display()
+                ),
+            )
+        }
+    }
+}
+
+/// One of a stage's `inputs`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct InputGlob {
+    /// The glob as written.
+    pub pattern: String,
+    /// Where it is in the file.
+    pub span: Range<usize>,
+}
+
+/// One stage of a pipeline (one entry of a matrix).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Stage {
+    /// The name: the table's key, plus `[key=value,...]` for a matrix entry.
+    pub name: String,
+    /// The table's key in the file.
+    pub base_name: String,
+    /// This entry's matrix values, in the order the file lists the keys.
+    pub matrix: Vec<(String, String)>,
+    /// Where `[stages.NAME]` is in the file.
+    pub span: Range<usize>,
+    /// The component.
+    pub uses: Uses,
+    /// Workspace globs shown read-only at `/src`.
+    pub inputs: Vec<InputGlob>,
+    /// Arguments, with `${{ }}` references still to resolve.
+    pub args: Vec<Template>,
+    /// The `with` table, with references still to resolve.
+    pub with: BTreeMap<String, Template>,
+    /// Environment variables, with references still to resolve.
+    pub env: BTreeMap<String, Template>,
+    /// The stages whose outputs this one reads, by expanded name.
+    pub needs: Vec<String>,
+    /// Secret names granted.
+    pub secrets: Vec<String>,
+    /// `host:port` pairs granted.
+    pub network: Vec<String>,
+    /// The clock grant.
+    pub clock: ClockGrant,
+    /// The randomness grant.
+    pub random: RandomGrant,
+    /// Bounds, defaults applied.
+    #[serde(with = "limits_as_numbers")]
+    pub limits: Limits,
+    /// `cache` as written: `false` for stages with side effects (they always
+    /// run), `true` to reuse an impure stage's result (a fetch keyed by its
+    /// lockfile). Unset, pure stages are reused and impure ones are not.
+    pub cache: Option<bool>,
+    /// `if`: run only when it holds.
+    pub condition: Option<Condition>,
+    /// How many times to rerun a failed stage.
+    pub retries: u32,
+}
+
+/// [`Limits`] as plain numbers (nanoseconds and bytes) in a cached
+/// pipeline, whatever syntax the file wrote them in.
+mod limits_as_numbers {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use cairn_core::Limits;
+    use cairn_core::units::ByteSize;
+
+    pub(super) fn serialize<S: Serializer>(limits: &Limits, serializer: S) -> Result<S::Ok, S::Error> {
+        (limits.timeout, limits.memory.0, limits.max_output.0, limits.max_log.0).serialize(serializer)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Limits, D::Error> {
+        let (timeout, memory, max_output, max_log) = <(Duration, u64, u64, u64)>::deserialize(deserializer)?;
+        Ok(Limits {
+            timeout,
+            memory: ByteSize(memory),
+            max_output: ByteSize(max_output),
+            max_log: ByteSize(max_log),
+        })
+    }
+}
+
+/// Reads and checks a pipeline file; on failure, reports every problem found.
+pub fn load(path: &Path) -> Result<Pipeline, LoadFailure> {
+    check(path, read(path)?)
+}
+
+/// The text of the pipeline file at `path`.
+fn read(path: &Path) -> Result<String, LoadFailure> {
+    std::fs::read_to_string(path).map_err(|source| match source.kind() {
+        std::io::ErrorKind::NotFound => LoadFailure::Missing { path: path.to_owned() },
+        _ => LoadFailure::Read {
+            path: path.to_owned(),
+            source,
+        },
+    })
+}
+
+/// Checks `text`, read from the pipeline file at `path`.
+fn check(path: &Path, text: String) -> Result<Pipeline, LoadFailure> {
+    let root = root_of(path);
+    let file = SourceFile::new(path, text);
+    parse::parse(file.clone(), &root).map_err(|diagnostics| LoadFailure::Invalid { file, diagnostics })
+}
+
+/// The folder a pipeline file's paths are relative to: the file's own.
+pub fn root_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Why a pipeline could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadFailure {
+    /// There is no such file.
+    #[error(
+        "cannot read the pipeline file `{}`: there is no such file\n\
+         hint: write a starter with `cairn init`, or point at a pipeline with `-C DIR` or `-f FILE`",
+        path.display()
+    )]
+    Missing {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The file could not be read.
+    #[error("cannot read the pipeline file `{path}`")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file has errors; each diagnostic says where.
+    #[error("{}", render_all(file, diagnostics))]
+    Invalid {
+        /// The file.
+        file: SourceFile,
+        /// Every problem found.
+        diagnostics: Vec<Diagnostic>,
+    },
+}
+
+fn render_all(file: &SourceFile, diagnostics: &[Diagnostic]) -> String {
+    let errors = diagnostics.iter().filter(|d| d.severity == Severity::Error).count();
+    let mut text: String = diagnostics.iter().map(|diagnostic| file.render(diagnostic)).collect();
+    text.push_str(&format!(
+        "{} is invalid: {errors} error{}",
+        file.name.display(),
+        if errors == 1 { "" } else { "s" }
+    ));
+    text
+}

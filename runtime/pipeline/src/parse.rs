@@ -1,0 +1,756 @@
+//! From the text of `cairn.toml` to a checked [`Pipeline`].
+//!
+//! The file is walked key by key over toml's spanned document rather than
+//! deserialized with serde, so every problem can be reported at its exact
+//! place, unknown keys can get a "did you mean", and as many problems as
+//! possible are reported in one go.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Range;
+use std::path::Path;
+
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use super::expression::{Condition, Reference, SyntaxError, Template};
+use super::graph::Graph;
+use super::{ClockGrant, Diagnostic, InputGlob, Pipeline, RandomGrant, SourceFile, Stage, Uses, did_you_mean};
+use cairn_core::Limits;
+use cairn_core::units::{ByteSize, HumanDuration};
+
+const TOP_KEYS: &[&str] = &["pipeline", "defaults", "stages"];
+const PIPELINE_KEYS: &[&str] = &["name"];
+const DEFAULT_KEYS: &[&str] = &["timeout", "memory", "max_output", "max_log", "retries", "env"];
+const STAGE_KEYS: &[&str] = &[
+    "uses",
+    "inputs",
+    "args",
+    "with",
+    "env",
+    "needs",
+    "secrets",
+    "network",
+    "clock",
+    "random",
+    "timeout",
+    "memory",
+    "max_output",
+    "max_log",
+    "cache",
+    "if",
+    "matrix",
+    "retries",
+];
+
+type Value<'i> = Spanned<DeValue<'i>>;
+
+/// Parses and checks `file`, whose stage paths are relative to `root`.
+pub(super) fn parse(file: SourceFile, root: &Path) -> Result<Pipeline, Vec<Diagnostic>> {
+    let text = file.text.clone();
+    let document = match DeTable::parse(&text) {
+        Ok(document) => document,
+        Err(error) => {
+            let span = error.span().unwrap_or(0..0);
+            let message = error.message().trim().to_owned();
+            let mut diagnostic = Diagnostic::error(message.clone(), span);
+            if message == "duplicate key" {
+                diagnostic = diagnostic.with_hint("a stage or key can be defined once; rename or merge the second one");
+            }
+            return Err(vec![diagnostic]);
+        }
+    };
+    let mut checker = Checker {
+        root,
+        errors: Vec::new(),
+        resolved: HashMap::new(),
+    };
+    let pipeline = checker.pipeline(document.get_ref(), file);
+    if checker.errors.is_empty() {
+        Ok(pipeline)
+    } else {
+        checker
+            .errors
+            .sort_by_key(|diagnostic| diagnostic.span.as_ref().map_or(0, |span| span.start));
+        Err(checker.errors)
+    }
+}
+
+/// The settings `[defaults]` gives every stage.
+#[derive(Default)]
+struct Defaults {
+    limits: Limits,
+    retries: u32,
+    env: Vec<(String, Spanned<String>)>,
+}
+
+/// One `[stages.NAME]` table, before matrix expansion and cross-checks.
+struct RawStage {
+    name: Spanned<String>,
+    uses: Option<(Uses, Range<usize>)>,
+    inputs: Vec<Spanned<String>>,
+    args: Vec<Spanned<String>>,
+    with: Vec<(String, Spanned<String>)>,
+    env: Vec<(String, Spanned<String>)>,
+    needs: Vec<Spanned<String>>,
+    secrets: Vec<Spanned<String>>,
+    network: Vec<Spanned<String>>,
+    clock: ClockGrant,
+    random: RandomGrant,
+    limits: Limits,
+    cache: Option<bool>,
+    condition: Option<(Condition, Range<usize>)>,
+    matrix: Vec<(Spanned<String>, Vec<String>)>,
+    retries: u32,
+}
+
+struct Checker<'a> {
+    root: &'a Path,
+    errors: Vec<Diagnostic>,
+    /// Each distinct `uses` text resolved once: pipelines with many stages
+    /// name few components.
+    resolved: HashMap<String, Uses>,
+}
+
+impl Checker<'_> {
+    fn error(&mut self, diagnostic: Diagnostic) {
+        self.errors.push(diagnostic);
+    }
+
+    fn pipeline(&mut self, document: &DeTable<'_>, file: SourceFile) -> Pipeline {
+        self.check_keys(document, TOP_KEYS, "at the top level");
+        let mut name = self
+            .root
+            .canonicalize()
+            .ok()
+            .and_then(|root| root.file_name().map(|name| name.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "pipeline".to_owned());
+        if let Some(table) = self.table_at(document, "pipeline") {
+            self.check_keys(table, PIPELINE_KEYS, "in [pipeline]");
+            if let Some(value) = table.get("name")
+                && let Some(text) = self.string(value, "`name`")
+            {
+                name = text.into_inner();
+            }
+        }
+        let defaults = match self.table_at(document, "defaults") {
+            Some(table) => self.defaults(table),
+            None => Defaults::default(),
+        };
+        let mut raw_stages = Vec::new();
+        match document.get("stages") {
+            // Said only when nothing else is wrong: a misspelled `[stage.x]`
+            // already got its did-you-mean.
+            None if !self.errors.is_empty() => {}
+            None => self.error(
+                Diagnostic::error("the pipeline has no stages", 0..0)
+                    .with_hint("add a stage: `[stages.hello]` with `uses = \"std:wc\"`"),
+            ),
+            Some(value) => match value.get_ref() {
+                DeValue::Table(stages) => {
+                    let mut entries: Vec<_> = stages.iter().collect();
+                    entries.sort_by_key(|(key, _)| key.span().start);
+                    for (key, value) in entries {
+                        let name = Spanned::new(key.span(), key.get_ref().to_string());
+                        if let Some(stage) = self.stage(name, value, &defaults) {
+                            raw_stages.push(stage);
+                        }
+                    }
+                }
+                _ => self.error(self.type_error("`stages`", "a table of stages", value)),
+            },
+        }
+        let stages = self.expand(raw_stages);
+        let graph = Graph::new(&stages);
+        if let Err(cycle) = &graph {
+            let first = stages
+                .iter()
+                .find(|stage| stage.name == cycle[0])
+                .map_or(0..0, |stage| stage.span.clone());
+            self.error(
+                Diagnostic::error(format!("the stages form a cycle: {}", cycle.join(" → ")), first)
+                    .with_hint("each stage needs the next; remove one of these `needs`"),
+            );
+        }
+        Pipeline {
+            name,
+            root: self.root.to_owned(),
+            file,
+            stages,
+        }
+    }
+
+    fn defaults(&mut self, table: &DeTable<'_>) -> Defaults {
+        self.check_keys(table, DEFAULT_KEYS, "in [defaults]");
+        let mut defaults = Defaults::default();
+        self.limits(table, &mut defaults.limits);
+        if let Some(value) = table.get("retries") {
+            defaults.retries = self.count(value, "`retries`").unwrap_or(0);
+        }
+        if let Some(value) = table.get("env") {
+            defaults.env = self.scalar_table(value, "`env`");
+        }
+        defaults
+    }
+
+    fn limits(&mut self, table: &DeTable<'_>, limits: &mut Limits) {
+        if let Some(value) = table.get("timeout")
+            && let Some(duration) = self.parsed::<HumanDuration>(value, "`timeout`")
+        {
+            limits.timeout = duration.0;
+        }
+        for (key, field) in [
+            ("memory", &mut limits.memory),
+            ("max_output", &mut limits.max_output),
+            ("max_log", &mut limits.max_log),
+        ] {
+            if let Some(value) = table.get(key)
+                && let Some(size) = self.parsed::<ByteSize>(value, &format!("`{key}`"))
+            {
+                *field = size;
+            }
+        }
+    }
+
+    fn stage(&mut self, name: Spanned<String>, value: &Value<'_>, defaults: &Defaults) -> Option<RawStage> {
+        if !valid_stage_name(name.get_ref()) {
+            self.error(
+                Diagnostic::error(format!("`{}` cannot name a stage", name.get_ref()), name.span())
+                    .with_hint("use letters, digits, `-` and `_`"),
+            );
+        }
+        let DeValue::Table(table) = value.get_ref() else {
+            self.error(self.type_error(&format!("stage `{}`", name.get_ref()), "a table", value));
+            return None;
+        };
+        let context = format!("in stage `{}`", name.get_ref());
+        self.check_keys(table, STAGE_KEYS, &context);
+        let uses = match table.get("uses") {
+            Some(value) => self.string(value, "`uses`").and_then(|uses| self.uses(&uses)),
+            None => {
+                self.error(
+                    Diagnostic::error(format!("stage `{}` has no `uses`", name.get_ref()), name.span()).with_hint(
+                        "say which component runs it: `uses = \"std:wc\"`, a `.wasm` file, or a stage folder",
+                    ),
+                );
+                None
+            }
+        };
+        let list = |checker: &mut Self, key: &str| {
+            table
+                .get(key)
+                .map(|value| checker.string_list(value, &format!("`{key}`")))
+                .unwrap_or_default()
+        };
+        let inputs = list(self, "inputs");
+        for glob in &inputs {
+            if let Err(error) = globset::Glob::new(glob.get_ref()) {
+                self.error(Diagnostic::error(
+                    format!("`{}` is not a valid glob: {}", glob.get_ref(), error.kind()),
+                    glob.span(),
+                ));
+            }
+        }
+        let mut limits = defaults.limits;
+        self.limits(table, &mut limits);
+        let mut env = defaults.env.clone();
+        if let Some(value) = table.get("env") {
+            for (key, value) in self.scalar_table(value, "`env`") {
+                env.retain(|(existing, _)| *existing != key);
+                env.push((key, value));
+            }
+        }
+        Some(RawStage {
+            uses,
+            inputs,
+            args: list(self, "args"),
+            with: table
+                .get("with")
+                .map(|value| self.scalar_table(value, "`with`"))
+                .unwrap_or_default(),
+            env,
+            needs: list(self, "needs"),
+            secrets: list(self, "secrets"),
+            network: list(self, "network"),
+            clock: match table.get("clock") {
+                Some(value) => self.choice(
+                    value,
+                    "`clock`",
+                    &[("pinned", ClockGrant::Pinned), ("real", ClockGrant::Real)],
+                ),
+                None => ClockGrant::Pinned,
+            },
+            random: match table.get("random") {
+                Some(value) => self.choice(
+                    value,
+                    "`random`",
+                    &[("seeded", RandomGrant::Seeded), ("secure", RandomGrant::Secure)],
+                ),
+                None => RandomGrant::Seeded,
+            },
+            limits,
+            cache: table.get("cache").map(|value| self.boolean(value, "`cache`")),
+            condition: table.get("if").and_then(|value| self.condition(value)),
+            matrix: table.get("matrix").map(|value| self.matrix(value)).unwrap_or_default(),
+            retries: table
+                .get("retries")
+                .and_then(|value| self.count(value, "`retries`"))
+                .unwrap_or(defaults.retries),
+            name,
+        })
+    }
+
+    /// `uses`, resolved once per distinct text.
+    fn uses(&mut self, uses: &Spanned<String>) -> Option<(Uses, Range<usize>)> {
+        if let Some(resolved) = self.resolved.get(uses.get_ref()) {
+            return Some((resolved.clone(), uses.span()));
+        }
+        let resolved = self.resolve_uses(uses)?;
+        self.resolved.insert(uses.get_ref().clone(), resolved.0.clone());
+        Some(resolved)
+    }
+
+    /// Classifies `uses` and checks that what it names exists.
+    fn resolve_uses(&mut self, uses: &Spanned<String>) -> Option<(Uses, Range<usize>)> {
+        match Uses::parse(uses.get_ref(), self.root) {
+            Ok(resolved) => Some((resolved, uses.span())),
+            Err(error) => {
+                self.error(Diagnostic::error(error.message, uses.span()).with_hint(error.hint));
+                None
+            }
+        }
+    }
+
+    fn condition(&mut self, value: &Value<'_>) -> Option<(Condition, Range<usize>)> {
+        let text = self.string(value, "`if`")?;
+        match Condition::parse(text.get_ref()) {
+            Ok(condition) => Some((condition, text.span())),
+            Err(error) => {
+                let span = inner_span(&text, &error);
+                self.error(Diagnostic::error(format!("invalid `if`: {}", error.message), span));
+                None
+            }
+        }
+    }
+
+    fn matrix(&mut self, value: &Value<'_>) -> Vec<(Spanned<String>, Vec<String>)> {
+        let DeValue::Table(table) = value.get_ref() else {
+            self.error(self.type_error(
+                "`matrix`",
+                "a table of lists, like `{ target = [\"a\", \"b\"] }`",
+                value,
+            ));
+            return Vec::new();
+        };
+        let mut entries: Vec<_> = table.iter().collect();
+        entries.sort_by_key(|(key, _)| key.span().start);
+        let mut matrix = Vec::new();
+        for (key, values) in entries {
+            let what = format!("`matrix.{}`", key.get_ref());
+            let DeValue::Array(items) = values.get_ref() else {
+                self.error(self.type_error(&what, "a list of values", values));
+                continue;
+            };
+            if items.is_empty() {
+                self.error(Diagnostic::error(
+                    format!("{what} is empty, so the stage would never run"),
+                    values.span(),
+                ));
+                continue;
+            }
+            let items: Vec<String> = items
+                .iter()
+                .filter_map(|item| self.scalar(item, &what))
+                .map(Spanned::into_inner)
+                .collect();
+            matrix.push((Spanned::new(key.span(), key.get_ref().to_string()), items));
+        }
+        matrix
+    }
+
+    /// Expands matrices, resolves `needs`, and checks every reference.
+    fn expand(&mut self, raw_stages: Vec<RawStage>) -> Vec<Stage> {
+        let names: BTreeSet<&str> = raw_stages.iter().map(|stage| stage.name.get_ref().as_str()).collect();
+        let mut expanded_names: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for stage in &raw_stages {
+            let entries = matrix_entries(&stage.matrix);
+            let names = entries
+                .iter()
+                .map(|entry| entry_name(stage.name.get_ref(), entry))
+                .collect();
+            expanded_names.insert(stage.name.get_ref().clone(), names);
+        }
+        let matrix_stages: BTreeSet<&str> = raw_stages
+            .iter()
+            .filter(|stage| !stage.matrix.is_empty())
+            .map(|stage| stage.name.get_ref().as_str())
+            .collect();
+
+        let mut stages = Vec::new();
+        for raw in &raw_stages {
+            let base = raw.name.get_ref();
+            let mut needs = Vec::new();
+            let mut needed_bases = BTreeSet::new();
+            for need in &raw.needs {
+                let target = need.get_ref();
+                if target == base {
+                    self.error(Diagnostic::error(format!("stage `{base}` needs itself"), need.span()));
+                } else if let Some(expanded) = expanded_names.get(target) {
+                    needs.extend(expanded.iter().cloned());
+                    needed_bases.insert(target.as_str());
+                } else {
+                    let mut diagnostic = Diagnostic::error(
+                        format!("`needs` names `{target}`, which is not a stage of this pipeline"),
+                        need.span(),
+                    );
+                    if let Some(close) = did_you_mean(target, names.iter().copied()) {
+                        diagnostic = diagnostic.with_hint(format!("did you mean `{close}`?"));
+                    }
+                    self.error(diagnostic);
+                }
+            }
+            let matrix_keys: BTreeSet<&str> = raw.matrix.iter().map(|(key, _)| key.get_ref().as_str()).collect();
+            let check_reference = |checker: &mut Self,
+                                   reference: &Reference,
+                                   span: Range<usize>,
+                                   in_condition: bool| {
+                match reference {
+                    Reference::Matrix(key) if !matrix_keys.contains(key.as_str()) => checker.error(Diagnostic::error(
+                        format!("`matrix.{key}` is not a matrix key of stage `{base}`"),
+                        span.clone(),
+                    )),
+                    Reference::Env(_) | Reference::Branch if !in_condition => checker.error(
+                        Diagnostic::error(format!("`{reference}` can only be used in `if`"), span.clone())
+                            .with_hint("a stage's inputs must be declared: set the value in `env` or `with` instead"),
+                    ),
+                    Reference::StageResult(_) if !in_condition => checker.error(Diagnostic::error(
+                        format!("`{reference}` can only be used in `if`"),
+                        span.clone(),
+                    )),
+                    _ => {}
+                }
+                if let Some(stage) = reference.stage() {
+                    if !needed_bases.contains(stage) {
+                        checker.error(
+                            Diagnostic::error(
+                                format!("`{reference}` reads stage `{stage}`, which `{base}` does not need"),
+                                span,
+                            )
+                            .with_hint(format!("add `\"{stage}\"` to the `needs` of `{base}`")),
+                        );
+                    } else if matrix_stages.contains(stage) && matches!(reference, Reference::StageOutput { .. }) {
+                        checker.error(Diagnostic::error(
+                            format!("`{reference}` is ambiguous: `{stage}` is a matrix with several entries"),
+                            span,
+                        ));
+                    }
+                }
+            };
+            let templates = |checker: &mut Self, values: &[&Spanned<String>]| -> Vec<Template> {
+                values
+                    .iter()
+                    .filter_map(|value| match Template::parse(value.get_ref()) {
+                        Ok(template) => {
+                            for reference in template.references() {
+                                check_reference(checker, reference, value.span(), false);
+                            }
+                            Some(template)
+                        }
+                        Err(error) => {
+                            checker.error(Diagnostic::error(error.message.clone(), inner_span(value, &error)));
+                            None
+                        }
+                    })
+                    .collect()
+            };
+            let args = templates(self, &raw.args.iter().collect::<Vec<_>>());
+            let with_values = templates(self, &raw.with.iter().map(|(_, value)| value).collect::<Vec<_>>());
+            let env_values = templates(self, &raw.env.iter().map(|(_, value)| value).collect::<Vec<_>>());
+            if let Some((condition, span)) = &raw.condition {
+                for reference in condition.references() {
+                    check_reference(self, reference, span.clone(), true);
+                }
+            }
+            let Some((uses, _)) = &raw.uses else { continue };
+            if args.len() != raw.args.len() || with_values.len() != raw.with.len() || env_values.len() != raw.env.len()
+            {
+                continue;
+            }
+            for entry in matrix_entries(&raw.matrix) {
+                let substitute = |template: &Template| {
+                    template.substitute(&|reference| match reference {
+                        Reference::Matrix(key) => entry.iter().find(|(k, _)| k == key).map(|(_, value)| value.clone()),
+                        _ => None,
+                    })
+                };
+                stages.push(Stage {
+                    name: entry_name(base, &entry),
+                    base_name: base.clone(),
+                    matrix: entry.clone(),
+                    span: raw.name.span(),
+                    uses: uses.clone(),
+                    inputs: raw
+                        .inputs
+                        .iter()
+                        .map(|glob| InputGlob {
+                            pattern: glob.get_ref().clone(),
+                            span: glob.span(),
+                        })
+                        .collect(),
+                    args: args.iter().map(substitute).collect(),
+                    with: raw
+                        .with
+                        .iter()
+                        .map(|(key, _)| key.clone())
+                        .zip(with_values.iter().map(substitute))
+                        .collect(),
+                    env: raw
+                        .env
+                        .iter()
+                        .map(|(key, _)| key.clone())
+                        .zip(env_values.iter().map(substitute))
+                        .collect(),
+                    needs: needs.clone(),
+                    secrets: raw.secrets.iter().map(|secret| secret.get_ref().clone()).collect(),
+                    network: raw.network.iter().map(|entry| entry.get_ref().clone()).collect(),
+                    clock: raw.clock,
+                    random: raw.random,
+                    limits: raw.limits,
+                    cache: raw.cache,
+                    condition: raw.condition.as_ref().map(|(condition, _)| condition.clone()),
+                    retries: raw.retries,
+                });
+            }
+        }
+        stages
+    }
+
+    fn check_keys(&mut self, table: &DeTable<'_>, known: &[&str], context: &str) {
+        for key in table.keys() {
+            let name = key.get_ref().as_ref();
+            if known.contains(&name) {
+                continue;
+            }
+            let mut diagnostic = Diagnostic::error(format!("unknown key `{name}` {context}"), key.span());
+            diagnostic = match did_you_mean(name, known.iter().copied()) {
+                Some(close) => diagnostic.with_hint(format!("did you mean `{close}`?")),
+                None => diagnostic.with_hint(format!("the keys here are {}", known.join(", "))),
+            };
+            self.error(diagnostic);
+        }
+    }
+
+    fn table_at<'t, 'i>(&mut self, table: &'t DeTable<'i>, key: &str) -> Option<&'t DeTable<'i>> {
+        let value = table.get(key)?;
+        match value.get_ref() {
+            DeValue::Table(inner) => Some(inner),
+            _ => {
+                self.error(self.type_error(&format!("`{key}`"), "a table", value));
+                None
+            }
+        }
+    }
+
+    fn type_error(&self, what: &str, expected: &str, value: &Value<'_>) -> Diagnostic {
+        Diagnostic::error(
+            format!("{what} must be {expected}, not {}", kind(value.get_ref())),
+            value.span(),
+        )
+    }
+
+    fn string(&mut self, value: &Value<'_>, what: &str) -> Option<Spanned<String>> {
+        match value.get_ref() {
+            DeValue::String(text) => Some(Spanned::new(value.span(), text.to_string())),
+            _ => {
+                self.error(self.type_error(what, "a string", value));
+                None
+            }
+        }
+    }
+
+    /// A string, number or boolean, as text (for `with`, `env` and matrix values).
+    fn scalar(&mut self, value: &Value<'_>, what: &str) -> Option<Spanned<String>> {
+        let text = match value.get_ref() {
+            DeValue::String(text) => text.to_string(),
+            DeValue::Integer(integer) => integer.to_string(),
+            DeValue::Float(float) => float.to_string(),
+            DeValue::Boolean(boolean) => boolean.to_string(),
+            _ => {
+                self.error(self.type_error(what, "a string, number or boolean", value));
+                return None;
+            }
+        };
+        Some(Spanned::new(value.span(), text))
+    }
+
+    fn string_list(&mut self, value: &Value<'_>, what: &str) -> Vec<Spanned<String>> {
+        match value.get_ref() {
+            DeValue::Array(items) => items
+                .iter()
+                .filter_map(|item| self.string(item, &format!("each of {what}")))
+                .collect(),
+            _ => {
+                self.error(self.type_error(what, "a list of strings", value));
+                Vec::new()
+            }
+        }
+    }
+
+    fn scalar_table(&mut self, value: &Value<'_>, what: &str) -> Vec<(String, Spanned<String>)> {
+        let DeValue::Table(table) = value.get_ref() else {
+            self.error(self.type_error(what, "a table", value));
+            return Vec::new();
+        };
+        let mut entries: Vec<_> = table.iter().collect();
+        entries.sort_by_key(|(key, _)| key.span().start);
+        entries
+            .into_iter()
+            .filter_map(|(key, item)| {
+                let text = self.scalar(item, &format!("`{}` in {what}", key.get_ref()))?;
+                Some((key.get_ref().to_string(), text))
+            })
+            .collect()
+    }
+
+    fn boolean(&mut self, value: &Value<'_>, what: &str) -> bool {
+        match value.get_ref() {
+            DeValue::Boolean(boolean) => *boolean,
+            _ => {
+                self.error(self.type_error(what, "`true` or `false`", value));
+                true
+            }
+        }
+    }
+
+    fn count(&mut self, value: &Value<'_>, what: &str) -> Option<u32> {
+        let DeValue::Integer(integer) = value.get_ref() else {
+            self.error(self.type_error(what, "a whole number from 0 to 100", value));
+            return None;
+        };
+        let number = i64::from_str_radix(integer.as_str(), integer.radix()).ok();
+        match number
+            .and_then(|number| u32::try_from(number).ok())
+            .filter(|number| *number <= 100)
+        {
+            Some(number) => Some(number),
+            None => {
+                let message = format!("{what} must be a whole number from 0 to 100, not {integer}");
+                self.error(Diagnostic::error(message, value.span()));
+                None
+            }
+        }
+    }
+
+    fn choice<T: Copy>(&mut self, value: &Value<'_>, what: &str, choices: &[(&str, T)]) -> T {
+        let names: Vec<&str> = choices.iter().map(|(name, _)| *name).collect();
+        if let DeValue::String(text) = value.get_ref()
+            && let Some((_, choice)) = choices.iter().find(|(name, _)| *name == text.as_ref())
+        {
+            return *choice;
+        }
+        let expected = format!("\"{}\"", names.join("\" or \""));
+        let diagnostic = match value.get_ref() {
+            DeValue::String(text) => {
+                Diagnostic::error(format!("{what} must be {expected}, not \"{text}\""), value.span())
+            }
+            _ => self.type_error(what, &expected, value),
+        };
+        self.error(diagnostic);
+        choices[0].1
+    }
+
+    fn parsed<T: std::str::FromStr<Err = cairn_core::units::UnitError> + FromInteger>(
+        &mut self,
+        value: &Value<'_>,
+        what: &str,
+    ) -> Option<T> {
+        let result = match value.get_ref() {
+            DeValue::String(text) => text.parse::<T>().map_err(|error| format!("{what}: {error}")),
+            DeValue::Integer(integer) => u64::from_str_radix(integer.as_str(), integer.radix())
+                .map(T::from_integer)
+                .map_err(|_| format!("{what} must not be negative")),
+            other => Err(format!("{what} must be {}, not {}", T::EXAMPLE, kind(other))),
+        };
+        match result {
+            Ok(parsed) => Some(parsed),
+            Err(message) => {
+                self.error(Diagnostic::error(message, value.span()));
+                None
+            }
+        }
+    }
+}
+
+/// How an integer in the file is read for a unit (seconds, bytes).
+trait FromInteger {
+    const EXAMPLE: &'static str;
+    fn from_integer(value: u64) -> Self;
+}
+
+impl FromInteger for HumanDuration {
+    const EXAMPLE: &'static str = "a duration such as \"30s\"";
+    fn from_integer(value: u64) -> Self {
+        HumanDuration(std::time::Duration::from_secs(value))
+    }
+}
+
+impl FromInteger for ByteSize {
+    const EXAMPLE: &'static str = "a size such as \"256MiB\"";
+    fn from_integer(value: u64) -> Self {
+        ByteSize(value)
+    }
+}
+
+fn kind(value: &DeValue<'_>) -> &'static str {
+    match value {
+        DeValue::String(_) => "a string",
+        DeValue::Integer(_) => "an integer",
+        DeValue::Float(_) => "a number",
+        DeValue::Boolean(_) => "a boolean",
+        DeValue::Datetime(_) => "a date",
+        DeValue::Array(_) => "a list",
+        DeValue::Table(_) => "a table",
+    }
+}
+
+fn valid_stage_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+}
+
+/// Every combination of matrix values, keys in file order; one empty entry
+/// for a stage without a matrix.
+fn matrix_entries(matrix: &[(Spanned<String>, Vec<String>)]) -> Vec<Vec<(String, String)>> {
+    let mut entries = vec![Vec::new()];
+    for (key, values) in matrix {
+        entries = entries
+            .into_iter()
+            .flat_map(|entry| {
+                values.iter().map(move |value| {
+                    let mut next = entry.clone();
+                    next.push((key.get_ref().clone(), value.clone()));
+                    next
+                })
+            })
+            .collect();
+    }
+    entries
+}
+
+/// `build[os=linux,target=x86]`, or `build` for a stage without a matrix.
+fn entry_name(base: &str, entry: &[(String, String)]) -> String {
+    if entry.is_empty() {
+        return base.to_owned();
+    }
+    let values: Vec<String> = entry.iter().map(|(key, value)| format!("{key}={value}")).collect();
+    format!("{base}[{}]", values.join(","))
+}
+
+/// The span of a syntax error inside a string value: one character past the
+/// opening quote plus the error's offset, when that stays inside the value.
+fn inner_span(value: &Spanned<String>, error: &SyntaxError) -> Range<usize> {
+    let span = value.span();
+    let start = span.start + 1 + error.offset;
+    if start < span.end { start..start + 1 } else { span }
+}

@@ -1,0 +1,37 @@
+//! What a pipeline run tells the person (or program) watching it.
+//!
+//! The scheduler and the stages emit [`Event`]s; a [`Reporter`] turns them
+//! into a live terminal view, plain prefixed lines for CI logs, or one JSON
+//! object per line for machines. The JSON form is a stable interface: its
+//! fields are documented in the README and only ever added to.
+
+mod json;
+mod live;
+mod plain;
+mod style;
+mod summary;
+
+pub use json::JsonReporter;
+pub use live::LiveReporter;
+pub use plain::PlainReporter;
+pub use style::{Style, color_enabled, elapsed, paint};
+
+pub use cairn_core::events::{Event, Status};
+use cairn_core::observer::{Level, LogSource};
+
+/// Whether a stage's log line is shown: everything but `host.log` calls below
+/// `info`, which only `-v` shows.
+pub fn shown(source: LogSource, level: Level, verbose: bool) -> bool {
+    verbose || source != LogSource::Host || level >= Level::Info
+}
+
+/// Receives the events of a run, in order, from any thread.
+pub trait Reporter: Send + Sync {
+    /// Handles one event; must return quickly.
+    fn event(&self, event: &Event);
+
+    /// Writes out anything held back. The scheduler calls it before it waits
+    /// for a running stage, so a reporter may batch the lines of stages that
+    /// end at once (a thousand cached stages) into a few writes.
+    fn flush(&self) {}
+}

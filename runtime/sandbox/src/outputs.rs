@@ -1,0 +1,215 @@
+//! What a stage leaves in `/out`, checked without trusting it.
+//!
+//! The host reads a stage's outputs after the stage ran, so everything there
+//! is hostile until checked: a symbolic link must never be followed (it could
+//! point at `/etc/passwd` on the host), only relative links that stay inside
+//! `/out` are kept, and the total size is held to the output bound both while
+//! the stage runs and after.
+
+use std::fs;
+use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::secret_mask::SecretMask;
+use cairn_core::limits::BoundExceeded;
+use cairn_core::units::ByteSize;
+
+/// Outputs the host refuses to keep.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OutputError {
+    /// A symbolic link whose target leaves `/out` (or is absolute).
+    #[error(
+        "left `/out/{link}`, a symbolic link to `{target}`, which points outside /out; only relative links within /out are kept"
+    )]
+    SymlinkEscapes {
+        /// The link, relative to `/out`.
+        link: String,
+        /// Where it points.
+        target: String,
+    },
+    /// A FIFO, socket or device node.
+    #[error("left `/out/{path}`, which is neither a file, a directory nor a symbolic link")]
+    SpecialFile {
+        /// The entry, relative to `/out`.
+        path: String,
+    },
+    /// A file (or a link's target) holds a granted secret's value.
+    #[error(
+        "left the value of the secret `{secret}` in `/out/{path}`; outputs are kept, cached and published, \
+         so a secret's value must never be in one"
+    )]
+    SecretInOutput {
+        /// The secret's name (never its value).
+        secret: String,
+        /// The entry, relative to `/out`.
+        path: String,
+    },
+    /// The host could not read an entry.
+    #[error("its output `/out/{path}` cannot be read: {message}")]
+    Unreadable {
+        /// The entry, relative to `/out`.
+        path: String,
+        /// What the operating system said.
+        message: String,
+    },
+}
+
+/// Counts of a checked output tree.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OutputTotals {
+    /// Regular files.
+    pub files: u64,
+    /// Their total size.
+    pub bytes: u64,
+}
+
+/// Checks every entry under `root` (never following links) and totals it;
+/// every file and link target is searched for the values `mask` holds.
+pub(crate) fn check(root: &Path, mask: &SecretMask) -> Result<OutputTotals, OutputError> {
+    let mut totals = OutputTotals::default();
+    let mut pending = vec![PathBuf::new()];
+    while let Some(relative) = pending.pop() {
+        let unreadable = |error: std::io::Error| OutputError::Unreadable {
+            path: display(&relative),
+            message: error.to_string(),
+        };
+        for entry in fs::read_dir(root.join(&relative)).map_err(unreadable)? {
+            let entry = entry.map_err(unreadable)?;
+            let path = relative.join(entry.file_name());
+            if let Some(secret) = mask.found_in(entry.file_name().as_encoded_bytes()) {
+                return Err(OutputError::SecretInOutput {
+                    secret: secret.to_owned(),
+                    path: mask.mask(&display(&path)),
+                });
+            }
+            let kind = entry.file_type().map_err(unreadable)?;
+            if kind.is_dir() {
+                pending.push(path);
+            } else if kind.is_file() {
+                totals.files += 1;
+                totals.bytes += entry.metadata().map_err(unreadable)?.len();
+                if !mask.is_empty() {
+                    let file = fs::File::open(entry.path()).map_err(unreadable)?;
+                    if let Some(secret) = mask.found_in_reader(file).map_err(unreadable)? {
+                        return Err(OutputError::SecretInOutput {
+                            secret: secret.to_owned(),
+                            path: mask.mask(&display(&path)),
+                        });
+                    }
+                }
+            } else if kind.is_symlink() {
+                let target = fs::read_link(entry.path()).map_err(unreadable)?;
+                if let Some(secret) = mask.found_in(target.as_os_str().as_encoded_bytes()) {
+                    return Err(OutputError::SecretInOutput {
+                        secret: secret.to_owned(),
+                        path: display(&path),
+                    });
+                }
+                if !stays_inside(&path, &target) {
+                    return Err(OutputError::SymlinkEscapes {
+                        link: display(&path),
+                        target: display(&target),
+                    });
+                }
+            } else {
+                return Err(OutputError::SpecialFile { path: display(&path) });
+            }
+        }
+    }
+    Ok(totals)
+}
+
+/// Whether a link at `link` (relative to the root) pointing at `target`
+/// resolves inside the root, judged on the text alone.
+///
+/// `..` is accepted only at the start of the target: after a name, it would
+/// climb out of whatever that name resolves to, and if the name is itself a
+/// link (checked separately, but pointing elsewhere) the text no longer says
+/// where the path ends up.
+fn stays_inside(link: &Path, target: &Path) -> bool {
+    let mut depth: usize = link.parent().map_or(0, |parent| parent.components().count());
+    let mut descended = false;
+    for component in target.components() {
+        match component {
+            Component::Normal(_) => {
+                depth += 1;
+                descended = true;
+            }
+            Component::CurDir => {}
+            Component::ParentDir if descended => return false,
+            Component::ParentDir => match depth.checked_sub(1) {
+                Some(up) => depth = up,
+                None => return false,
+            },
+            Component::RootDir | Component::Prefix(_) => return false,
+        }
+    }
+    true
+}
+
+fn display(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
+}
+
+/// Bytes of regular files under `root`; unreadable parts count as nothing.
+/// Cheap enough to call while the stage runs.
+fn disk_usage(root: &Path) -> u64 {
+    cairn_core::files::regular_files(root)
+        .iter()
+        .map(|(_, size)| size)
+        .sum()
+}
+
+/// Shortest pause between two measurements while a stage runs.
+const WATCH_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Measures `/out` and `/tmp` while a stage runs and resolves once either
+/// holds more than `limit`; never resolves otherwise. The pause between
+/// measurements grows with their cost, so a stage with many files is not
+/// slowed by its own watcher.
+pub(crate) async fn watch(out: PathBuf, tmp: PathBuf, limit: ByteSize) -> BoundExceeded {
+    let mut interval = WATCH_INTERVAL;
+    loop {
+        tokio::time::sleep(interval).await;
+        let (out, tmp) = (out.clone(), tmp.clone());
+        let measured = tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            (disk_usage(&out), disk_usage(&tmp), started.elapsed())
+        })
+        .await;
+        let Ok((out_bytes, tmp_bytes, cost)) = measured else {
+            continue;
+        };
+        if out_bytes > limit.0 {
+            return BoundExceeded::Output {
+                limit,
+                written: ByteSize(out_bytes),
+            };
+        }
+        if tmp_bytes > limit.0 {
+            return BoundExceeded::Scratch {
+                limit,
+                written: ByteSize(tmp_bytes),
+            };
+        }
+        interval = WATCH_INTERVAL.max(cost * 10);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_are_judged_by_where_they_resolve() {
+        assert!(stays_inside(Path::new("a"), Path::new("b")));
+        assert!(stays_inside(Path::new("dir/a"), Path::new("../b")));
+        assert!(stays_inside(Path::new("dir/deeper/a"), Path::new("../../b/c")));
+        // `sub` could be a link to `..`: a climb after a name is refused.
+        assert!(!stays_inside(Path::new("dir/a"), Path::new("sub/../b")));
+        assert!(!stays_inside(Path::new("a"), Path::new("../etc/passwd")));
+        assert!(!stays_inside(Path::new("dir/a"), Path::new("../../x")));
+        assert!(!stays_inside(Path::new("a"), Path::new("/etc/passwd")));
+        assert!(!stays_inside(Path::new("a"), Path::new("/out/b")));
+    }
+}
