@@ -523,6 +523,11 @@ fn a_stage_crossing_a_bound_set_in_the_file_fails_with_that_bound() {
     assert_eq!(finished.code, Some(1), "{finished:?}");
     let spin = stage_error(&events, "spin");
     assert!(spin.starts_with("exceeded its time limit of 300ms"), "{spin}");
+    assert!(!spin.contains("hint"), "the hint is a field of its own: {spin}");
+    assert_eq!(
+        finished_stage(&events, "spin")["hint"],
+        "raise `timeout` for the stage (`--timeout` for `cairn stage run`) if it needs longer"
+    );
     let alloc = stage_error(&events, "alloc");
     assert!(alloc.starts_with("exceeded its memory limit of 32 MiB"), "{alloc}");
 }

@@ -25,6 +25,7 @@ impl Executor for Nothing {
             outputs: Arc::default(),
             summary: None,
             error: None,
+            hint: None,
             reason: None,
             attempts: 1,
             duration: Duration::ZERO,

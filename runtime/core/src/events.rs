@@ -110,6 +110,10 @@ pub enum Event {
         /// Why it failed, when it did.
         #[serde(skip_serializing_if = "Option::is_none")]
         error: Option<String>,
+        /// What to do about the failure, when there is something to say
+        /// (the key that raises a crossed bound, say).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        hint: Option<String>,
         /// Why it was skipped, when it was.
         #[serde(skip_serializing_if = "Option::is_none")]
         reason: Option<String>,

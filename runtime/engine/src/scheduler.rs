@@ -28,6 +28,8 @@ pub struct StageResult {
     pub summary: Option<String>,
     /// Why it failed.
     pub error: Option<String>,
+    /// What to do about the failure, apart from what happened.
+    pub hint: Option<String>,
     /// Why it was skipped.
     pub reason: Option<String>,
     /// How many attempts it took.
@@ -48,6 +50,7 @@ impl StageResult {
             outputs: Arc::default(),
             summary: None,
             error: None,
+            hint: None,
             reason: Some(reason.into()),
             attempts: 0,
             duration: Duration::ZERO,
@@ -57,10 +60,12 @@ impl StageResult {
     }
 
     /// A stage that failed before or while running.
-    pub fn failed(error: impl Into<String>, attempts: u32, duration: Duration) -> Self {
+    pub fn failed(error: impl Into<StageError>, attempts: u32, duration: Duration) -> Self {
+        let error = error.into();
         Self {
             status: Status::Failed,
-            error: Some(error.into()),
+            error: Some(error.message),
+            hint: error.hint,
             attempts,
             duration,
             ..Self::skipped("")
@@ -71,6 +76,38 @@ impl StageResult {
     fn without_reason(mut self) -> Self {
         self.reason = None;
         self
+    }
+}
+
+/// Why a stage failed, and apart from it what to do about it: kept apart
+/// so every reporter can show the hint its own way.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StageError {
+    /// What happened.
+    pub message: String,
+    /// What to do about it.
+    pub hint: Option<String>,
+}
+
+impl StageError {
+    /// A failure with a hint.
+    pub fn with_hint(message: impl Into<String>, hint: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            hint: Some(hint.into()),
+        }
+    }
+}
+
+impl From<String> for StageError {
+    fn from(message: String) -> Self {
+        Self { message, hint: None }
+    }
+}
+
+impl From<&str> for StageError {
+    fn from(message: &str) -> Self {
+        message.to_owned().into()
     }
 }
 
@@ -381,6 +418,7 @@ impl<'a> Books<'a> {
             duration_ms: result.duration.as_millis() as u64,
             attempts: result.attempts,
             error: result.error.clone(),
+            hint: result.hint.clone(),
             reason: result.reason.clone(),
             summary: result.summary.clone(),
             outputs: (*result.outputs).clone(),

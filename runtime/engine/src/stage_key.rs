@@ -19,6 +19,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use cairn_core::Digest;
+
+use crate::scheduler::StageError;
 use cairn_pipeline::RandomGrant;
 use cairn_sandbox::{Clock, Invocation, Limits, Random, Sandbox};
 
@@ -111,7 +113,7 @@ impl KeyParts {
     /// reach a stage without entering its key. `placement` adds only where
     /// the keyed content lies on this host and the values behind the keyed
     /// secret names. `key` is these parts' key (it seeds the randomness).
-    pub fn sandbox(&self, key: &Digest, placement: Placement) -> Result<Sandbox, String> {
+    pub fn sandbox(&self, key: &Digest, placement: Placement) -> Result<Sandbox, StageError> {
         // Destructured without `..`: a part added to the key must be
         // considered here, and a grant added to the sandbox must come from a
         // part (the test below builds one from each).
@@ -139,13 +141,13 @@ impl KeyParts {
             .iter()
             .map(|name| {
                 secret(name).map(|value| (name.clone(), value)).ok_or_else(|| {
-                    format!(
-                        "the secret `{name}` is not set\n\
-                         hint: export {name}=... before `cairn run`, or put it in a --secrets-file"
+                    StageError::with_hint(
+                        format!("the secret `{name}` is not set"),
+                        format!("export {name}=... before `cairn run`, or put it in a --secrets-file"),
                     )
                 })
             })
-            .collect::<Result<BTreeMap<_, _>, String>>()?;
+            .collect::<Result<BTreeMap<_, _>, StageError>>()?;
         Ok(Sandbox {
             invocation: Invocation {
                 stage: stage.clone(),
@@ -526,7 +528,8 @@ mod tests {
         let mut placement = placement();
         placement.secret = Box::new(|_| None);
         let error = parts.sandbox(&parts.key(), placement).expect_err("TOKEN is not set");
-        assert!(error.starts_with("the secret `TOKEN` is not set"), "{error}");
+        assert_eq!(error.message, "the secret `TOKEN` is not set");
+        assert!(error.hint.is_some_and(|hint| hint.starts_with("export TOKEN=")));
     }
 
     #[test]

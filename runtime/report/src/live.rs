@@ -142,6 +142,7 @@ impl Reporter for LiveReporter {
                 status,
                 duration_ms,
                 error,
+                hint,
                 reason,
                 summary,
                 ..
@@ -167,6 +168,9 @@ impl Reporter for LiveReporter {
                         );
                         for line in running.iter().flat_map(|running| running.tail.iter()) {
                             text.push_str(&format!("\n    {}", paint(line, Style::Dim)));
+                        }
+                        if let Some(hint) = hint {
+                            text.push_str(&format!("\n  {}", paint(&format!("hint: {hint}"), Style::Hint)));
                         }
                         text
                     }

@@ -115,6 +115,7 @@ impl Reporter for PlainReporter {
                 duration_ms,
                 attempts,
                 error,
+                hint,
                 reason,
                 summary,
                 ..
@@ -134,10 +135,14 @@ impl Reporter for PlainReporter {
                         } else {
                             String::new()
                         };
-                        paint(
+                        let mut text = paint(
                             &format!("[{stage}] failed{tries}: {}", error.as_deref().unwrap_or("")),
                             Style::Error,
-                        )
+                        );
+                        if let Some(hint) = hint {
+                            text.push_str(&format!("\n{}", paint(&format!("[{stage}] hint: {hint}"), Style::Hint)));
+                        }
+                        text
                     }
                     Status::Skipped => {
                         format!("[{stage}] skipped: {}", reason.as_deref().unwrap_or(""))

@@ -8,7 +8,7 @@ use cairn::units::ByteSize;
 use cairn::{CacheDir, cache_maintenance, explain, pipeline};
 
 use super::Status;
-use super::pipeline::PipelineLocation;
+use super::args::PipelineLocation;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum CacheCommand {

@@ -1,6 +1,7 @@
 //! Argument parsing and dispatch: one clap struct per subcommand, each with
 //! an `execute` method (the shape of wasmtime's `src/commands`).
 
+mod args;
 mod cache;
 mod pipeline;
 mod registry;
@@ -101,7 +102,7 @@ pub(crate) fn init_tracing(verbose: u8) {
     let default = if verbose >= 2 {
         "debug"
     } else {
-        "warn,cairn::stage_build=info,cairn::run=info"
+        "warn,cairn_stage_build=info,cairn_engine::run=info"
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));

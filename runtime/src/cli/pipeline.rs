@@ -17,26 +17,8 @@ use cairn::run::{self, RunSettings};
 use cairn::scheduler::Options;
 use cairn::secrets::Secrets;
 
-use super::registry::RegistryArgs;
+use super::args::{PipelineLocation, RegistryArgs};
 use super::{Status, terminal};
-
-/// Where the pipeline is: `-C DIR` and `-f FILE`, shared by every pipeline command.
-#[derive(Debug, Args)]
-pub(crate) struct PipelineLocation {
-    /// The pipeline file (default: cairn.toml in the directory).
-    #[arg(short = 'f', long = "file", value_name = "FILE")]
-    file: Option<PathBuf>,
-
-    /// Run as if started in DIR.
-    #[arg(short = 'C', long = "directory", value_name = "DIR")]
-    directory: Option<PathBuf>,
-}
-
-impl PipelineLocation {
-    pub(crate) fn path(&self) -> PathBuf {
-        run::pipeline_file(self.directory.as_deref(), self.file.as_deref())
-    }
-}
 
 #[derive(Debug, Args)]
 pub(crate) struct RunArgs {

@@ -13,7 +13,7 @@ use cairn::cas::Store;
 use cairn::component_source::ComponentSources;
 use cairn::oci::artifact::{DESCRIPTION, SOURCE, TITLE, VERSION};
 use cairn::oci::credentials::{self, Credential};
-use cairn::oci::registry::{self, Settings};
+use cairn::oci::registry;
 use cairn::oci::resolve::{self, ResolveOptions, Update};
 use cairn::oci::{OciReference, publish};
 use cairn::pipeline::{self, Uses};
@@ -22,29 +22,8 @@ use cairn::stage_build::{self, PackageInfo};
 use cairn::units::ByteSize;
 
 use super::Status;
-use super::pipeline::PipelineLocation;
-use super::stage::parse_pair;
-
-/// How registries are reached: shared by every command that talks to one.
-#[derive(Debug, Args, Default)]
-pub(crate) struct RegistryArgs {
-    /// Speak plain HTTP to HOST[:PORT] (repeatable). Loopback registries always get plain HTTP.
-    #[arg(
-        long = "insecure-registry",
-        value_name = "HOST",
-        env = "CAIRN_INSECURE_REGISTRIES",
-        value_delimiter = ','
-    )]
-    insecure: Vec<String>,
-}
-
-impl RegistryArgs {
-    pub(crate) fn settings(&self) -> Settings {
-        Settings {
-            insecure: self.insecure.clone(),
-        }
-    }
-}
+use super::args::parse_pair;
+use super::args::{PipelineLocation, RegistryArgs};
 
 #[derive(Debug, Args)]
 #[command(disable_version_flag = true)]

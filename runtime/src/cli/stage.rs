@@ -22,7 +22,7 @@ use cairn::{CacheDir, Invocation, Limits, Runtime, Sandbox, output_dir, scaffold
 use super::Status;
 use cairn::report::{Style, elapsed, paint};
 
-use super::registry::RegistryArgs;
+use super::args::{RegistryArgs, parse_pair};
 use super::terminal::StageLogPrinter;
 
 #[derive(Debug, Subcommand)]
@@ -422,12 +422,4 @@ fn read_component(text: &str, cache: &CacheDir, registry: &RegistryArgs) -> anyh
         .block_on(sources.bytes(&uses))
         .with_context(|| format!("cannot read the component `{text}`"))?;
     Ok((bytes.to_vec(), name.unwrap_or_else(|| "stage".to_owned())))
-}
-
-/// `KEY=VALUE` on the command line.
-pub(super) fn parse_pair<T: From<String>>(text: &str) -> Result<(String, T), String> {
-    match text.split_once('=') {
-        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), T::from(value.to_owned()))),
-        _ => Err(format!("`{text}` is not KEY=VALUE")),
-    }
 }

@@ -1,0 +1,101 @@
+//! A stage's key: its references resolved, its inputs listed, and
+//! everything it can observe digested, with why it would not be reused.
+
+use super::*;
+
+impl StageExecutor {
+    /// Resolves the stage's references and computes its key.
+    pub(super) fn prepare(
+        &self,
+        stage: &Stage,
+        component: &ComponentRef,
+        upstream: &Upstream,
+    ) -> Result<Prepared, String> {
+        let resolve = |reference: &Reference| match reference {
+            Reference::StageOutput { stage, key } => upstream
+                .outputs
+                .get(stage)
+                .and_then(|outputs| outputs.get(key).cloned()),
+            _ => None,
+        };
+        let render = |template: &Template| {
+            template.render(&resolve).map_err(|reference| match reference.stage() {
+                Some(needed) if upstream.outputs.contains_key(needed) => {
+                    format!("`${{{{ {reference} }}}}`: stage `{needed}` returned no output of that name")
+                }
+                _ => format!("`${{{{ {reference} }}}}` cannot be resolved"),
+            })
+        };
+        let args = stage.args.iter().map(render).collect::<Result<Vec<_>, _>>()?;
+        let config = stage
+            .with
+            .iter()
+            .map(|(key, template)| Ok((key.clone(), render(template)?)))
+            .collect::<Result<BTreeMap<_, _>, String>>()?;
+        let env = stage
+            .env
+            .iter()
+            .map(|(key, template)| Ok((key.clone(), render(template)?)))
+            .collect::<Result<BTreeMap<_, _>, String>>()?;
+
+        let globs: Vec<&str> = stage.inputs.iter().map(|glob| glob.pattern.as_str()).collect();
+        let inputs = self
+            .workspace
+            .select_indices(&globs)
+            .map_err(|error| error.to_string())?;
+        let files = self.workspace.files();
+        let mut listed = Vec::with_capacity(inputs.len());
+        for &index in &inputs {
+            let file = &files[index];
+            let digest =
+                self.input_digests[index].ok_or_else(|| format!("the input `{}` was not hashed", file.path))?;
+            listed.push((file.path.as_str(), digest, file.stamp.size, file.stamp.executable()));
+        }
+        let inputs_digest = Tree::digest_of_files(listed);
+
+        let needs: BTreeMap<String, Digest> = upstream.digests.clone();
+        let every_need_succeeded = stage.needs.iter().all(|need| needs.contains_key(need));
+        let mut secrets = stage.secrets.clone();
+        secrets.sort();
+        let mut network = stage.network.clone();
+        network.sort();
+        let parts = KeyParts {
+            stage: stage.name.clone(),
+            component: component.digest,
+            format: component.format.as_str().to_owned(),
+            args,
+            config,
+            env,
+            secrets,
+            network,
+            clock: match stage.clock {
+                ClockGrant::Pinned => Clock::Pinned {
+                    source_date_epoch: self.source_date_epoch,
+                },
+                ClockGrant::Real => Clock::Real,
+            },
+            random: stage.random,
+            inputs: inputs_digest,
+            needs,
+        };
+        let key = parts.key();
+        let not_reused = if !every_need_succeeded {
+            Some("it runs after a stage it needs did not succeed".to_owned())
+        } else {
+            match (stage.cache, parts.impurity()) {
+                (Some(false), _) => Some("it has side effects (`cache = false`)".to_owned()),
+                (None, Some(impurity)) => Some(format!(
+                    "{impurity}, so its result is not reused (write `cache = true` in its table to \
+                     reuse it while its key holds, as for a fetch keyed by its lockfile)"
+                )),
+                (Some(true), _) | (None, None) => None,
+            }
+        };
+        Ok(Prepared {
+            inputs,
+            parts,
+            key,
+            not_reused,
+        })
+    }
+}

@@ -1,0 +1,350 @@
+//! Running one pipeline stage for the scheduler, through the cache.
+//!
+//! For each stage: resolve its references, compute its key from everything
+//! it can observe, and then
+//! - when `cairn-out/<stage>/` already holds the outputs for that key,
+//!   report it cached without touching anything;
+//! - when the action cache knows the key, restore the outputs (every blob
+//!   checked) and replay the log;
+//! - otherwise snapshot its inputs from the store, run it in its sandbox
+//!   (retrying when asked), store its outputs and log, and publish.
+//!
+//! A file per job: [`key`] (references resolved, the key, why a result
+//! would not be reused), [`reuse`] (published or stored results), [`run`]
+//! (the sandbox and the attempts), [`check`] (`--check`) and [`publish`].
+
+mod check;
+mod key;
+mod publish;
+mod reuse;
+mod run;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Instant;
+
+use crate::component_source::ComponentRef;
+use crate::output_dir::{self, OutputRoot};
+use crate::scheduler::{Executor, StageError, StageResult, Upstream};
+use crate::secrets::Secrets;
+use crate::stage_key::{KeyParts, Placement};
+use crate::state::{EncodedParts, Published, RunRecord, WorkspaceState};
+use crate::workspace::Workspace;
+use cairn_cas::{ActionEntry, Entry, EntryKind, Materialize, Store, StoreError, Tree, TreeError};
+use cairn_core::Digest;
+use cairn_core::cache_dir::CacheDir;
+use cairn_core::observer::{Annotation, Level, LogLine, LogSource, StageObserver};
+use cairn_pipeline::{ClockGrant, Pipeline, Reference, Stage, Template};
+use cairn_report::{Event, Reporter, Status};
+use cairn_sandbox::runtime::{Runtime, RuntimeError};
+use cairn_sandbox::{Clock, Outcome, StageRun};
+
+/// How a run uses the cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CacheMode {
+    /// Reuse results (false with `--no-cache`; results are still stored).
+    pub read: bool,
+    /// Rerun stages that hit and compare their outputs (`--check`).
+    pub check: bool,
+}
+
+/// The wasmtime host, created the first time a stage actually has to run:
+/// a run where everything is cached never starts an engine.
+pub struct LazyRuntime {
+    cache: CacheDir,
+    cell: tokio::sync::OnceCell<Arc<Runtime>>,
+}
+
+impl LazyRuntime {
+    /// A runtime that will keep its state in `cache`.
+    pub fn new(cache: CacheDir) -> Self {
+        Self {
+            cache,
+            cell: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    async fn get(&self) -> Result<Arc<Runtime>, RuntimeError> {
+        self.cell
+            .get_or_try_init(|| async { Runtime::new(&self.cache).map(Arc::new) })
+            .await
+            .cloned()
+    }
+}
+
+/// Everything the stages of one run share.
+pub struct StageExecutor {
+    /// The host, started on first need.
+    pub runtime: LazyRuntime,
+    /// The pipeline.
+    pub pipeline: Arc<Pipeline>,
+    /// Each stage's component (`None` for stages not selected).
+    pub components: Vec<Option<ComponentRef>>,
+    /// The workspace, walked once for the run.
+    pub workspace: Arc<Workspace>,
+    /// The digest of every input file some selected stage reads, parallel
+    /// to the workspace's file list.
+    pub input_digests: Vec<Option<Digest>>,
+    /// The content-addressed store.
+    pub store: Arc<Store>,
+    /// What is remembered about this workspace.
+    pub state: Arc<RwLock<WorkspaceState>>,
+    /// Where stages' scratch folders are made.
+    pub scratch: PathBuf,
+    /// `cairn-out/` of the workspace.
+    pub output_root: OutputRoot,
+    /// Secret values.
+    pub secrets: Secrets,
+    /// Where events go.
+    pub reporter: Arc<dyn Reporter>,
+    /// What the pinned clock reads.
+    pub source_date_epoch: u64,
+    /// How the cache is used.
+    pub mode: CacheMode,
+}
+
+/// A stage's request, resolved, with its key.
+struct Prepared {
+    /// The workspace files the stage sees at `/src`, by index.
+    inputs: Vec<usize>,
+    /// Also the resolved arguments, `with` and env the stage is called with.
+    parts: KeyParts,
+    key: Digest,
+    /// Why the stage's result is neither reused nor stored, when it is not:
+    /// `cache = false`, an impure grant without `cache = true`, or a run
+    /// despite a failed need.
+    not_reused: Option<String>,
+}
+
+impl Prepared {
+    fn cacheable(&self) -> bool {
+        self.not_reused.is_none()
+    }
+}
+
+/// A result reused instead of running.
+enum Hit {
+    /// `cairn-out/<stage>/` already holds the last run's result.
+    Published {
+        produced: Produced,
+        /// Whether the last run is already remembered as reused.
+        recorded: bool,
+    },
+    /// The action cache has it.
+    Stored(ActionEntry),
+}
+
+/// What a successful stage produced, whether it ran now or its result is
+/// reused: what its result, its remembered run and its replayed log are
+/// made of, and no more (a hit copies only this out of the state).
+struct Produced {
+    outputs: Digest,
+    outcome: Outcome,
+    log: Option<Digest>,
+    annotations: Vec<Annotation>,
+}
+
+impl Produced {
+    /// What an action cache entry holds.
+    fn stored(entry: ActionEntry) -> Self {
+        Self {
+            outputs: entry.outputs,
+            outcome: entry.outcome,
+            log: entry.has_log.then_some(entry.log),
+            annotations: entry.annotations,
+        }
+    }
+
+    /// The run to remember for the stage.
+    fn record(&self, prepared: &Prepared, status: Status) -> RunRecord {
+        RunRecord {
+            key: prepared.key,
+            parts: EncodedParts::new(&prepared.parts),
+            status: status.as_str().to_owned(),
+            outputs: self.outputs,
+            outcome: self.outcome.clone(),
+            log: self.log,
+            annotations: self.annotations.clone(),
+            not_reused: prepared.not_reused.clone(),
+        }
+    }
+
+    /// The stage's result.
+    fn into_result(self, status: Status, attempts: u32, started: Instant, key: Digest) -> StageResult {
+        StageResult {
+            status,
+            outputs: Arc::new(self.outcome.outputs),
+            summary: self.outcome.summary,
+            error: None,
+            hint: None,
+            reason: None,
+            attempts,
+            duration: started.elapsed(),
+            key: Some(key),
+            outputs_digest: Some(self.outputs),
+        }
+    }
+}
+
+/// A stage that ran and succeeded.
+struct Ran {
+    produced: Produced,
+    tree: Tree,
+    attempts: u32,
+    run: StageRun,
+}
+
+impl Executor for StageExecutor {
+    async fn execute(self: Arc<Self>, index: usize, upstream: Upstream) -> StageResult {
+        let started = Instant::now();
+        let stage = &self.pipeline.stages[index];
+        let observer: Arc<dyn StageObserver> = Arc::new(self.observer(stage));
+        let Some(component) = self.components[index].clone() else {
+            return self.fail(stage, "the stage's component was not loaded", 0, started, None);
+        };
+        let prepared = match self.prepare(stage, &component, &upstream) {
+            Ok(prepared) => prepared,
+            Err(error) => return self.fail(stage, error, 0, started, None),
+        };
+        let hit = if prepared.cacheable() && self.mode.read {
+            self.lookup(stage, &prepared)
+        } else {
+            None
+        };
+        let hit = match hit {
+            Some(Hit::Stored(entry)) if !self.mode.check => match self.restore(stage, &entry).await {
+                Ok(()) => Some(Hit::Stored(entry)),
+                Err(error) => {
+                    observer.log(&notice(format!(
+                        "the cached outputs of this stage could not be restored ({error}); running it again"
+                    )));
+                    self.store.remove_action(&prepared.key);
+                    None
+                }
+            },
+            other => other,
+        };
+        match hit {
+            Some(hit) if !self.mode.check => self.report_reused(stage, &prepared, hit, observer.as_ref(), started),
+            Some(hit) => {
+                self.check(stage, &component, prepared, upstream, hit, observer, started)
+                    .await
+            }
+            None => match self.run(stage, &component, &prepared, &upstream, observer).await {
+                Ok(ran) => self.publish(stage, prepared, ran, started),
+                Err((error, attempts)) => self.fail(stage, error, attempts, started, Some(prepared.key)),
+            },
+        }
+    }
+
+    fn reuse(&self, index: usize, upstream: &Upstream) -> Option<StageResult> {
+        if !self.mode.read || self.mode.check {
+            return None;
+        }
+        let started = Instant::now();
+        let stage = &self.pipeline.stages[index];
+        let component = self.components[index].as_ref()?;
+        let prepared = self.prepare(stage, component, upstream).ok()?;
+        if !prepared.cacheable() {
+            return None;
+        }
+        let hit = self.published(stage, &prepared)?;
+        let observer = self.observer(stage);
+        Some(self.report_reused(stage, &prepared, hit, &observer, started))
+    }
+}
+
+impl StageExecutor {
+    /// Where the stage's log lines and annotations go.
+    fn observer(&self, stage: &Stage) -> StageEvents {
+        StageEvents {
+            stage: stage.name.clone(),
+            reporter: Arc::clone(&self.reporter),
+        }
+    }
+
+    fn fail(
+        &self,
+        stage: &Stage,
+        error: impl Into<StageError>,
+        attempts: u32,
+        started: Instant,
+        key: Option<Digest>,
+    ) -> StageResult {
+        if attempts == 0 {
+            // It never started: say so, so the failure has a start.
+            self.reporter.event(&Event::StageStarted {
+                stage: stage.name.clone(),
+                attempt: 1,
+            });
+        }
+        let mut result = StageResult::failed(error, attempts.max(1), started.elapsed());
+        result.key = key;
+        result
+    }
+
+    fn state(&self) -> RwLockReadGuard<'_, WorkspaceState> {
+        self.state.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn state_mut(&self) -> RwLockWriteGuard<'_, WorkspaceState> {
+        self.state.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A line from cairn itself in a stage's log.
+fn notice(text: String) -> LogLine {
+    LogLine {
+        source: LogSource::Host,
+        level: Level::Warn,
+        text,
+    }
+}
+
+/// `error: cause: cause`.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
+}
+
+/// Forwards what one stage reports to the run's reporter, tagged with its name.
+struct StageEvents {
+    stage: String,
+    reporter: Arc<dyn Reporter>,
+}
+
+impl StageObserver for StageEvents {
+    fn log(&self, line: &LogLine) {
+        self.reporter.event(&Event::StageLog {
+            stage: self.stage.clone(),
+            source: line.source,
+            level: line.level,
+            text: line.text.clone(),
+        });
+    }
+
+    fn progress(&self, done: u64, total: u64) {
+        self.reporter.event(&Event::StageProgress {
+            stage: self.stage.clone(),
+            done,
+            total,
+        });
+    }
+
+    fn annotate(&self, annotation: &Annotation) {
+        self.reporter.event(&Event::StageAnnotation {
+            stage: self.stage.clone(),
+            path: annotation.path.clone(),
+            line: annotation.line,
+            column: annotation.column,
+            severity: annotation.severity,
+            message: annotation.message.clone(),
+        });
+    }
+}

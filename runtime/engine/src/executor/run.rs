@@ -1,0 +1,152 @@
+//! Running a stage: its `/src` snapshot, its sandbox built from its key's
+//! parts, its attempts, and its outputs and log stored.
+
+use super::*;
+
+impl StageExecutor {
+    /// Runs the stage (with its retries) and stores what it produced.
+    pub(super) async fn run(
+        &self,
+        stage: &Stage,
+        component: &ComponentRef,
+        prepared: &Prepared,
+        upstream: &Upstream,
+        observer: Arc<dyn StageObserver>,
+    ) -> Result<Ran, (StageError, u32)> {
+        let failed = |error: StageError| (error, 1);
+        if let Some(reason) = &prepared.not_reused {
+            observer.log(&LogLine {
+                source: LogSource::Host,
+                level: Level::Info,
+                text: format!("runs every time: {reason}"),
+            });
+        }
+        let snapshot = self
+            .snapshot_inputs(&prepared.inputs)
+            .await
+            .map_err(|error| failed(error.to_string().into()))?;
+        let placement = Placement {
+            src: snapshot.as_ref().map(|snapshot| snapshot.path().to_owned()),
+            needed: Box::new(|need| {
+                let folder = self.output_root.join(need);
+                (upstream.outputs.contains_key(need) && folder.is_dir()).then_some(folder)
+            }),
+            secret: Box::new(|name| self.secrets.get(name)),
+            limits: stage.limits,
+        };
+        let sandbox = prepared.parts.sandbox(&prepared.key, placement).map_err(failed)?;
+        let bytes = component
+            .bytes()
+            .await
+            .map_err(|error| failed(error.to_string().into()))?;
+        let runtime = self
+            .runtime
+            .get()
+            .await
+            .map_err(|error| failed(error.to_string().into()))?;
+        let loaded = runtime
+            .load(bytes)
+            .await
+            .map_err(|error| failed(format!("cannot load its component: {error}").into()))?;
+        for attempt in 1..=stage.retries + 1 {
+            self.reporter.event(&Event::StageStarted {
+                stage: stage.name.clone(),
+                attempt,
+            });
+            let run = runtime
+                .run(&loaded, &sandbox, Arc::clone(&observer))
+                .await
+                .map_err(|error| (error.to_string().into(), attempt))?;
+            match &run.result {
+                Ok(outcome) => {
+                    let outcome = outcome.clone();
+                    return self
+                        .store_outputs(run, outcome, attempt)
+                        .await
+                        .map_err(|error| (error.into(), attempt));
+                }
+                Err(failure) if attempt <= stage.retries => {
+                    observer.log(&notice(format!("attempt {attempt} {failure}; retrying")));
+                }
+                Err(failure) => {
+                    let error = StageError {
+                        message: failure.to_string(),
+                        hint: failure.hint().map(str::to_owned),
+                    };
+                    return Err((error, attempt));
+                }
+            }
+        }
+        Err(("the stage did not run".into(), 0))
+    }
+
+    /// Copies the input files into the store (checking they are still what
+    /// was hashed) and links them into a read-only snapshot for `/src`.
+    pub(super) async fn snapshot_inputs(&self, indices: &[usize]) -> Result<Option<tempfile::TempDir>, TreeError> {
+        if indices.is_empty() {
+            return Ok(None);
+        }
+        let files = self.workspace.files();
+        let inputs = Tree::new(
+            indices
+                .iter()
+                .map(|&index| Entry {
+                    path: files[index].path.clone(),
+                    kind: EntryKind::File {
+                        digest: self.input_digests[index].unwrap_or_else(|| Digest::of(b"")),
+                        size: files[index].stamp.size,
+                        executable: files[index].stamp.executable(),
+                    },
+                })
+                .collect(),
+        );
+        let store = Arc::clone(&self.store);
+        let root = self.workspace.root().to_owned();
+        let scratch = self.scratch.clone();
+        tokio::task::spawn_blocking(move || {
+            for entry in inputs.entries() {
+                if let EntryKind::File { digest, .. } = &entry.kind
+                    && !store.has_blob(digest)
+                {
+                    store.put_file(&root.join(&entry.path), Some(*digest))?;
+                }
+            }
+            inputs.store(&store)?;
+            let snapshot = tempfile::Builder::new()
+                .prefix("src-")
+                .tempdir_in(&scratch)
+                .map_err(StoreError::io(&scratch))?;
+            inputs.materialize(&store, snapshot.path(), Materialize::Link)?;
+            Ok(Some(snapshot))
+        })
+        .await
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))
+    }
+
+    /// Stores a successful run's outputs and log.
+    pub(super) async fn store_outputs(&self, run: StageRun, outcome: Outcome, attempts: u32) -> Result<Ran, String> {
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || {
+            let (tree, outputs) = Tree::ingest(&store, run.outputs()).map_err(|error| error.to_string())?;
+            let log = if run.log.lines.is_empty() {
+                None
+            } else {
+                let bytes = serde_json::to_vec(&run.log.lines).map_err(|error| error.to_string())?;
+                Some(store.put_bytes(&bytes).map_err(|error| error.to_string())?)
+            };
+            Ok(Ran {
+                produced: Produced {
+                    outputs,
+                    outcome,
+                    log,
+                    annotations: run.annotations.clone(),
+                },
+                tree,
+                attempts,
+                run,
+            })
+        })
+        .await
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))
+    }
+}
