@@ -107,10 +107,30 @@ fn a_stage_folder_that_does_not_compile_stops_the_run_before_any_stage() {
     std::fs::write(dir.path().join("cairn.toml"), "[stages.broken]\nuses = \"./broken\"\n").expect("write");
     let finished = finish(cairn(dir.path()).args(["run"]));
     assert_eq!(finished.code, Some(2), "{finished:?}");
+    // One clear error: the stage, then the folder, then cargo's verdict
+    // naming the manifest; each said once, and no unused-patch noise.
+    let ours: Vec<&str> = finished
+        .stderr
+        .lines()
+        .skip_while(|line| !line.starts_with("error: stage"))
+        .collect();
+    assert_eq!(ours[0], "error: stage `broken` has no component to run", "{finished:?}");
+    assert_eq!(
+        ours[1], "  caused by: cannot build the stage folder `./broken`",
+        "{finished:?}"
+    );
     assert!(
-        finished
-            .stderr
-            .contains("stage `broken`: cannot build the stage folder"),
+        ours[2].starts_with("  caused by: `cargo build` of `")
+            && ours[2].contains("broken/Cargo.toml` for wasm32-wasip2 failed"),
+        "{finished:?}"
+    );
+    assert_eq!(
+        finished.stderr.matches("cannot build the stage folder").count(),
+        1,
+        "{finished:?}"
+    );
+    assert!(
+        !finished.stderr.contains("was not used in the crate graph"),
         "{finished:?}"
     );
     assert!(

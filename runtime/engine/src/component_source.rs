@@ -42,7 +42,7 @@ pub enum SourceError {
     #[error("the component `{}` changed during the run; run again to use the new one", .0.display())]
     Changed(PathBuf),
     /// Building a stage source folder failed.
-    #[error("cannot build the stage folder `{}`", folder.display())]
+    #[error("cannot build the stage folder `{}`", folder.components().collect::<PathBuf>().display())]
     Build {
         /// The folder.
         folder: PathBuf,

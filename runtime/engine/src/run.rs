@@ -38,8 +38,8 @@ pub enum RunError {
     /// The workspace cannot be read.
     #[error(transparent)]
     Workspace(#[from] WorkspaceError),
-    /// A stage's component cannot be had.
-    #[error("stage `{stage}`: {source}")]
+    /// A stage's component cannot be had (the cause says why).
+    #[error("stage `{stage}` has no component to run")]
     Source {
         /// The stage.
         stage: String,

@@ -13,12 +13,15 @@ use cairn_core::cache_dir::CacheDir;
 pub(super) fn compile(cache: &CacheDir, folder: &Path) -> Result<Compiled, BuildError> {
     let manifest = folder.join("Cargo.toml");
     let workspace = cairn_guest_build::workspace_root(&manifest)?;
-    let sdk = rust_sdk::install(cache).map_err(BuildError::io(cache.root()))?;
-    let sdk_path = toml::Value::String(sdk.crate_dir.to_string_lossy().into_owned());
-    let mut build = GuestBuild::new(&manifest, cache.root().join("cargo-target"))
-        .config(format!("patch.crates-io.cairn-sdk.path={sdk_path}"))
-        .remap_path_prefix(workspace, "/source")
-        .remap_path_prefix(&sdk.root, "/cairn-sdk");
+    let mut build =
+        GuestBuild::new(&manifest, cache.root().join("cargo-target")).remap_path_prefix(workspace, "/source");
+    if wants_embedded_sdk(&manifest) {
+        let sdk = rust_sdk::install(cache).map_err(BuildError::io(cache.root()))?;
+        let sdk_path = toml::Value::String(sdk.crate_dir.to_string_lossy().into_owned());
+        build = build
+            .config(format!("patch.crates-io.cairn-sdk.path={sdk_path}"))
+            .remap_path_prefix(&sdk.root, "/cairn-sdk");
+    }
     if let Some(cargo_home) = cargo_home() {
         build = build.remap_path_prefix(cargo_home, "/cargo");
     }
@@ -37,6 +40,26 @@ pub(super) fn compile(cache: &CacheDir, folder: &Path) -> Result<Compiled, Build
     let mut files = artifact.source_files();
     files.extend(["Cargo.toml", "Cargo.lock"].map(|name| folder.join(name)));
     Ok(Compiled { bytes, files })
+}
+
+/// Whether the package depends on `cairn-sdk` by version (not by path or
+/// git), the dependency cairn supplies; a stage that does not use the SDK is
+/// built without the patch, so cargo has no unused patch to warn about.
+fn wants_embedded_sdk(manifest: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(manifest) else {
+        return false;
+    };
+    let Ok(table) = text.parse::<toml::Table>() else {
+        return false;
+    };
+    match table
+        .get("dependencies")
+        .and_then(|dependencies| dependencies.get("cairn-sdk"))
+    {
+        Some(toml::Value::String(_)) => true,
+        Some(toml::Value::Table(spec)) => !spec.contains_key("path") && !spec.contains_key("git"),
+        _ => false,
+    }
 }
 
 /// `rustc -vV`: a new toolchain rebuilds every folder.
