@@ -257,7 +257,20 @@ impl Condition {
             None => (text, 0),
         };
         let tokens = tokenize(body, base)?;
-        let mut parser = Parser { tokens, position: 0 };
+        if tokens.len() > MAX_TOKENS {
+            return Err(SyntaxError {
+                message: format!(
+                    "the condition is too long: {} tokens, at most {MAX_TOKENS}",
+                    tokens.len()
+                ),
+                offset: base,
+            });
+        }
+        let mut parser = Parser {
+            tokens,
+            position: 0,
+            depth: 0,
+        };
         let condition = parser.or()?;
         match parser.tokens.get(parser.position) {
             None => Ok(condition),
@@ -410,9 +423,19 @@ fn tokenize(text: &str, base: usize) -> Result<Vec<(Token, usize)>, SyntaxError>
     Ok(tokens)
 }
 
+/// The most tokens a condition may have: a condition's tree is evaluated,
+/// walked and dropped recursively, so its size bounds the stack it takes.
+const MAX_TOKENS: usize = 1024;
+
+/// The deepest a condition may nest parentheses, `!` and function calls:
+/// the parser recurses once per level.
+const MAX_DEPTH: usize = 64;
+
 struct Parser {
     tokens: Vec<(Token, usize)>,
     position: usize,
+    /// How deep the parser is in nested `(`, `!` and calls.
+    depth: usize,
 }
 
 impl Parser {
@@ -439,6 +462,18 @@ impl Parser {
         }
     }
 
+    /// Enters one more level of nesting, or refuses to.
+    fn descend(&mut self) -> Result<(), SyntaxError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(SyntaxError {
+                message: format!("the condition is nested too deep (more than {MAX_DEPTH} levels)"),
+                offset: self.offset(),
+            });
+        }
+        Ok(())
+    }
+
     fn or(&mut self) -> Result<Condition, SyntaxError> {
         let mut left = self.and()?;
         while self.peek() == Some(&Token::Or) {
@@ -460,7 +495,10 @@ impl Parser {
     fn unary(&mut self) -> Result<Condition, SyntaxError> {
         if self.peek() == Some(&Token::Not) {
             self.position += 1;
-            return Ok(Condition::Not(Box::new(self.unary()?)));
+            self.descend()?;
+            let inner = self.unary()?;
+            self.depth -= 1;
+            return Ok(Condition::Not(Box::new(inner)));
         }
         let left = self.primary()?;
         let equal = match self.peek() {
@@ -487,8 +525,10 @@ impl Parser {
         self.position += 1;
         match token {
             Token::Open => {
+                self.descend()?;
                 let inner = self.or()?;
                 self.expect(Token::Close)?;
+                self.depth -= 1;
                 Ok(inner)
             }
             Token::String(text) => Ok(Condition::Literal(Value::String(text))),
@@ -512,10 +552,12 @@ impl Parser {
                             }
                         };
                         self.position += 1;
+                        self.descend()?;
                         let left = self.or()?;
                         self.expect(Token::Comma)?;
                         let right = self.or()?;
                         self.expect(Token::Close)?;
+                        self.depth -= 1;
                         Ok(Condition::Call(function, Box::new(left), Box::new(right)))
                     }
                     _ => Reference::parse(&path)
@@ -603,5 +645,39 @@ mod tests {
         assert!(missing.render(&resolve).is_err());
         assert!(Template::parse("${{ matrix.target").is_err());
         assert_eq!(Template::parse("plain text").expect("valid").to_string(), "plain text");
+    }
+
+    #[test]
+    fn deep_or_long_conditions_are_refused_where_they_go_too_far() {
+        let parens = format!("{}true{}", "(".repeat(100), ")".repeat(100));
+        let error = Condition::parse(&parens).expect_err("too deep");
+        assert_eq!(error.message, "the condition is nested too deep (more than 64 levels)");
+        assert_eq!(error.offset, MAX_DEPTH + 1, "just after the first `(` too many");
+
+        let nots = format!("{}true", "!".repeat(100_000));
+        let error = Condition::parse(&nots).expect_err("too many tokens");
+        assert!(
+            error.message.starts_with("the condition is too long: 100001 tokens"),
+            "{}",
+            error.message
+        );
+
+        let nots = format!("{}true", "!".repeat(65));
+        let error = Condition::parse(&nots).expect_err("too deep");
+        assert_eq!(error.message, "the condition is nested too deep (more than 64 levels)");
+
+        let calls = format!("{}'a', 'b'{}", "contains(".repeat(65), ")".repeat(65));
+        assert!(Condition::parse(&calls).is_err());
+
+        // Up to the bounds, it parses and evaluates.
+        let deep = format!("{}true{}", "(".repeat(64), ")".repeat(64));
+        assert!(Condition::parse(&deep).expect("64 levels").evaluate(&|_| None).truthy());
+        let chain = vec!["true"; 500].join(" && ");
+        assert!(
+            Condition::parse(&chain)
+                .expect("999 tokens")
+                .evaluate(&|_| None)
+                .truthy()
+        );
     }
 }

@@ -18,7 +18,21 @@ use super::{ClockGrant, Diagnostic, InputGlob, Pipeline, RandomGrant, SourceFile
 use cairn_core::Limits;
 use cairn_core::units::{ByteSize, HumanDuration};
 
-const TOP_KEYS: &[&str] = &["pipeline", "defaults", "stages"];
+const TOP_KEYS: &[&str] = &["pipeline", "defaults", "limits", "stages"];
+const LIMIT_KEYS: &[&str] = &["matrix", "stages"];
+
+/// Stages one matrix may expand to, unless `[limits] matrix` says more: as
+/// GitHub Actions caps a matrix at 256 jobs.
+pub const MAX_MATRIX: u32 = 256;
+
+/// Stages a pipeline may have after matrices expand, unless `[limits]
+/// stages` says more.
+pub const MAX_STAGES: u32 = 10_000;
+
+/// The longest stage name, matrix values included, in bytes: it names a
+/// folder in `cairn-out/` (with room for the temporary names beside it), and
+/// every file system takes 255 bytes.
+pub const MAX_NAME: usize = 200;
 const PIPELINE_KEYS: &[&str] = &["name"];
 const DEFAULT_KEYS: &[&str] = &["timeout", "memory", "max_output", "max_log", "retries", "env"];
 const STAGE_KEYS: &[&str] = &[
@@ -73,6 +87,14 @@ pub(super) fn parse(file: SourceFile, root: &Path) -> Result<Pipeline, Vec<Diagn
             .sort_by_key(|diagnostic| diagnostic.span.as_ref().map_or(0, |span| span.start));
         Err(checker.errors)
     }
+}
+
+/// Bounds on what a pipeline file may expand to (`[limits]`).
+struct ExpansionLimits {
+    /// Stages one matrix may expand to.
+    matrix: u32,
+    /// Stages after every matrix expands.
+    stages: u32,
 }
 
 /// The settings `[defaults]` gives every stage.
@@ -136,6 +158,13 @@ impl Checker<'_> {
             Some(table) => self.defaults(table),
             None => Defaults::default(),
         };
+        let limits = match self.table_at(document, "limits") {
+            Some(table) => self.expansion_limits(table),
+            None => ExpansionLimits {
+                matrix: MAX_MATRIX,
+                stages: MAX_STAGES,
+            },
+        };
         let mut raw_stages = Vec::new();
         match document.get("stages") {
             // Said only when nothing else is wrong: a misspelled `[stage.x]`
@@ -151,7 +180,7 @@ impl Checker<'_> {
                     entries.sort_by_key(|(key, _)| key.span().start);
                     for (key, value) in entries {
                         let name = Spanned::new(key.span(), key.get_ref().to_string());
-                        if let Some(stage) = self.stage(name, value, &defaults) {
+                        if let Some(stage) = self.stage(name, value, &defaults, &limits) {
                             raw_stages.push(stage);
                         }
                     }
@@ -160,6 +189,26 @@ impl Checker<'_> {
             },
         }
         let stages = self.expand(raw_stages);
+        if stages.len() > limits.stages as usize {
+            self.error(
+                Diagnostic::error(
+                    format!(
+                        "the pipeline has {} stages after its matrices expand; at most {} are allowed",
+                        stages.len(),
+                        limits.stages
+                    ),
+                    0..0,
+                )
+                .with_hint("raise the bound with `stages = N` in a `[limits]` table"),
+            );
+            // A graph of this size is not what anyone meant; stop here.
+            return Pipeline {
+                name,
+                root: self.root.to_owned(),
+                file,
+                stages: Vec::new(),
+            };
+        }
         let graph = Graph::new(&stages);
         if let Err(cycle) = &graph {
             let first = stages
@@ -211,7 +260,27 @@ impl Checker<'_> {
         }
     }
 
-    fn stage(&mut self, name: Spanned<String>, value: &Value<'_>, defaults: &Defaults) -> Option<RawStage> {
+    fn stage(
+        &mut self,
+        name: Spanned<String>,
+        value: &Value<'_>,
+        defaults: &Defaults,
+        expansion: &ExpansionLimits,
+    ) -> Option<RawStage> {
+        if name.get_ref().len() > MAX_NAME {
+            self.error(
+                Diagnostic::error(
+                    format!(
+                        "the stage name `{}…` is {} bytes long; stage names are at most {MAX_NAME}",
+                        name.get_ref().chars().take(20).collect::<String>(),
+                        name.get_ref().len()
+                    ),
+                    name.span(),
+                )
+                .with_hint("a stage's name names its folder in cairn-out/: choose a shorter one"),
+            );
+            return None;
+        }
         if !valid_stage_name(name.get_ref()) {
             self.error(
                 Diagnostic::error(format!("`{}` cannot name a stage", name.get_ref()), name.span())
@@ -290,7 +359,10 @@ impl Checker<'_> {
             limits,
             cache: table.get("cache").map(|value| self.boolean(value, "`cache`")),
             condition: table.get("if").and_then(|value| self.condition(value)),
-            matrix: table.get("matrix").map(|value| self.matrix(value)).unwrap_or_default(),
+            matrix: table
+                .get("matrix")
+                .map(|value| self.matrix(value, expansion.matrix))
+                .unwrap_or_default(),
             retries: table
                 .get("retries")
                 .and_then(|value| self.count(value, "`retries`"))
@@ -332,7 +404,22 @@ impl Checker<'_> {
         }
     }
 
-    fn matrix(&mut self, value: &Value<'_>) -> Vec<(Spanned<String>, Vec<String>)> {
+    /// `[limits]`: bounds a pipeline raises (or lowers) for itself.
+    fn expansion_limits(&mut self, table: &DeTable<'_>) -> ExpansionLimits {
+        self.check_keys(table, LIMIT_KEYS, "in [limits]");
+        let mut bound = |key: &str, default: u32, most: u32| {
+            table
+                .get(key)
+                .and_then(|value| self.count_up_to(value, &format!("`limits.{key}`"), most))
+                .unwrap_or(default)
+        };
+        ExpansionLimits {
+            matrix: bound("matrix", MAX_MATRIX, 100_000),
+            stages: bound("stages", MAX_STAGES, 1_000_000),
+        }
+    }
+
+    fn matrix(&mut self, value: &Value<'_>, most: u32) -> Vec<(Spanned<String>, Vec<String>)> {
         let DeValue::Table(table) = value.get_ref() else {
             self.error(self.type_error(
                 "`matrix`",
@@ -364,6 +451,20 @@ impl Checker<'_> {
                 .collect();
             matrix.push((Spanned::new(key.span(), key.get_ref().to_string()), items));
         }
+        let entries = matrix
+            .iter()
+            .try_fold(1u64, |product, (_, items)| product.checked_mul(items.len() as u64))
+            .unwrap_or(u64::MAX);
+        if entries > u64::from(most) {
+            self.error(
+                Diagnostic::error(
+                    format!("`matrix` expands to {entries} stages; a matrix may have at most {most}"),
+                    value.span(),
+                )
+                .with_hint("split the stage, or raise the bound with `matrix = N` in a `[limits]` table"),
+            );
+            return Vec::new();
+        }
         matrix
     }
 
@@ -373,10 +474,24 @@ impl Checker<'_> {
         let mut expanded_names: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for stage in &raw_stages {
             let entries = matrix_entries(&stage.matrix);
-            let names = entries
+            let names: Vec<String> = entries
                 .iter()
                 .map(|entry| entry_name(stage.name.get_ref(), entry))
                 .collect();
+            if let Some(long) = names.iter().find(|name| name.len() > MAX_NAME) {
+                self.error(
+                    Diagnostic::error(
+                        format!(
+                            "the matrix entry `{}…` of stage `{}` is named with {} bytes; stage names are at most {MAX_NAME}",
+                            long.chars().take(40).collect::<String>(),
+                            stage.name.get_ref(),
+                            long.len()
+                        ),
+                        stage.name.span(),
+                    )
+                    .with_hint("an entry's name holds its matrix values: shorten the values or the stage's name"),
+                );
+            }
             expanded_names.insert(stage.name.get_ref().clone(), names);
         }
         let matrix_stages: BTreeSet<&str> = raw_stages
@@ -622,18 +737,23 @@ impl Checker<'_> {
     }
 
     fn count(&mut self, value: &Value<'_>, what: &str) -> Option<u32> {
+        self.count_up_to(value, what, 100)
+    }
+
+    /// A whole number from 0 to `most`.
+    fn count_up_to(&mut self, value: &Value<'_>, what: &str, most: u32) -> Option<u32> {
         let DeValue::Integer(integer) = value.get_ref() else {
-            self.error(self.type_error(what, "a whole number from 0 to 100", value));
+            self.error(self.type_error(what, &format!("a whole number from 0 to {most}"), value));
             return None;
         };
         let number = i64::from_str_radix(integer.as_str(), integer.radix()).ok();
         match number
             .and_then(|number| u32::try_from(number).ok())
-            .filter(|number| *number <= 100)
+            .filter(|number| *number <= most)
         {
             Some(number) => Some(number),
             None => {
-                let message = format!("{what} must be a whole number from 0 to 100, not {integer}");
+                let message = format!("{what} must be a whole number from 0 to {most}, not {integer}");
                 self.error(Diagnostic::error(message, value.span()));
                 None
             }
