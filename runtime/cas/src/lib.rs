@@ -164,7 +164,7 @@ impl Store {
         }
         if !self.has_blob(&digest) {
             let mut file = self.temp_file()?;
-            let mut source = File::open(path).map_err(StoreError::io(path))?;
+            let mut source = open_regular(path).map_err(StoreError::io(path))?;
             let mut hasher = blake3::Hasher::new();
             let mut buffer = vec![0; 256 * 1024];
             loop {
@@ -321,15 +321,31 @@ impl Store {
     }
 }
 
+/// Opens a workspace file for reading only if it is a regular file: never
+/// through a symbolic link, and without waiting on a FIFO (which would
+/// block until a writer came), whatever the path turned into since the walk.
+pub fn open_regular(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOFOLLOW).bits() as i32)
+        .open(path)?;
+    if file.metadata()?.is_file() {
+        Ok(file)
+    } else {
+        Err(io::Error::other("not a regular file"))
+    }
+}
+
 /// The blake3 digest of a file's contents, memory-mapped and on all cores
 /// for large files.
 pub fn hash_file(path: &Path) -> Result<Digest, StoreError> {
     let mut hasher = blake3::Hasher::new();
-    let size = fs::metadata(path).map_err(StoreError::io(path))?.len();
+    let mut file = open_regular(path).map_err(StoreError::io(path))?;
+    let size = file.metadata().map_err(StoreError::io(path))?.len();
     if size >= LARGE_FILE {
         hasher.update_mmap_rayon(path).map_err(StoreError::io(path))?;
     } else {
-        let mut file = File::open(path).map_err(StoreError::io(path))?;
         let mut buffer = Vec::with_capacity(size as usize);
         file.read_to_end(&mut buffer).map_err(StoreError::io(path))?;
         hasher.update(&buffer);

@@ -102,17 +102,12 @@ impl Tree {
         out
     }
 
-    /// The digest of a tree of files only, given sorted by path, without
-    /// building it: what a stage key needs for its inputs on every run,
-    /// where building the tree is only needed when the stage runs.
-    pub fn digest_of_files<'a>(files: impl IntoIterator<Item = (&'a str, Digest, u64, bool)>) -> Digest {
+    /// The digest of a tree of files and links, given sorted by path,
+    /// without building it: what a stage key needs for its inputs on every
+    /// run, where building the tree is only needed when the stage runs.
+    pub fn digest_of_files<'a>(files: impl IntoIterator<Item = (&'a str, EntryKind)>) -> Digest {
         let mut encoded = MAGIC.to_vec();
-        for (path, digest, size, executable) in files {
-            let kind = EntryKind::File {
-                digest,
-                size,
-                executable,
-            };
+        for (path, kind) in files {
             encode_entry(&mut encoded, path, &kind);
         }
         Digest::of(&encoded)
@@ -367,7 +362,15 @@ mod tests {
                 },
             },
         ]);
-        let streamed = Tree::digest_of_files([("a", Digest::of(b"a"), 1, false), ("b/c", Digest::of(b"c"), 2, true)]);
+        let file = |digest, size, executable| EntryKind::File {
+            digest,
+            size,
+            executable,
+        };
+        let streamed = Tree::digest_of_files([
+            ("a", file(Digest::of(b"a"), 1, false)),
+            ("b/c", file(Digest::of(b"c"), 2, true)),
+        ]);
         assert_eq!(streamed, files.digest(), "streaming and building agree");
         let decoded = Tree::decode(&tree.encode()).expect("decodes");
         assert_eq!(decoded, tree);

@@ -2,7 +2,7 @@
 //! regular file under a folder and nothing more (measuring, maintenance).
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 /// Every regular file under `root` with its size. Links are not followed and
 /// unreadable folders are skipped: callers use this to measure or clean up,
@@ -24,4 +24,51 @@ pub fn regular_files(root: &Path) -> Vec<(PathBuf, u64)> {
         }
     }
     files
+}
+
+/// Whether a symbolic link at `link` (relative to a root: `/out`, the
+/// workspace) pointing at `target` resolves inside the root, judged on the
+/// text alone, so the host never has to follow it to know.
+///
+/// `..` is accepted only at the start of the target: after a name, it would
+/// climb out of whatever that name resolves to, and if the name is itself a
+/// link (checked separately, but pointing elsewhere) the text no longer says
+/// where the path ends up.
+pub fn link_stays_inside(link: &Path, target: &Path) -> bool {
+    let mut depth: usize = link.parent().map_or(0, |parent| parent.components().count());
+    let mut descended = false;
+    for component in target.components() {
+        match component {
+            Component::Normal(_) => {
+                depth += 1;
+                descended = true;
+            }
+            Component::CurDir => {}
+            Component::ParentDir if descended => return false,
+            Component::ParentDir => match depth.checked_sub(1) {
+                Some(up) => depth = up,
+                None => return false,
+            },
+            Component::RootDir | Component::Prefix(_) => return false,
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_are_judged_by_where_they_resolve() {
+        assert!(link_stays_inside(Path::new("a"), Path::new("b")));
+        assert!(link_stays_inside(Path::new("dir/a"), Path::new("../b")));
+        assert!(link_stays_inside(Path::new("dir/deeper/a"), Path::new("../../b/c")));
+        // `sub` could be a link to `..`: a climb after a name is refused.
+        assert!(!link_stays_inside(Path::new("dir/a"), Path::new("sub/../b")));
+        assert!(!link_stays_inside(Path::new("a"), Path::new("../etc/passwd")));
+        assert!(!link_stays_inside(Path::new("dir/a"), Path::new("../../x")));
+        assert!(!link_stays_inside(Path::new("a"), Path::new("/etc/passwd")));
+        assert!(!link_stays_inside(Path::new("a"), Path::new("/out/b")));
+    }
 }

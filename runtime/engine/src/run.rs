@@ -167,10 +167,14 @@ fn select(pipeline: Pipeline, workspace: Workspace, targets: &[String]) -> Resul
     })
 }
 
-/// A warning for each `inputs` glob that selects no file: usually a typo,
-/// and a stage that sees an empty `/src` where it expected files.
+/// A warning for each `inputs` glob that selects no file (usually a typo,
+/// and a stage that sees an empty `/src` where it expected files), for each
+/// symbolic link a glob selects that leads out of the workspace (stages see
+/// it as a link that leads nowhere), and for each FIFO, socket or device a
+/// glob matches (never an input). Each file is named once.
 pub fn input_warnings(pipeline: &Pipeline, workspace: &Workspace) -> Vec<Diagnostic> {
     let mut seen = HashSet::new();
+    let mut named = HashSet::new();
     let mut warnings = Vec::new();
     for stage in &pipeline.stages {
         for glob in &stage.inputs {
@@ -182,6 +186,39 @@ pub fn input_warnings(pipeline: &Pipeline, workspace: &Workspace) -> Vec<Diagnos
                     Diagnostic::warning(format!("`{}` matches no file in the workspace", glob.pattern), glob.span.clone())
                         .with_hint("globs match paths relative to the pipeline's folder; `*` stays in one folder, `**` crosses folders"),
                 );
+            }
+            let files = workspace.files();
+            let selected = workspace.select_indices(&[glob.pattern.as_str()]).unwrap_or_default();
+            for file in selected.iter().map(|&index| &files[index]) {
+                if !file.stamp.is_symlink() || !named.insert(file.path.clone()) {
+                    continue;
+                }
+                let Ok(target) = workspace.link_target(file) else {
+                    continue;
+                };
+                if !cairn_core::files::link_stays_inside(Path::new(&file.path), Path::new(&target)) {
+                    warnings.push(
+                        Diagnostic::warning(
+                            format!(
+                                "`{}` is a symbolic link to `{target}`, outside the workspace: stages see the link, \
+                                 which leads nowhere in their sandbox, and never what it points at",
+                                file.path
+                            ),
+                            glob.span.clone(),
+                        )
+                        .with_hint(
+                            "inputs are the workspace's own files; copy the file in, or leave the link out of `inputs`",
+                        ),
+                    );
+                }
+            }
+            for path in workspace.special_matches(&glob.pattern).unwrap_or_default() {
+                if named.insert(path.to_owned()) {
+                    warnings.push(Diagnostic::warning(
+                        format!("`{path}` is a FIFO, socket or device, not a file: it is left out of `/src`"),
+                        glob.span.clone(),
+                    ));
+                }
             }
         }
     }

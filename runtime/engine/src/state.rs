@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::output_dir::OutputRoot;
 use crate::stage_key::KeyParts;
-use crate::workspace::{Listing, Stamp, Workspace, racy_after};
+use crate::workspace::{Listing, Stamp, Workspace, WorkspaceFile, racy_after};
 use cairn_cas::{StoreError, hash_file};
 use cairn_component::{BinaryFormat, Digest};
 use cairn_core::cache_dir::{CacheDir, write_atomically};
@@ -334,7 +334,7 @@ impl WorkspaceState {
         }
         let hashed: Vec<(usize, Digest)> = stale
             .par_iter()
-            .map(|&index| hash_file(&workspace.root().join(&files[index].path)).map(|digest| (index, digest)))
+            .map(|&index| input_digest(workspace, &files[index]).map(|digest| (index, digest)))
             .collect::<Result<_, _>>()?;
         let racy_after = racy_after();
         let mut remembered: HashMap<&str, FileRecord> = HashMap::new();
@@ -444,6 +444,19 @@ impl WorkspaceState {
             record.published = Some(published);
             self.dirty = true;
         }
+    }
+}
+
+/// What stands for an input in its stage's key: a file's contents, or a
+/// symbolic link's target text (a link is data, never followed, so what it
+/// points at never enters a key or a snapshot).
+fn input_digest(workspace: &Workspace, file: &WorkspaceFile) -> Result<Digest, StoreError> {
+    let path = workspace.root().join(&file.path);
+    if file.stamp.is_symlink() {
+        let target = workspace.link_target(file).map_err(StoreError::io(&path))?;
+        Ok(Digest::of(target.as_bytes()))
+    } else {
+        hash_file(&path)
     }
 }
 

@@ -101,6 +101,16 @@ impl Stamp {
     pub fn executable(&self) -> bool {
         self.mode & 0o111 != 0
     }
+
+    /// Whether it is a symbolic link (stamps never follow links).
+    pub fn is_symlink(&self) -> bool {
+        self.mode & 0o170_000 == 0o120_000
+    }
+
+    /// Whether it is a regular file.
+    pub fn is_regular(&self) -> bool {
+        self.mode & 0o170_000 == 0o100_000
+    }
 }
 
 /// One workspace file.
@@ -174,6 +184,8 @@ impl Listed {
 pub struct Workspace {
     root: PathBuf,
     files: Vec<WorkspaceFile>,
+    /// FIFOs, sockets and devices the walk met, sorted: never inputs.
+    special: Vec<String>,
     /// Read by every stage at once, written when a glob is first matched.
     memo: RwLock<HashMap<String, Arc<Vec<usize>>>>,
 }
@@ -230,10 +242,12 @@ impl Workspace {
             return Err(error);
         }
         let mut folders = Vec::new();
+        let mut special = Vec::new();
         let mut listed = Listed::default();
         for found in found {
             let found = found.into_inner().unwrap_or_else(PoisonError::into_inner);
             folders.extend(found.folders);
+            special.extend(found.special);
             listed.fresh.extend(found.listed.fresh);
             listed.reused.extend(found.listed.reused);
         }
@@ -246,9 +260,11 @@ impl Workspace {
             files.extend(found);
         }
         files.sort_by(|left: &WorkspaceFile, right| left.path.cmp(&right.path));
+        special.sort();
         let workspace = Self {
             root: root.to_owned(),
             files,
+            special,
             memo: RwLock::new(HashMap::new()),
         };
         // Each stage looks its globs up as it is selected and as it runs.
@@ -264,6 +280,31 @@ impl Workspace {
     /// Every file, sorted by path.
     pub fn files(&self) -> &[WorkspaceFile] {
         &self.files
+    }
+
+    /// The FIFOs, sockets and devices among the paths `glob` matches: they
+    /// are never inputs (reading a FIFO waits for a writer forever), and a
+    /// run says so.
+    pub fn special_matches(&self, glob: &str) -> Result<Vec<&str>, WorkspaceError> {
+        if self.special.is_empty() {
+            return Ok(Vec::new());
+        }
+        let matcher = compile(glob)?.compile_matcher();
+        Ok(self
+            .special
+            .iter()
+            .filter(|path| matcher.is_match(path.as_str()))
+            .map(String::as_str)
+            .collect())
+    }
+
+    /// Where the symbolic link `file` points, as written.
+    pub fn link_target(&self, file: &WorkspaceFile) -> std::io::Result<String> {
+        let target = std::fs::read_link(self.root.join(&file.path))?;
+        target
+            .into_os_string()
+            .into_string()
+            .map_err(|_| std::io::Error::other("the link's target is not UTF-8"))
     }
 
     /// The files `globs` select, sorted. `*` stays within a folder and `**`
@@ -404,6 +445,8 @@ struct Walk<'scope> {
 struct Found {
     /// Each folder's files, sorted, by folder.
     folders: Vec<(String, Vec<WorkspaceFile>)>,
+    /// FIFOs, sockets and devices some glob reached: never inputs.
+    special: Vec<String>,
     listed: Listed,
 }
 
@@ -490,6 +533,7 @@ fn walk_folder(walk: Walk<'_>, relative: String, inside: bool, mut ignores: Igno
         }
     }
     let mut files = Vec::new();
+    let mut special = Vec::new();
     let mut subfolders = Vec::new();
     for (name, is_dir) in listing.entries() {
         if name == ".git" || (relative.is_empty() && name == OUTPUT_FOLDER) {
@@ -523,7 +567,11 @@ fn walk_folder(walk: Walk<'_>, relative: String, inside: bool, mut ignores: Igno
             continue;
         }
         match stamp_at(walk.root_fd, &path) {
-            Ok(stamp) => files.push(WorkspaceFile { path, stamp }),
+            // Symbolic links are inputs as links (data, never followed);
+            // FIFOs, sockets and devices are not inputs at all: opening a
+            // FIFO would wait for a writer forever.
+            Ok(stamp) if stamp.is_regular() || stamp.is_symlink() => files.push(WorkspaceFile { path, stamp }),
+            Ok(_) => special.push(path),
             Err(error) => fail(error, &folder.join(name)),
         }
     }
@@ -538,6 +586,7 @@ fn walk_folder(walk: Walk<'_>, relative: String, inside: bool, mut ignores: Igno
         if !files.is_empty() {
             found.folders.push((relative, files));
         }
+        found.special.append(&mut special);
     }
     subfolders
         .into_par_iter()

@@ -7,7 +7,7 @@
 //! the stage runs and after.
 
 use std::fs;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::secret_mask::SecretMask;
@@ -105,7 +105,7 @@ pub(crate) fn check(root: &Path, mask: &SecretMask) -> Result<OutputTotals, Outp
                         path: display(&path),
                     });
                 }
-                if !stays_inside(&path, &target) {
+                if !cairn_core::files::link_stays_inside(&path, &target) {
                     return Err(OutputError::SymlinkEscapes {
                         link: display(&path),
                         target: display(&target),
@@ -117,34 +117,6 @@ pub(crate) fn check(root: &Path, mask: &SecretMask) -> Result<OutputTotals, Outp
         }
     }
     Ok(totals)
-}
-
-/// Whether a link at `link` (relative to the root) pointing at `target`
-/// resolves inside the root, judged on the text alone.
-///
-/// `..` is accepted only at the start of the target: after a name, it would
-/// climb out of whatever that name resolves to, and if the name is itself a
-/// link (checked separately, but pointing elsewhere) the text no longer says
-/// where the path ends up.
-fn stays_inside(link: &Path, target: &Path) -> bool {
-    let mut depth: usize = link.parent().map_or(0, |parent| parent.components().count());
-    let mut descended = false;
-    for component in target.components() {
-        match component {
-            Component::Normal(_) => {
-                depth += 1;
-                descended = true;
-            }
-            Component::CurDir => {}
-            Component::ParentDir if descended => return false,
-            Component::ParentDir => match depth.checked_sub(1) {
-                Some(up) => depth = up,
-                None => return false,
-            },
-            Component::RootDir | Component::Prefix(_) => return false,
-        }
-    }
-    true
 }
 
 fn display(path: &Path) -> String {
@@ -193,23 +165,5 @@ pub(crate) async fn watch(out: PathBuf, tmp: PathBuf, limit: ByteSize) -> BoundE
             };
         }
         interval = WATCH_INTERVAL.max(cost * 10);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn links_are_judged_by_where_they_resolve() {
-        assert!(stays_inside(Path::new("a"), Path::new("b")));
-        assert!(stays_inside(Path::new("dir/a"), Path::new("../b")));
-        assert!(stays_inside(Path::new("dir/deeper/a"), Path::new("../../b/c")));
-        // `sub` could be a link to `..`: a climb after a name is refused.
-        assert!(!stays_inside(Path::new("dir/a"), Path::new("sub/../b")));
-        assert!(!stays_inside(Path::new("a"), Path::new("../etc/passwd")));
-        assert!(!stays_inside(Path::new("dir/a"), Path::new("../../x")));
-        assert!(!stays_inside(Path::new("a"), Path::new("/etc/passwd")));
-        assert!(!stays_inside(Path::new("a"), Path::new("/out/b")));
     }
 }

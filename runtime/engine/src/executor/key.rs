@@ -46,10 +46,7 @@ impl StageExecutor {
         let files = self.workspace.files();
         let mut listed = Vec::with_capacity(inputs.len());
         for &index in &inputs {
-            let file = &files[index];
-            let digest =
-                self.input_digests[index].ok_or_else(|| format!("the input `{}` was not hashed", file.path))?;
-            listed.push((file.path.as_str(), digest, file.stamp.size, file.stamp.executable()));
+            listed.push((files[index].path.as_str(), self.input_entry(index)?));
         }
         let inputs_digest = Tree::digest_of_files(listed);
 
@@ -96,6 +93,25 @@ impl StageExecutor {
             parts,
             key,
             not_reused,
+        })
+    }
+
+    /// What the input file `index` is in the stage's `/src` tree: a file
+    /// with its digest, or a link with its target text (never followed).
+    pub(super) fn input_entry(&self, index: usize) -> Result<EntryKind, String> {
+        let file = &self.workspace.files()[index];
+        if file.stamp.is_symlink() {
+            let target = self
+                .workspace
+                .link_target(file)
+                .map_err(|error| format!("cannot read the link `{}`: {error}", file.path))?;
+            return Ok(EntryKind::Symlink { target });
+        }
+        let digest = self.input_digests[index].ok_or_else(|| format!("the input `{}` was not hashed", file.path))?;
+        Ok(EntryKind::File {
+            digest,
+            size: file.stamp.size,
+            executable: file.stamp.executable(),
         })
     }
 }

@@ -24,7 +24,7 @@ impl StageExecutor {
         let snapshot = self
             .snapshot_inputs(&prepared.inputs)
             .await
-            .map_err(|error| failed(error.to_string().into()))?;
+            .map_err(|error| failed(error.into()))?;
         let placement = Placement {
             src: snapshot.as_ref().map(|snapshot| snapshot.path().to_owned()),
             needed: Box::new(|need| {
@@ -82,7 +82,7 @@ impl StageExecutor {
 
     /// Copies the input files into the store (checking they are still what
     /// was hashed) and links them into a read-only snapshot for `/src`.
-    pub(super) async fn snapshot_inputs(&self, indices: &[usize]) -> Result<Option<tempfile::TempDir>, TreeError> {
+    pub(super) async fn snapshot_inputs(&self, indices: &[usize]) -> Result<Option<tempfile::TempDir>, String> {
         if indices.is_empty() {
             return Ok(None);
         }
@@ -90,15 +90,13 @@ impl StageExecutor {
         let inputs = Tree::new(
             indices
                 .iter()
-                .map(|&index| Entry {
-                    path: files[index].path.clone(),
-                    kind: EntryKind::File {
-                        digest: self.input_digests[index].unwrap_or_else(|| Digest::of(b"")),
-                        size: files[index].stamp.size,
-                        executable: files[index].stamp.executable(),
-                    },
+                .map(|&index| {
+                    self.input_entry(index).map(|kind| Entry {
+                        path: files[index].path.clone(),
+                        kind,
+                    })
                 })
-                .collect(),
+                .collect::<Result<_, _>>()?,
         );
         let store = Arc::clone(&self.store);
         let root = self.workspace.root().to_owned();
@@ -121,6 +119,7 @@ impl StageExecutor {
         })
         .await
         .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))
+        .map_err(|error: TreeError| error.to_string())
     }
 
     /// Stores a successful run's outputs and log.
