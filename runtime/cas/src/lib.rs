@@ -150,7 +150,20 @@ impl Store {
     /// size. When `expected` is given, a file that no longer has that digest
     /// is an error (it changed after it was hashed).
     pub fn put_file(&self, path: &Path, expected: Option<Digest>) -> Result<(Digest, u64), StoreError> {
-        let size = fs::metadata(path).map_err(StoreError::io(path))?.len();
+        self.put_opened(|| open_regular(path), path, expected)
+    }
+
+    /// [`put_file`](Self::put_file) of what `open` opens (each time it is
+    /// called): for a caller that opens files its own way, such as beneath
+    /// a workspace root. `path` names the file in errors.
+    pub fn put_opened(
+        &self,
+        open: impl Fn() -> io::Result<File>,
+        path: &Path,
+        expected: Option<Digest>,
+    ) -> Result<(Digest, u64), StoreError> {
+        let first = open().map_err(StoreError::io(path))?;
+        let size = first.metadata().map_err(StoreError::io(path))?.len();
         if let Some(digest) = expected
             && self.is_verified(&digest)
         {
@@ -158,13 +171,13 @@ impl Store {
         }
         // Hash first: most files are already stored (inputs seen before,
         // outputs identical to an earlier run's) and need no copy.
-        let digest = hash_file(path)?;
+        let digest = hash_open(first, path)?;
         if expected.is_some_and(|expected| expected != digest) {
             return Err(StoreError::Changed { path: path.to_owned() });
         }
         if !self.has_blob(&digest) {
             let mut file = self.temp_file()?;
-            let mut source = open_regular(path).map_err(StoreError::io(path))?;
+            let mut source = open().map_err(StoreError::io(path))?;
             let mut hasher = blake3::Hasher::new();
             let mut buffer = vec![0; 256 * 1024];
             loop {
@@ -340,11 +353,21 @@ pub fn open_regular(path: &Path) -> io::Result<File> {
 /// The blake3 digest of a file's contents, memory-mapped and on all cores
 /// for large files.
 pub fn hash_file(path: &Path) -> Result<Digest, StoreError> {
+    let file = open_regular(path).map_err(StoreError::io(path))?;
+    hash_open(file, path)
+}
+
+/// [`hash_file`] of a file already opened (`path` names it in errors). A
+/// large file is mapped through `/proc/self/fd`, which names the open file
+/// itself: whatever its path has turned into since, it is never resolved
+/// again.
+pub fn hash_open(mut file: File, path: &Path) -> Result<Digest, StoreError> {
     let mut hasher = blake3::Hasher::new();
-    let mut file = open_regular(path).map_err(StoreError::io(path))?;
     let size = file.metadata().map_err(StoreError::io(path))?.len();
     if size >= LARGE_FILE {
-        hasher.update_mmap_rayon(path).map_err(StoreError::io(path))?;
+        use std::os::fd::AsRawFd;
+        let by_descriptor = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+        hasher.update_mmap_rayon(&by_descriptor).map_err(StoreError::io(path))?;
     } else {
         let mut buffer = Vec::with_capacity(size as usize);
         file.read_to_end(&mut buffer).map_err(StoreError::io(path))?;

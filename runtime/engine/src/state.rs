@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::output_dir::OutputRoot;
 use crate::stage_key::KeyParts;
 use crate::workspace::{Listing, Stamp, Workspace, WorkspaceFile, racy_after};
-use cairn_cas::{StoreError, hash_file};
+use cairn_cas::{StoreError, hash_open};
 use cairn_component::{BinaryFormat, Digest};
 use cairn_core::cache_dir::{CacheDir, write_atomically};
 use cairn_core::observer::Annotation;
@@ -456,7 +456,8 @@ fn input_digest(workspace: &Workspace, file: &WorkspaceFile) -> Result<Digest, S
         let target = workspace.link_target(file).map_err(StoreError::io(&path))?;
         Ok(Digest::of(target.as_bytes()))
     } else {
-        hash_file(&path)
+        let file = workspace.open_input(&file.path).map_err(StoreError::io(&path))?;
+        hash_open(file, &path)
     }
 }
 

@@ -183,6 +183,8 @@ impl Listed {
 #[derive(Debug)]
 pub struct Workspace {
     root: PathBuf,
+    /// The root, open: every file is opened beneath it.
+    root_fd: OwnedFd,
     files: Vec<WorkspaceFile>,
     /// FIFOs, sockets and devices the walk met, sorted: never inputs.
     special: Vec<String>,
@@ -263,6 +265,7 @@ impl Workspace {
         special.sort();
         let workspace = Self {
             root: root.to_owned(),
+            root_fd,
             files,
             special,
             memo: RwLock::new(HashMap::new()),
@@ -296,6 +299,27 @@ impl Workspace {
             .filter(|path| matcher.is_match(path.as_str()))
             .map(String::as_str)
             .collect())
+    }
+
+    /// Opens the workspace file at `relative` for reading, by construction
+    /// never outside the workspace: resolved beneath the open root with no
+    /// symbolic link followed on the way (`openat2` with `RESOLVE_BENEATH`
+    /// and `RESOLVE_NO_SYMLINKS`, or one folder at a time where the kernel
+    /// lacks it), without waiting on a FIFO, and only if it is a regular
+    /// file. A folder swapped for a link after the walk cannot redirect it.
+    pub fn open_input(&self, relative: &str) -> std::io::Result<std::fs::File> {
+        let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let resolve = rustix::fs::ResolveFlags::BENEATH | rustix::fs::ResolveFlags::NO_SYMLINKS;
+        let fd = match rustix::fs::openat2(&self.root_fd, relative, flags, Mode::empty(), resolve) {
+            Err(rustix::io::Errno::NOSYS) => open_one_folder_at_a_time(self.root_fd.as_fd(), relative, flags)?,
+            other => other?,
+        };
+        let file = std::fs::File::from(fd);
+        if file.metadata()?.is_file() {
+            Ok(file)
+        } else {
+            Err(std::io::Error::other("not a regular file"))
+        }
     }
 
     /// Where the symbolic link `file` points, as written.
@@ -409,6 +433,30 @@ const DIRECTORY_FLAGS: OFlags = OFlags::RDONLY.union(OFlags::DIRECTORY).union(OF
 /// Opens the folder at `path`, to read it or to resolve paths from it.
 pub fn open_folder(path: &Path) -> std::io::Result<OwnedFd> {
     Ok(rustix::fs::open(path, DIRECTORY_FLAGS, Mode::empty())?)
+}
+
+/// `relative` opened from `root` one `/`-separated name at a time, none of
+/// them followed if it is a link: what `openat2`'s `RESOLVE_BENEATH` and
+/// `RESOLVE_NO_SYMLINKS` do, for kernels without it.
+fn open_one_folder_at_a_time(root: BorrowedFd<'_>, relative: &str, flags: OFlags) -> std::io::Result<OwnedFd> {
+    let mut names = relative.split('/').peekable();
+    let mut folder: Option<OwnedFd> = None;
+    while let Some(name) = names.next() {
+        if name.is_empty() || name == "." || name == ".." {
+            return Err(std::io::Error::other("not a path beneath the workspace"));
+        }
+        let at = folder.as_ref().map_or(root, |folder| folder.as_fd());
+        if names.peek().is_none() {
+            return Ok(rustix::fs::openat(at, name, flags, Mode::empty())?);
+        }
+        folder = Some(rustix::fs::openat(
+            at,
+            name,
+            DIRECTORY_FLAGS | OFlags::NOFOLLOW,
+            Mode::empty(),
+        )?);
+    }
+    Err(std::io::Error::other("an empty path"))
 }
 
 /// The stamp of `relative` to the open folder `folder` (the folder itself
@@ -909,5 +957,35 @@ mod tests {
         let after = Workspace::scan(dir.path(), &["**"]).expect("scan").files()[0].stamp;
         assert_ne!(before, after);
         assert!(!after.executable());
+    }
+
+    #[test]
+    fn inputs_open_only_beneath_the_root_and_never_through_a_link() {
+        let dir = workspace(&["real.txt", "docs/a.md"]);
+        let outside = tempfile::tempdir().expect("tempdir");
+        fs::write(outside.path().join("secret.txt"), "secret").expect("write");
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("away")).expect("link");
+        std::os::unix::fs::symlink("real.txt", dir.path().join("alias.txt")).expect("link");
+        let made = std::process::Command::new("mkfifo")
+            .arg(dir.path().join("pipe"))
+            .status()
+            .expect("mkfifo");
+        assert!(made.success());
+        let scanned = Workspace::scan(dir.path(), &["**"]).expect("scanned");
+        let root = scanned.root_fd.as_fd();
+        let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        for relative in ["real.txt", "docs/a.md"] {
+            assert!(scanned.open_input(relative).is_ok(), "{relative}");
+            assert!(open_one_folder_at_a_time(root, relative, flags).is_ok(), "{relative}");
+        }
+        for relative in ["away/secret.txt", "alias.txt", "../x", "docs/../../x", "/etc/passwd"] {
+            assert!(scanned.open_input(relative).is_err(), "{relative} is refused");
+            assert!(
+                open_one_folder_at_a_time(root, relative, flags).is_err(),
+                "{relative} is refused"
+            );
+        }
+        // A FIFO is refused at once rather than waited on.
+        assert!(scanned.open_input("pipe").is_err());
     }
 }

@@ -99,14 +99,15 @@ impl StageExecutor {
                 .collect::<Result<_, _>>()?,
         );
         let store = Arc::clone(&self.store);
-        let root = self.workspace.root().to_owned();
+        let workspace = Arc::clone(&self.workspace);
         let scratch = self.scratch.clone();
         tokio::task::spawn_blocking(move || {
             for entry in inputs.entries() {
                 if let EntryKind::File { digest, .. } = &entry.kind
                     && !store.has_blob(digest)
                 {
-                    store.put_file(&root.join(&entry.path), Some(*digest))?;
+                    let path = workspace.root().join(&entry.path);
+                    store.put_opened(|| workspace.open_input(&entry.path), &path, Some(*digest))?;
                 }
             }
             inputs.store(&store)?;
