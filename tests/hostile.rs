@@ -93,6 +93,10 @@ fn symbolic_links_are_data_and_never_lead_out_of_the_workspace() {
         listed.iter().any(|line| line == "a.md"),
         "a folder link inside resolves inside: {listed:?}"
     );
+    assert!(
+        !finished.stderr.contains("cache"),
+        "nothing about the cache: {finished:?}"
+    );
     let escape = stage_error(&events, "escape");
     assert!(escape.starts_with("exited with"), "the link leads nowhere: {escape}");
 

@@ -365,7 +365,9 @@ fn hash_inputs(prepared: &Prepared, state: &mut WorkspaceState) -> Result<Vec<Op
     globs.sort_unstable();
     globs.dedup();
     let wanted = prepared.workspace.select_indices(&globs)?;
-    cairn_core::threads::install(|| state.digests(&prepared.workspace, &wanted)).map_err(RunError::Cache)
+    Ok(cairn_core::threads::install(|| {
+        state.digests(&prepared.workspace, &wanted)
+    })?)
 }
 
 /// Fetches or builds each distinct component of the selected stages and

@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::output_dir::OutputRoot;
 use crate::stage_key::KeyParts;
-use crate::workspace::{Listing, Stamp, Workspace, WorkspaceFile, racy_after};
-use cairn_cas::{StoreError, hash_open};
+use crate::workspace::{Listing, Stamp, Workspace, WorkspaceError, WorkspaceFile, racy_after};
+use cairn_cas::hash_open;
 use cairn_component::{BinaryFormat, Digest};
 use cairn_core::cache_dir::{CacheDir, write_atomically};
 use cairn_core::observer::Annotation;
@@ -294,7 +294,7 @@ impl WorkspaceState {
     /// The digest of each file of `workspace` whose index is in `wanted`
     /// (sorted, each once), as a list parallel to `workspace.files()`: remembered when
     /// the file's stamp is unchanged, hashed (in parallel) otherwise.
-    pub fn digests(&mut self, workspace: &Workspace, wanted: &[usize]) -> Result<Vec<Option<Digest>>, StoreError> {
+    pub fn digests(&mut self, workspace: &Workspace, wanted: &[usize]) -> Result<Vec<Option<Digest>>, WorkspaceError> {
         let files = workspace.files();
         let table = self.data.table();
         // Both lists are sorted by path: each chunk of wanted files finds
@@ -450,14 +450,26 @@ impl WorkspaceState {
 /// What stands for an input in its stage's key: a file's contents, or a
 /// symbolic link's target text (a link is data, never followed, so what it
 /// points at never enters a key or a snapshot).
-fn input_digest(workspace: &Workspace, file: &WorkspaceFile) -> Result<Digest, StoreError> {
-    let path = workspace.root().join(&file.path);
+fn input_digest(workspace: &Workspace, file: &WorkspaceFile) -> Result<Digest, WorkspaceError> {
+    let unreadable = |message: String| WorkspaceError::Read {
+        path: file.path.clone(),
+        message,
+    };
     if file.stamp.is_symlink() {
-        let target = workspace.link_target(file).map_err(StoreError::io(&path))?;
+        let target = workspace
+            .link_target(file)
+            .map_err(|error| unreadable(error.to_string()))?;
         Ok(Digest::of(target.as_bytes()))
     } else {
-        let file = workspace.open_input(&file.path).map_err(StoreError::io(&path))?;
-        hash_open(file, &path)
+        let opened = workspace
+            .open_input(&file.path)
+            .map_err(|error| unreadable(error.to_string()))?;
+        let path = workspace.root().join(&file.path);
+        hash_open(opened, &path).map_err(|error| {
+            // The store's error names the path; say what the OS said.
+            let cause = std::error::Error::source(&error).map_or_else(|| error.to_string(), ToString::to_string);
+            unreadable(cause)
+        })
     }
 }
 

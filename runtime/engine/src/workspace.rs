@@ -39,6 +39,14 @@ pub enum WorkspaceError {
         /// What went wrong.
         message: String,
     },
+    /// An input file cannot be read (hashed, or copied into the store).
+    #[error("cannot read the input `{path}` in the workspace: {message}")]
+    Read {
+        /// The file, relative to the workspace root.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
     /// A glob does not parse (the pipeline checker reports these first).
     #[error("`{glob}` is not a valid glob: {message}")]
     Glob {
