@@ -118,6 +118,54 @@ async fn writing_past_the_output_limit_fails_the_stage() {
 }
 
 #[tokio::test]
+async fn creating_entries_past_the_entry_limit_fails_the_stage() {
+    let probe = probe().await;
+    // Empty files, which no byte bound sees: stopped while the stage runs.
+    let mut scratch = sandbox(&["many", "/tmp/x", "1000000"]);
+    scratch.limits = limits(|limits| {
+        limits.max_entries = 2_000;
+        limits.timeout = Duration::from_secs(120);
+    });
+    let started = Instant::now();
+    let stopped = run(&probe, &scratch).await;
+    match &stopped.result {
+        Err(StageFailure::Bound(BoundExceeded::Entries { limit, folder, created })) => {
+            assert_eq!((*limit, *folder), (2_000, "/tmp"));
+            assert!(*created > 2_000);
+        }
+        other => panic!("expected the entry bound, got {other:?}"),
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "stopped early, not by the time bound"
+    );
+    let failure = stopped.result.expect_err("failed");
+    assert!(
+        failure
+            .to_string()
+            .starts_with("created more than its entry limit of 2000 entries in /tmp")
+    );
+    assert_eq!(
+        failure.hint(),
+        Some("raise `max_entries` for the stage (`--max-entries` for `cairn stage run`) if it needs more")
+    );
+
+    // Too quick for the watcher: counted after the run too.
+    let mut out = sandbox(&["many", "/out", "300"]);
+    out.limits = limits(|limits| limits.max_entries = 100);
+    let caught = run(&probe, &out).await;
+    assert!(
+        matches!(
+            caught.result,
+            Err(StageFailure::Bound(BoundExceeded::Entries { folder: "/out", .. }))
+        ),
+        "{:?}",
+        caught.result
+    );
+    assert_runtime_still_healthy().await;
+}
+
+#[tokio::test]
 async fn a_small_output_just_over_the_limit_is_caught_after_the_run() {
     // Too quick for the watcher: the check after the stage returns catches it.
     let probe = probe().await;

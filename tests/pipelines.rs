@@ -516,6 +516,11 @@ fn a_stage_crossing_a_bound_set_in_the_file_fails_with_that_bound() {
         args = ["alloc", "100"]
         memory = "32MiB"
         timeout = "1m"
+
+        [stages.entries]
+        uses = "{probe}"
+        args = ["many", "/out", "300"]
+        max_entries = 100
         "#,
         &[],
     );
@@ -530,4 +535,9 @@ fn a_stage_crossing_a_bound_set_in_the_file_fails_with_that_bound() {
     );
     let alloc = stage_error(&events, "alloc");
     assert!(alloc.starts_with("exceeded its memory limit of 32 MiB"), "{alloc}");
+    let entries = stage_error(&events, "entries");
+    assert!(
+        entries.starts_with("created more than its entry limit of 100 entries in /out"),
+        "{entries}"
+    );
 }

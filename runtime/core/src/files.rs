@@ -8,11 +8,20 @@ use std::path::{Component, Path, PathBuf};
 /// unreadable folders are skipped: callers use this to measure or clean up,
 /// where a partial answer beats none.
 pub fn regular_files(root: &Path) -> Vec<(PathBuf, u64)> {
+    usage(root).0
+}
+
+/// The regular files under `root` with their sizes (as [`regular_files`]),
+/// and how many entries of any kind (files, folders, links, others) it
+/// holds below it; unreadable parts count as nothing.
+pub fn usage(root: &Path) -> (Vec<(PathBuf, u64)>, u64) {
+    let mut entries_seen = 0;
     let mut files = Vec::new();
     let mut pending = vec![root.to_path_buf()];
     while let Some(dir) = pending.pop() {
         let Ok(entries) = fs::read_dir(&dir) else { continue };
         for entry in entries.flatten() {
+            entries_seen += 1;
             match entry.file_type() {
                 Ok(kind) if kind.is_dir() => pending.push(entry.path()),
                 Ok(kind) if kind.is_file() => {
@@ -23,7 +32,7 @@ pub fn regular_files(root: &Path) -> Vec<(PathBuf, u64)> {
             }
         }
     }
-    files
+    (files, entries_seen)
 }
 
 /// Whether a symbolic link at `link` (relative to a root: `/out`, the

@@ -20,6 +20,10 @@ pub struct Limits {
     pub max_output: ByteSize,
     /// Log text kept (and shown); beyond it lines are counted and dropped.
     pub max_log: ByteSize,
+    /// Entries (files, folders, links) under `/out`, and separately under
+    /// `/tmp`: a stage creating empty files is seen by no byte bound, and
+    /// every entry costs an inode now and a cache entry later.
+    pub max_entries: u64,
 }
 
 impl Default for Limits {
@@ -29,6 +33,7 @@ impl Default for Limits {
             memory: ByteSize::mib(512),
             max_output: ByteSize::gib(1),
             max_log: ByteSize::mib(4),
+            max_entries: 100_000,
         }
     }
 }
@@ -64,6 +69,16 @@ pub enum BoundExceeded {
         /// What was measured.
         written: ByteSize,
     },
+    /// The stage created more than `max_entries` entries under `/out` or `/tmp`.
+    #[error("created more than its entry limit of {limit} entries in {folder} ({created} so far)")]
+    Entries {
+        /// The bound.
+        limit: u64,
+        /// `/out` or `/tmp`.
+        folder: &'static str,
+        /// What was counted.
+        created: u64,
+    },
 }
 
 impl BoundExceeded {
@@ -78,6 +93,9 @@ impl BoundExceeded {
             }
             BoundExceeded::Output { .. } | BoundExceeded::Scratch { .. } => {
                 "raise `max_output` for the stage (`--max-output` for `cairn stage run`) if it needs more"
+            }
+            BoundExceeded::Entries { .. } => {
+                "raise `max_entries` for the stage (`--max-entries` for `cairn stage run`) if it needs more"
             }
         }
     }

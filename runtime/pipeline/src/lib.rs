@@ -206,16 +206,25 @@ mod limits_as_numbers {
     use cairn_core::units::ByteSize;
 
     pub(super) fn serialize<S: Serializer>(limits: &Limits, serializer: S) -> Result<S::Ok, S::Error> {
-        (limits.timeout, limits.memory.0, limits.max_output.0, limits.max_log.0).serialize(serializer)
+        (
+            limits.timeout,
+            limits.memory.0,
+            limits.max_output.0,
+            limits.max_log.0,
+            limits.max_entries,
+        )
+            .serialize(serializer)
     }
 
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Limits, D::Error> {
-        let (timeout, memory, max_output, max_log) = <(Duration, u64, u64, u64)>::deserialize(deserializer)?;
+        let (timeout, memory, max_output, max_log, max_entries) =
+            <(Duration, u64, u64, u64, u64)>::deserialize(deserializer)?;
         Ok(Limits {
             timeout,
             memory: ByteSize(memory),
             max_output: ByteSize(max_output),
             max_log: ByteSize(max_log),
+            max_entries,
         })
     }
 }

@@ -34,7 +34,15 @@ pub const MAX_STAGES: u32 = 10_000;
 /// every file system takes 255 bytes.
 pub const MAX_NAME: usize = 200;
 const PIPELINE_KEYS: &[&str] = &["name"];
-const DEFAULT_KEYS: &[&str] = &["timeout", "memory", "max_output", "max_log", "retries", "env"];
+const DEFAULT_KEYS: &[&str] = &[
+    "timeout",
+    "memory",
+    "max_output",
+    "max_log",
+    "max_entries",
+    "retries",
+    "env",
+];
 const STAGE_KEYS: &[&str] = &[
     "uses",
     "inputs",
@@ -50,6 +58,7 @@ const STAGE_KEYS: &[&str] = &[
     "memory",
     "max_output",
     "max_log",
+    "max_entries",
     "cache",
     "if",
     "matrix",
@@ -257,6 +266,11 @@ impl Checker<'_> {
             {
                 *field = size;
             }
+        }
+        if let Some(value) = table.get("max_entries") {
+            limits.max_entries = self
+                .count_up_to(value, "`max_entries`", u32::MAX)
+                .map_or(limits.max_entries, u64::from);
         }
     }
 

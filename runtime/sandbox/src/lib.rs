@@ -322,6 +322,15 @@ pub(crate) async fn run(
 
     let (result, output_totals) = match result {
         Ok(outcome) => match outputs::check(outputs.path(), &mask) {
+            Ok(totals) if totals.entries > limits.max_entries => (
+                Err(BoundExceeded::Entries {
+                    limit: limits.max_entries,
+                    folder: "/out",
+                    created: totals.entries,
+                }
+                .into()),
+                totals,
+            ),
             Ok(totals) if totals.bytes > limits.max_output.0 => (
                 Err(BoundExceeded::Output {
                     limit: limits.max_output,
@@ -404,7 +413,7 @@ async fn supervise(
     tokio::select! {
         result = call => result,
         () = tokio::time::sleep(limits.timeout) => Err(BoundExceeded::Time(limits.timeout).into()),
-        bound = outputs::watch(out, tmp, limits.max_output) => Err(bound.into()),
+        bound = outputs::watch(out, tmp, limits.max_output, limits.max_entries) => Err(bound.into()),
     }
 }
 

@@ -61,6 +61,8 @@ pub struct OutputTotals {
     pub files: u64,
     /// Their total size.
     pub bytes: u64,
+    /// Entries of any kind: files, folders, links.
+    pub entries: u64,
 }
 
 /// Checks every entry under `root` (never following links) and totals it;
@@ -75,6 +77,7 @@ pub(crate) fn check(root: &Path, mask: &SecretMask) -> Result<OutputTotals, Outp
         };
         for entry in fs::read_dir(root.join(&relative)).map_err(unreadable)? {
             let entry = entry.map_err(unreadable)?;
+            totals.entries += 1;
             let path = relative.join(entry.file_name());
             if let Some(secret) = mask.found_in(entry.file_name().as_encoded_bytes()) {
                 return Err(OutputError::SecretInOutput {
@@ -123,13 +126,12 @@ fn display(path: &Path) -> String {
     path.to_string_lossy().into_owned()
 }
 
-/// Bytes of regular files under `root`; unreadable parts count as nothing.
-/// Cheap enough to call while the stage runs.
-fn disk_usage(root: &Path) -> u64 {
-    cairn_core::files::regular_files(root)
-        .iter()
-        .map(|(_, size)| size)
-        .sum()
+/// Bytes of regular files under `root`, and its entries of any kind;
+/// unreadable parts count as nothing. Cheap enough to call while the stage
+/// runs.
+fn disk_usage(root: &Path) -> (u64, u64) {
+    let (files, entries) = cairn_core::files::usage(root);
+    (files.iter().map(|(_, size)| size).sum(), entries)
 }
 
 /// Shortest pause between two measurements while a stage runs.
@@ -139,7 +141,7 @@ const WATCH_INTERVAL: Duration = Duration::from_millis(100);
 /// holds more than `limit`; never resolves otherwise. The pause between
 /// measurements grows with their cost, so a stage with many files is not
 /// slowed by its own watcher.
-pub(crate) async fn watch(out: PathBuf, tmp: PathBuf, limit: ByteSize) -> BoundExceeded {
+pub(crate) async fn watch(out: PathBuf, tmp: PathBuf, limit: ByteSize, max_entries: u64) -> BoundExceeded {
     let mut interval = WATCH_INTERVAL;
     loop {
         tokio::time::sleep(interval).await;
@@ -149,9 +151,18 @@ pub(crate) async fn watch(out: PathBuf, tmp: PathBuf, limit: ByteSize) -> BoundE
             (disk_usage(&out), disk_usage(&tmp), started.elapsed())
         })
         .await;
-        let Ok((out_bytes, tmp_bytes, cost)) = measured else {
+        let Ok(((out_bytes, out_entries), (tmp_bytes, tmp_entries), cost)) = measured else {
             continue;
         };
+        for (folder, created) in [("/out", out_entries), ("/tmp", tmp_entries)] {
+            if created > max_entries {
+                return BoundExceeded::Entries {
+                    limit: max_entries,
+                    folder,
+                    created,
+                };
+            }
+        }
         if out_bytes > limit.0 {
             return BoundExceeded::Output {
                 limit,

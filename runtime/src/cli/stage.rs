@@ -124,6 +124,11 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "SIZE", default_value_t = Limits::default().max_log)]
     max_log: ByteSize,
 
+    /// Most entries (files, folders, links) the stage may create in /out
+    /// (and, separately, in /tmp).
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_entries)]
+    max_entries: u64,
+
     /// The stage's name in messages and in cairn-out/ (default: the file's name).
     #[arg(long)]
     name: Option<String>,
@@ -192,6 +197,7 @@ impl RunArgs {
                 memory: self.memory,
                 max_output: self.max_output,
                 max_log: self.max_log,
+                max_entries: self.max_entries,
             },
         };
 
