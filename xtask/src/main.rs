@@ -6,6 +6,9 @@
 //!   Debian machine with only rustup, this one command runs the whole suite;
 //!   `.ci/run` runs exactly it.
 //! - `cargo xtask setup`: only the installation.
+//! - `cargo xtask fuzz [CASES]`: the fuzz targets (property tests named
+//!   `fuzz_*` over mutated corpus inputs) with CASES cases each (default
+//!   100,000) instead of the test suite's 256.
 //!
 //! Nothing here starts a server: the tests start each one they need on a
 //! free loopback port, and stop it.
@@ -85,8 +88,9 @@ fn main() -> ExitCode {
     let result = match task.as_deref() {
         Some("setup") => setup(),
         Some("test") => setup().and_then(|()| test(arguments.collect())),
+        Some("fuzz") => fuzz(arguments.next().as_deref().unwrap_or("100000")),
         _ => {
-            eprintln!("usage: cargo xtask test [CARGO TEST ARGS...] | cargo xtask setup");
+            eprintln!("usage: cargo xtask test [CARGO TEST ARGS...] | cargo xtask setup | cargo xtask fuzz [CASES]");
             return ExitCode::from(2);
         }
     };
@@ -168,6 +172,29 @@ fn install_debian(packages: &[&str]) -> Result<(), String> {
 fn test(arguments: Vec<String>) -> Result<(), String> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     run(Command::new(cargo).arg("test").args(arguments))
+}
+
+/// Runs every fuzz target with `cases` cases (in the test profile, which
+/// shares the test suite's build: release would rebuild wasmtime with LTO).
+fn fuzz(cases: &str) -> Result<(), String> {
+    if cases.parse::<u64>().is_err() {
+        return Err(format!("`{cases}` is not a number of cases"));
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let started = std::time::Instant::now();
+    run(Command::new(cargo).env("PROPTEST_CASES", cases).args([
+        "test",
+        "--lib",
+        "--workspace",
+        "--exclude",
+        "xtask",
+        "fuzz_",
+    ]))?;
+    eprintln!(
+        "xtask: every fuzz target passed {cases} cases in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 /// `program`, through sudo unless this is root already.

@@ -14,6 +14,7 @@ pub mod events;
 pub mod files;
 pub mod grants;
 pub mod limits;
+pub mod mutate;
 pub mod observer;
 pub mod once_map;
 pub mod outcome;

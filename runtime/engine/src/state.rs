@@ -621,4 +621,24 @@ mod tests {
                 .is_none()
         );
     }
+
+    proptest::proptest! {
+        /// Fuzz target: a state file damaged any way is a fresh start, never
+        /// a panic (the file is the cache's, and a disk can flip bits).
+        #[test]
+        fn fuzz_state_files(edits in cairn_core::mutate::edits()) {
+            let (_dir, cache, root) = cache_and_workspace();
+            std::fs::write(root.join("a.txt"), "a").expect("write");
+            let workspace = Workspace::scan(&root, &["**"]).expect("scan");
+            let mut state = WorkspaceState::load(&cache, &root);
+            state.digests(&workspace, &[0]).expect("hashed");
+            state.record_published("build", Published { outputs: Digest::of(b"outputs"), stamps: Vec::new() });
+            state.save().expect("saved");
+            let saved = std::fs::read(&state.path).expect("read");
+            std::fs::write(&state.path, cairn_core::mutate::mutate(&saved, &edits)).expect("write");
+            let mut state = WorkspaceState::load(&cache, &root);
+            let _ = state.stage("build");
+            let _ = state.digests(&workspace, &[0]);
+        }
+    }
 }

@@ -341,4 +341,16 @@ mod tests {
         let error = component_layer(index, None, "multi").unwrap_err().to_string();
         assert!(error.contains("image index"), "{error}");
     }
+
+    proptest::proptest! {
+        /// Fuzz target: any manifest a registry sends is a component layer
+        /// or a clear refusal, never a panic.
+        #[test]
+        fn fuzz_manifests(edits in cairn_core::mutate::edits()) {
+            let artifact = Artifact::pack(b"\0asm component", &world(), "cairn:stage/stage@0.1.0", &metadata());
+            let damaged = cairn_core::mutate::mutate(&artifact.manifest, &edits);
+            let _ = component_layer(&damaged, None, "fuzz");
+            let _ = component_layer(&damaged, Some(&Sha256::of(&artifact.manifest)), "fuzz");
+        }
+    }
 }

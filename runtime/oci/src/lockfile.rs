@@ -207,4 +207,22 @@ mod tests {
             assert!(error.contains("cairn.lock"), "{error}");
         }
     }
+
+    proptest::proptest! {
+        /// Fuzz target: a damaged `cairn.lock` is an error that names it,
+        /// never a panic.
+        #[test]
+        fn fuzz_lock_files(edits in cairn_core::mutate::edits()) {
+            let folder = tempfile::tempdir().expect("tempdir");
+            let path = folder.path().join("cairn.lock");
+            let mut lock = LockFile::load(&path).expect("empty");
+            lock.pins.insert("oci://localhost:5000/z:1".into(), pin(b"z"));
+            lock.save().expect("saved");
+            let saved = std::fs::read(&path).expect("read");
+            std::fs::write(&path, cairn_core::mutate::mutate(&saved, &edits)).expect("write");
+            if let Err(error) = LockFile::load(&path) {
+                proptest::prop_assert!(error.to_string().contains("cairn.lock"));
+            }
+        }
+    }
 }

@@ -8,6 +8,8 @@
 mod cache;
 mod diagnostic;
 pub mod expression;
+#[cfg(test)]
+mod fuzz;
 mod graph;
 mod parse;
 

@@ -172,4 +172,19 @@ mod tests {
         assert_eq!(verified_payload(b"cairnCW1"), None);
         assert_eq!(verified_payload(b""), None);
     }
+
+    proptest::proptest! {
+        /// Fuzz target: a damaged compiled-cache entry is never accepted.
+        #[test]
+        fn fuzz_compiled_entries(edits in cairn_core::mutate::edits()) {
+            let payload = b"compiled code".to_vec();
+            let mut entry = MAGIC.to_vec();
+            entry.extend_from_slice(&payload);
+            entry.extend_from_slice(blake3::hash(&payload).as_bytes());
+            let damaged = cairn_core::mutate::mutate(&entry, &edits);
+            if damaged != entry {
+                proptest::prop_assert_eq!(verified_payload(&damaged), None);
+            }
+        }
+    }
 }
