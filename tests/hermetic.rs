@@ -250,3 +250,38 @@ fn a_reader_that_goes_away_is_not_an_error() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(output.status.code(), Some(0), "{stderr}");
 }
+
+#[test]
+fn an_outcome_or_error_too_large_to_carry_is_refused_or_cut() {
+    let dir = pipeline_dir(
+        r#"
+        [stages.huge]
+        uses = "{stage_probe}"
+        with = { mode = "big", size = "2000000" }
+
+        [stages.fits]
+        uses = "{stage_probe}"
+        with = { mode = "big", size = "1000" }
+
+        [stages.shouts]
+        uses = "{stage_probe}"
+        with = { mode = "big", size = "5000000", fail = "yes" }
+        "#,
+        &[],
+    );
+    let (finished, events) = run_json(dir.path(), &[]);
+    assert_eq!(finished.code, Some(1), "{finished:?}");
+    let huge = stage_error(&events, "huge");
+    assert!(
+        huge.starts_with("returned an outcome of 1.9 MiB (the output `big` is 1.9 MiB), more than the 1 MiB"),
+        "{huge}"
+    );
+    assert_eq!(finished_stage(&events, "fits")["status"], "succeeded");
+    let shouts = stage_error(&events, "shouts");
+    assert!(shouts.len() < 70_000, "cut to 64 KiB: {} bytes", shouts.len());
+    assert!(
+        shouts.ends_with("… (4934464 more bytes)"),
+        "{}",
+        &shouts[shouts.len() - 40..]
+    );
+}

@@ -38,3 +38,22 @@ fn a_pipeline_may_raise_its_matrix_and_stage_bounds() {
         "{finished:?}"
     );
 }
+
+#[test]
+fn a_stage_handing_its_component_megabytes_of_arguments_is_refused_where_it_is() {
+    let big = "x".repeat(1_100_000);
+    let dir = folder(&[(
+        "cairn.toml",
+        &format!("[stages.ok]\nuses = \"std:wc\"\n\n[stages.big]\nuses = \"std:wc\"\nwith = {{ blob = \"{big}\" }}\n"),
+    )]);
+    let finished = finish(cairn(dir.path()).arg("validate"));
+    assert_eq!(finished.code, Some(2), "{finished:?}");
+    assert!(
+        finished.stderr.starts_with(
+            "cairn.toml:4:9: error: stage `big` hands its component 1100004 bytes of `args`, `with` and `env`; \
+             at most 1048576 (1 MiB) are allowed"
+        ),
+        "{}",
+        &finished.stderr[..300.min(finished.stderr.len())]
+    );
+}

@@ -29,6 +29,11 @@ pub const MAX_MATRIX: u32 = 256;
 /// stages` says more.
 pub const MAX_STAGES: u32 = 10_000;
 
+/// The most bytes of `args`, `with` and `env` (keys and values, as
+/// written) one stage may hand its component: they are copied into every
+/// run's key, events and sandbox.
+pub const MAX_INVOCATION: usize = 1024 * 1024;
+
 /// The longest stage name, matrix values included, in bytes: it names a
 /// folder in `cairn-out/` (with room for the temporary names beside it), and
 /// every file system takes 255 bytes.
@@ -342,14 +347,36 @@ impl Checker<'_> {
                 env.push((key, value));
             }
         }
+        let args = list(self, "args");
+        let with = table
+            .get("with")
+            .map(|value| self.scalar_table(value, "`with`"))
+            .unwrap_or_default();
+        let invocation_size: usize = args.iter().map(|arg| arg.get_ref().len()).sum::<usize>()
+            + [&with, &env]
+                .iter()
+                .flat_map(|pairs| pairs.iter())
+                .map(|(key, value)| key.len() + value.get_ref().len())
+                .sum::<usize>();
+        if invocation_size > MAX_INVOCATION {
+            self.error(
+                Diagnostic::error(
+                    format!(
+                        "stage `{}` hands its component {invocation_size} bytes of `args`, `with` and `env`; \
+                         at most {MAX_INVOCATION} ({}) are allowed",
+                        name.get_ref(),
+                        ByteSize(MAX_INVOCATION as u64)
+                    ),
+                    name.span(),
+                )
+                .with_hint("pass large data as an input file (`inputs`) rather than as arguments"),
+            );
+        }
         Some(RawStage {
             uses,
             inputs,
-            args: list(self, "args"),
-            with: table
-                .get("with")
-                .map(|value| self.scalar_table(value, "`with`"))
-                .unwrap_or_default(),
+            args,
+            with,
             env,
             needs: list(self, "needs"),
             secrets: list(self, "secrets"),

@@ -481,11 +481,15 @@ async fn call(
                 config: invocation.config.clone().into_iter().collect(),
             };
             match stage.call_run(&mut *store, &request).await {
-                Ok(Ok(outcome)) => Ok(Outcome {
-                    summary: outcome.summary,
-                    outputs: outcome.outputs.into_iter().collect(),
-                }),
-                Ok(Err(message)) => Err(StageFailure::Returned(message)),
+                Ok(Ok(outcome)) => {
+                    let outcome = Outcome {
+                        summary: outcome.summary,
+                        outputs: outcome.outputs.into_iter().collect(),
+                    };
+                    outputs::check_outcome(&outcome)?;
+                    Ok(outcome)
+                }
+                Ok(Err(message)) => Err(StageFailure::Returned(bounded(message))),
                 Err(error) => Err(match StageFailure::from_wasmtime(error) {
                     StageFailure::Exit(code) => StageFailure::ExitedInsteadOfReturning(code),
                     other => other,
@@ -529,4 +533,24 @@ async fn call_module(
             other => Err(other),
         },
     }
+}
+
+/// The most of a stage's returned error kept: it is shown, stored in
+/// events and reports, and a runaway one must not take the host's memory.
+const MAX_ERROR: usize = 64 * 1024;
+
+/// `message` cut to [`MAX_ERROR`] bytes (at a character boundary), saying
+/// how much was cut.
+fn bounded(mut message: String) -> String {
+    if message.len() <= MAX_ERROR {
+        return message;
+    }
+    let mut cut = MAX_ERROR;
+    while !message.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let dropped = message.len() - cut;
+    message.truncate(cut);
+    message.push_str(&format!("… ({dropped} more bytes)"));
+    message
 }

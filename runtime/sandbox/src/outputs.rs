@@ -44,6 +44,18 @@ pub enum OutputError {
         /// The entry, relative to `/out`.
         path: String,
     },
+    /// What `run` returned is larger than an outcome may be.
+    #[error(
+        "returned an outcome of {size} ({largest}), more than the {} an outcome may hold: outputs go into \
+         every event, the cache and each `${{{{ }}}}` reference, so large results belong in files under /out",
+        ByteSize(MAX_OUTCOME)
+    )]
+    OutcomeTooLarge {
+        /// The summary, keys and values together.
+        size: ByteSize,
+        /// Which part is largest, in words.
+        largest: String,
+    },
     /// The host could not read an entry.
     #[error("its output `/out/{path}` cannot be read: {message}")]
     Unreadable {
@@ -63,6 +75,36 @@ pub struct OutputTotals {
     pub bytes: u64,
     /// Entries of any kind: files, folders, links.
     pub entries: u64,
+}
+
+/// The most bytes a stage's outcome (summary, output names and values) may
+/// hold: it is copied into events, the action cache and references.
+pub const MAX_OUTCOME: u64 = 1024 * 1024;
+
+/// Refuses an outcome larger than [`MAX_OUTCOME`], naming its largest part.
+pub(crate) fn check_outcome(outcome: &cairn_core::Outcome) -> Result<(), OutputError> {
+    let summary = outcome.summary.as_ref().map_or(0, String::len);
+    let parts = outcome
+        .outputs
+        .iter()
+        .map(|(key, value)| (format!("the output `{key}`"), key.len() + value.len()));
+    let size: usize = summary
+        + outcome
+            .outputs
+            .iter()
+            .map(|(key, value)| key.len() + value.len())
+            .sum::<usize>();
+    if size as u64 <= MAX_OUTCOME {
+        return Ok(());
+    }
+    let (part, part_size) = parts
+        .chain(std::iter::once(("the summary".to_owned(), summary)))
+        .max_by_key(|(_, size)| *size)
+        .unwrap_or_default();
+    Err(OutputError::OutcomeTooLarge {
+        size: ByteSize(size as u64),
+        largest: format!("{part} is {}", ByteSize(part_size as u64)),
+    })
 }
 
 /// Checks every entry under `root` (never following links) and totals it;

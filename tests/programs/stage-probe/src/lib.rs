@@ -9,6 +9,8 @@
 //! - `noop`: returns an empty outcome and does nothing else (for benchmarks).
 //! - `fail`: returns an error. `panic`: panics. `spin`: never returns.
 //! - `exit`: calls `exit(0)` instead of returning.
+//! - `big`: returns an output `big` of `with.size` bytes, and fails with an
+//!   error of that size when `with.fail` is set.
 //! - `list-in`: returns `listed`, the names `read_dir("/in")` gives, sorted.
 //! - `leak`: reads the secret `with.secret` and puts its value where
 //!   `with.place` says: `error`, `summary`, `output`, `output-name`,
@@ -40,6 +42,18 @@ impl Stage for StageProbe {
                 Ok(Outcome::new().output("listed", names.join(",")))
             }
             "leak" => leak(&invocation),
+            "big" => {
+                let size: usize = invocation
+                    .config("size")
+                    .unwrap_or("0")
+                    .parse()
+                    .map_err(|_| "`size` is a number")?;
+                let text = "x".repeat(size);
+                if invocation.config("fail").is_some() {
+                    return Err(text.into());
+                }
+                Ok(Outcome::new().output("big", text))
+            }
             other => Err(format!("unknown mode `{other}`").into()),
         }
     }
