@@ -521,6 +521,7 @@ fn a_stage_crossing_a_bound_set_in_the_file_fails_with_that_bound() {
         uses = "{probe}"
         args = ["many", "/out", "300"]
         max_entries = 100
+        timeout = "1m"
         "#,
         &[],
     );
