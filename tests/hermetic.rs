@@ -3,47 +3,10 @@
 //! impure stages are not reused unless their author says so, and `/in`
 //! lists what a stage was handed.
 
-use std::path::Path;
-
 use crate::support::*;
 
 /// The secret every leak test grants, chosen to be a valid file name too.
 const VALUE: &str = "s3cr3t-token-4711";
-
-/// Every file under `root` whose bytes contain `needle`.
-fn files_containing(root: &Path, needle: &[u8]) -> Vec<String> {
-    let mut found = Vec::new();
-    let mut pending = vec![root.to_owned()];
-    while let Some(folder) = pending.pop() {
-        let Ok(entries) = std::fs::read_dir(&folder) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let Ok(kind) = entry.file_type() else { continue };
-            if kind.is_dir() {
-                pending.push(path);
-            } else if kind.is_file() {
-                let bytes = std::fs::read(&path).unwrap_or_default();
-                let named = path
-                    .to_string_lossy()
-                    .contains(std::str::from_utf8(needle).unwrap_or_default());
-                if named || bytes.windows(needle.len()).any(|window| window == needle) {
-                    found.push(path.display().to_string());
-                }
-            } else if kind.is_symlink() {
-                let target = std::fs::read_link(&path).unwrap_or_default();
-                if target
-                    .to_string_lossy()
-                    .contains(std::str::from_utf8(needle).unwrap_or_default())
-                {
-                    found.push(path.display().to_string());
-                }
-            }
-        }
-    }
-    found
-}
 
 #[test]
 fn a_granted_secret_reaches_nothing_the_stage_hands_back() {

@@ -342,3 +342,40 @@ pub fn copy_tree(from: &Path, to: &Path) {
         }
     }
 }
+
+/// Every file under `root` whose bytes, name or link target contain
+/// `needle` (links are not followed): where a secret or a host file must
+/// never be found.
+pub fn files_containing(root: &Path, needle: &[u8]) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut pending = vec![root.to_owned()];
+    while let Some(folder) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&folder) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(kind) = entry.file_type() else { continue };
+            if kind.is_dir() {
+                pending.push(path);
+            } else if kind.is_file() {
+                let bytes = std::fs::read(&path).unwrap_or_default();
+                let named = path
+                    .to_string_lossy()
+                    .contains(std::str::from_utf8(needle).unwrap_or_default());
+                if named || bytes.windows(needle.len()).any(|window| window == needle) {
+                    found.push(path.display().to_string());
+                }
+            } else if kind.is_symlink() {
+                let target = std::fs::read_link(&path).unwrap_or_default();
+                if target
+                    .to_string_lossy()
+                    .contains(std::str::from_utf8(needle).unwrap_or_default())
+                {
+                    found.push(path.display().to_string());
+                }
+            }
+        }
+    }
+    found
+}
