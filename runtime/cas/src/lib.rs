@@ -367,7 +367,11 @@ pub fn hash_open(mut file: File, path: &Path) -> Result<Digest, StoreError> {
     if size >= LARGE_FILE {
         use std::os::fd::AsRawFd;
         let by_descriptor = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
-        hasher.update_mmap_rayon(&by_descriptor).map_err(StoreError::io(path))?;
+        if hasher.update_mmap_rayon(&by_descriptor).is_err() {
+            // No /proc (some containers): read the open file instead.
+            hasher = blake3::Hasher::new();
+            hasher.update_reader(&mut file).map_err(StoreError::io(path))?;
+        }
     } else {
         let mut buffer = Vec::with_capacity(size as usize);
         file.read_to_end(&mut buffer).map_err(StoreError::io(path))?;

@@ -331,12 +331,31 @@ impl Workspace {
     }
 
     /// Where the symbolic link `file` points, as written.
+    /// Read from its folder, opened beneath the root as [`open_input`]
+    /// opens files, so a folder swapped for a link cannot make it read a
+    /// link elsewhere.
+    ///
+    /// [`open_input`]: Self::open_input
     pub fn link_target(&self, file: &WorkspaceFile) -> std::io::Result<String> {
-        let target = std::fs::read_link(self.root.join(&file.path))?;
+        let (folder, name) = match file.path.rsplit_once('/') {
+            Some((folder, name)) => (Some(self.open_folder_beneath(folder)?), name),
+            None => (None, file.path.as_str()),
+        };
+        let at = folder.as_ref().map_or(self.root_fd.as_fd(), |folder| folder.as_fd());
+        let target = rustix::fs::readlinkat(at, name, Vec::new())?;
         target
-            .into_os_string()
             .into_string()
             .map_err(|_| std::io::Error::other("the link's target is not UTF-8"))
+    }
+
+    /// The folder `relative` opened beneath the root, no link followed.
+    fn open_folder_beneath(&self, relative: &str) -> std::io::Result<OwnedFd> {
+        let flags = DIRECTORY_FLAGS | OFlags::NOFOLLOW;
+        let resolve = rustix::fs::ResolveFlags::BENEATH | rustix::fs::ResolveFlags::NO_SYMLINKS;
+        match rustix::fs::openat2(&self.root_fd, relative, flags, Mode::empty(), resolve) {
+            Err(rustix::io::Errno::NOSYS) => open_one_folder_at_a_time(self.root_fd.as_fd(), relative, flags),
+            other => Ok(other?),
+        }
     }
 
     /// The files `globs` select, sorted. `*` stays within a folder and `**`
