@@ -171,7 +171,7 @@ impl Store {
         }
         // Hash first: most files are already stored (inputs seen before,
         // outputs identical to an earlier run's) and need no copy.
-        let digest = hash_open(first, path)?;
+        let digest = hash_open(first).map_err(StoreError::io(path))?;
         if expected.is_some_and(|expected| expected != digest) {
             return Err(StoreError::Changed { path: path.to_owned() });
         }
@@ -353,28 +353,26 @@ pub fn open_regular(path: &Path) -> io::Result<File> {
 /// The blake3 digest of a file's contents, memory-mapped and on all cores
 /// for large files.
 pub fn hash_file(path: &Path) -> Result<Digest, StoreError> {
-    let file = open_regular(path).map_err(StoreError::io(path))?;
-    hash_open(file, path)
+    open_regular(path).and_then(hash_open).map_err(StoreError::io(path))
 }
 
-/// [`hash_file`] of a file already opened (`path` names it in errors). A
-/// large file is mapped through `/proc/self/fd`, which names the open file
-/// itself: whatever its path has turned into since, it is never resolved
-/// again.
-pub fn hash_open(mut file: File, path: &Path) -> Result<Digest, StoreError> {
+/// [`hash_file`] of a file already opened. A large file is mapped through
+/// `/proc/self/fd`, which names the open file itself: whatever its path has
+/// turned into since, it is never resolved again.
+pub fn hash_open(mut file: File) -> io::Result<Digest> {
     let mut hasher = blake3::Hasher::new();
-    let size = file.metadata().map_err(StoreError::io(path))?.len();
+    let size = file.metadata()?.len();
     if size >= LARGE_FILE {
         use std::os::fd::AsRawFd;
         let by_descriptor = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
         if hasher.update_mmap_rayon(&by_descriptor).is_err() {
             // No /proc (some containers): read the open file instead.
             hasher = blake3::Hasher::new();
-            hasher.update_reader(&mut file).map_err(StoreError::io(path))?;
+            hasher.update_reader(&mut file)?;
         }
     } else {
         let mut buffer = Vec::with_capacity(size as usize);
-        file.read_to_end(&mut buffer).map_err(StoreError::io(path))?;
+        file.read_to_end(&mut buffer)?;
         hasher.update(&buffer);
     }
     Ok(Digest::from_hasher(&hasher))

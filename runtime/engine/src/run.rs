@@ -187,10 +187,8 @@ pub fn input_warnings(pipeline: &Pipeline, workspace: &Workspace) -> Vec<Diagnos
                         .with_hint("globs match paths relative to the pipeline's folder; `*` stays in one folder, `**` crosses folders"),
                 );
             }
-            let files = workspace.files();
-            let selected = workspace.select_indices(&[glob.pattern.as_str()]).unwrap_or_default();
-            for file in selected.iter().map(|&index| &files[index]) {
-                if !file.stamp.is_symlink() || !named.insert(file.path.clone()) {
+            for file in workspace.links_matching(&glob.pattern).unwrap_or_default() {
+                if !named.insert(file.path.clone()) {
                     continue;
                 }
                 let Ok(target) = workspace.link_target(file) else {

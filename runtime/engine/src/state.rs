@@ -461,15 +461,10 @@ fn input_digest(workspace: &Workspace, file: &WorkspaceFile) -> Result<Digest, W
             .map_err(|error| unreadable(error.to_string()))?;
         Ok(Digest::of(target.as_bytes()))
     } else {
-        let opened = workspace
+        workspace
             .open_input(&file.path)
-            .map_err(|error| unreadable(error.to_string()))?;
-        let path = workspace.root().join(&file.path);
-        hash_open(opened, &path).map_err(|error| {
-            // The store's error names the path; say what the OS said.
-            let cause = std::error::Error::source(&error).map_or_else(|| error.to_string(), ToString::to_string);
-            unreadable(cause)
-        })
+            .and_then(hash_open)
+            .map_err(|error| unreadable(error.to_string()))
     }
 }
 

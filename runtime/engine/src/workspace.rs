@@ -196,6 +196,8 @@ pub struct Workspace {
     files: Vec<WorkspaceFile>,
     /// FIFOs, sockets and devices the walk met, sorted: never inputs.
     special: Vec<String>,
+    /// The indices of the files that are symbolic links.
+    links: Vec<usize>,
     /// Read by every stage at once, written when a glob is first matched.
     memo: RwLock<HashMap<String, Arc<Vec<usize>>>>,
 }
@@ -271,11 +273,18 @@ impl Workspace {
         }
         files.sort_by(|left: &WorkspaceFile, right| left.path.cmp(&right.path));
         special.sort();
+        let links = files
+            .iter()
+            .enumerate()
+            .filter(|(_, file)| file.stamp.is_symlink())
+            .map(|(index, _)| index)
+            .collect();
         let workspace = Self {
             root: root.to_owned(),
             root_fd,
             files,
             special,
+            links,
             memo: RwLock::new(HashMap::new()),
         };
         // Each stage looks its globs up as it is selected and as it runs.
@@ -309,6 +318,22 @@ impl Workspace {
             .collect())
     }
 
+    /// The symbolic links among the files `glob` selects: what a run checks
+    /// for links leading out of the workspace. Nothing to do, and no
+    /// selection copied, in the usual workspace without links.
+    pub fn links_matching(&self, glob: &str) -> Result<Vec<&WorkspaceFile>, WorkspaceError> {
+        if self.links.is_empty() {
+            return Ok(Vec::new());
+        }
+        let selected = self.matching(glob)?;
+        Ok(self
+            .links
+            .iter()
+            .filter(|index| selected.binary_search(index).is_ok())
+            .map(|&index| &self.files[index])
+            .collect())
+    }
+
     /// Opens the workspace file at `relative` for reading, by construction
     /// never outside the workspace: resolved beneath the open root with no
     /// symbolic link followed on the way (`openat2` with `RESOLVE_BENEATH`
@@ -317,12 +342,7 @@ impl Workspace {
     /// file. A folder swapped for a link after the walk cannot redirect it.
     pub fn open_input(&self, relative: &str) -> std::io::Result<std::fs::File> {
         let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let resolve = rustix::fs::ResolveFlags::BENEATH | rustix::fs::ResolveFlags::NO_SYMLINKS;
-        let fd = match rustix::fs::openat2(&self.root_fd, relative, flags, Mode::empty(), resolve) {
-            Err(rustix::io::Errno::NOSYS) => open_one_folder_at_a_time(self.root_fd.as_fd(), relative, flags)?,
-            other => other?,
-        };
-        let file = std::fs::File::from(fd);
+        let file = std::fs::File::from(self.open_beneath(relative, flags)?);
         if file.metadata()?.is_file() {
             Ok(file)
         } else {
@@ -338,7 +358,10 @@ impl Workspace {
     /// [`open_input`]: Self::open_input
     pub fn link_target(&self, file: &WorkspaceFile) -> std::io::Result<String> {
         let (folder, name) = match file.path.rsplit_once('/') {
-            Some((folder, name)) => (Some(self.open_folder_beneath(folder)?), name),
+            Some((folder, name)) => (
+                Some(self.open_beneath(folder, DIRECTORY_FLAGS | OFlags::NOFOLLOW)?),
+                name,
+            ),
             None => (None, file.path.as_str()),
         };
         let at = folder.as_ref().map_or(self.root_fd.as_fd(), |folder| folder.as_fd());
@@ -348,9 +371,10 @@ impl Workspace {
             .map_err(|_| std::io::Error::other("the link's target is not UTF-8"))
     }
 
-    /// The folder `relative` opened beneath the root, no link followed.
-    fn open_folder_beneath(&self, relative: &str) -> std::io::Result<OwnedFd> {
-        let flags = DIRECTORY_FLAGS | OFlags::NOFOLLOW;
+    /// `relative` opened with `flags` beneath the root, no link followed
+    /// on the way: `openat2` where the kernel has it, one folder at a time
+    /// where it does not.
+    fn open_beneath(&self, relative: &str, flags: OFlags) -> std::io::Result<OwnedFd> {
         let resolve = rustix::fs::ResolveFlags::BENEATH | rustix::fs::ResolveFlags::NO_SYMLINKS;
         match rustix::fs::openat2(&self.root_fd, relative, flags, Mode::empty(), resolve) {
             Err(rustix::io::Errno::NOSYS) => open_one_folder_at_a_time(self.root_fd.as_fd(), relative, flags),

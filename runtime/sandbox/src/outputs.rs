@@ -83,24 +83,20 @@ pub const MAX_OUTCOME: u64 = 1024 * 1024;
 
 /// Refuses an outcome larger than [`MAX_OUTCOME`], naming its largest part.
 pub(crate) fn check_outcome(outcome: &cairn_core::Outcome) -> Result<(), OutputError> {
-    let summary = outcome.summary.as_ref().map_or(0, String::len);
-    let parts = outcome
+    let summary = (
+        "the summary".to_owned(),
+        outcome.summary.as_ref().map_or(0, String::len),
+    );
+    let outputs = outcome
         .outputs
         .iter()
         .map(|(key, value)| (format!("the output `{key}`"), key.len() + value.len()));
-    let size: usize = summary
-        + outcome
-            .outputs
-            .iter()
-            .map(|(key, value)| key.len() + value.len())
-            .sum::<usize>();
+    let parts: Vec<(String, usize)> = outputs.chain([summary]).collect();
+    let size: usize = parts.iter().map(|(_, size)| size).sum();
     if size as u64 <= MAX_OUTCOME {
         return Ok(());
     }
-    let (part, part_size) = parts
-        .chain(std::iter::once(("the summary".to_owned(), summary)))
-        .max_by_key(|(_, size)| *size)
-        .unwrap_or_default();
+    let (part, part_size) = parts.into_iter().max_by_key(|(_, size)| *size).unwrap_or_default();
     Err(OutputError::OutcomeTooLarge {
         size: ByteSize(size as u64),
         largest: format!("{part} is {}", ByteSize(part_size as u64)),

@@ -20,33 +20,31 @@ const CHUNK: usize = 256 * 1024;
 
 /// The values of a stage's granted secrets, ready to mask or find.
 pub(crate) struct SecretMask {
-    /// `(name, finder for its value)`, longest value first, so a value
-    /// containing another is masked whole. Empty values are left out.
-    secrets: Vec<(String, Finder<'static>)>,
+    /// `(name, value, finder for the value)`, longest value first, so a
+    /// value containing another is masked whole. Empty values are left out.
+    secrets: Vec<(String, String, Finder<'static>)>,
     longest: usize,
 }
 
 impl SecretMask {
     /// A mask for these `name → value` secrets.
     pub(crate) fn new(secrets: &BTreeMap<String, String>) -> Self {
-        let mut secrets: Vec<(String, Finder<'static>)> = secrets
+        let mut secrets: Vec<(String, String, Finder<'static>)> = secrets
             .iter()
             .filter(|(_, value)| !value.is_empty())
-            .map(|(name, value)| (name.clone(), Finder::new(value.as_bytes()).into_owned()))
+            .map(|(name, value)| (name.clone(), value.clone(), Finder::new(value.as_bytes()).into_owned()))
             .collect();
-        secrets.sort_by_key(|(_, finder)| std::cmp::Reverse(finder.needle().len()));
-        let longest = secrets.first().map_or(0, |(_, finder)| finder.needle().len());
+        secrets.sort_by_key(|(_, value, _)| std::cmp::Reverse(value.len()));
+        let longest = secrets.first().map_or(0, |(_, value, _)| value.len());
         Self { secrets, longest }
     }
 
     /// `text` with every secret value replaced by [`MASK`].
     pub(crate) fn mask(&self, text: &str) -> String {
         let mut masked = text.to_owned();
-        for (_, finder) in &self.secrets {
+        for (_, value, finder) in &self.secrets {
             if finder.find(masked.as_bytes()).is_some() {
-                // Values come from UTF-8 strings, so this is lossless.
-                let value = String::from_utf8_lossy(finder.needle()).into_owned();
-                masked = masked.replace(&value, MASK);
+                masked = masked.replace(value.as_str(), MASK);
             }
         }
         masked
@@ -56,8 +54,8 @@ impl SecretMask {
     pub(crate) fn found_in(&self, bytes: &[u8]) -> Option<&str> {
         self.secrets
             .iter()
-            .find(|(_, finder)| finder.find(bytes).is_some())
-            .map(|(name, _)| name.as_str())
+            .find(|(_, _, finder)| finder.find(bytes).is_some())
+            .map(|(name, _, _)| name.as_str())
     }
 
     /// The name of a secret whose value the stream contains, read in chunks
