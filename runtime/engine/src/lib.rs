@@ -14,6 +14,7 @@ pub mod component_source;
 pub mod executor;
 pub mod explain;
 pub mod git;
+pub mod host_tools;
 pub mod output_dir;
 pub mod run;
 pub mod scheduler;

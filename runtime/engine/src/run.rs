@@ -62,6 +62,9 @@ pub enum RunError {
     /// The pipeline's remote components cannot be pinned.
     #[error(transparent)]
     Remote(OciError),
+    /// A stage's host tools cannot be granted.
+    #[error(transparent)]
+    Tools(#[from] crate::host_tools::ToolsError),
     /// `SOURCE_DATE_EPOCH` is set to something that is not a number.
     #[error("SOURCE_DATE_EPOCH is `{0}`, not a number of seconds since 1970")]
     SourceDateEpoch(String),
@@ -279,6 +282,8 @@ pub async fn execute(
     let sources = ComponentSources::new(cache.clone()).with_remote(remote, Arc::clone(&store));
     let components = component_refs(&prepared, &sources, &mut state).await?;
     let input_digests = tracing::debug_span!("hash the inputs").in_scope(|| hash_inputs(&prepared, &mut state))?;
+    let tools = tracing::debug_span!("find the host tools")
+        .in_scope(|| crate::host_tools::resolve(&pipeline, &prepared.selected, &cache))?;
     let output_root = pipeline.root.join(OUTPUT_FOLDER);
     let output_root = prepare_output_root(&output_root)
         .and_then(|()| OutputRoot::open(output_root.clone()))
@@ -308,6 +313,7 @@ pub async fn execute(
         reporter: Arc::clone(&reporter),
         source_date_epoch,
         mode: settings.cache,
+        tools,
     });
     reporter.event(&Event::PipelineStarted {
         pipeline: pipeline.name.clone(),

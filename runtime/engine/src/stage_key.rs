@@ -25,7 +25,7 @@ use cairn_pipeline::RandomGrant;
 use cairn_sandbox::{Clock, Invocation, Limits, Random, Sandbox};
 
 /// Part of every key; bump it when the encoding or the meaning of a part changes.
-pub const KEY_VERSION: u32 = 1;
+pub const KEY_VERSION: u32 = 2;
 
 /// What a stage can observe, field by field. Kept with each run so
 /// `cairn explain` can say which part changed.
@@ -55,6 +55,12 @@ pub struct KeyParts {
     pub inputs: Digest,
     /// The outputs tree digest of each needed stage, by name.
     pub needs: BTreeMap<String, Digest>,
+    /// The identity of each granted host tool, by name: what it is (its
+    /// executable and toolchain), never where it is.
+    pub tools: BTreeMap<String, Digest>,
+    /// The identity of the sandbox host tools run in (`bwrap`), when the
+    /// stage is granted tools.
+    pub tool_sandbox: Option<Digest>,
 }
 
 impl KeyParts {
@@ -88,6 +94,19 @@ impl KeyParts {
             self.needs
                 .iter()
                 .map(|(name, outputs)| vec![name.as_bytes(), &outputs.as_bytes()[..]]),
+        );
+        encoder.list(
+            "tools",
+            self.tools
+                .iter()
+                .map(|(name, identity)| vec![name.as_bytes(), &identity.as_bytes()[..]]),
+        );
+        encoder.field(
+            "tool-sandbox",
+            &[self
+                .tool_sandbox
+                .as_ref()
+                .map_or(&[][..], |digest| &digest.as_bytes()[..])],
         );
         Digest::from_hasher(&encoder.0)
     }
@@ -130,11 +149,14 @@ impl KeyParts {
             random,
             inputs: _,
             needs,
+            tools,
+            tool_sandbox: _,
         } = self;
         let Placement {
             src,
             mut needed,
             mut secret,
+            mut tool,
             limits,
         } = placement;
         let secrets = secrets
@@ -162,6 +184,12 @@ impl KeyParts {
                 .collect(),
             secrets,
             network: network.clone(),
+            tools: tools
+                .keys()
+                .map(|name| {
+                    tool(name).ok_or_else(|| StageError::from(format!("the tool `{name}` was not found on this host")))
+                })
+                .collect::<Result<_, _>>()?,
             clock: *clock,
             random: match random {
                 RandomGrant::Seeded => Random::Seeded(*key.as_bytes()),
@@ -192,6 +220,26 @@ impl KeyParts {
         scalar("network", &self.network.join(", "), &before.network.join(", "));
         scalar("clock", &clock_text(self.clock), &clock_text(before.clock));
         scalar("random", random_text(self.random), random_text(before.random));
+        let sandbox_text = |digest: Option<Digest>| digest.map_or("none".to_owned(), |digest| digest.short());
+        scalar(
+            "tool sandbox",
+            &sandbox_text(self.tool_sandbox),
+            &sandbox_text(before.tool_sandbox),
+        );
+        for name in self
+            .tools
+            .keys()
+            .chain(before.tools.keys())
+            .collect::<std::collections::BTreeSet<_>>()
+        {
+            if self.tools.get(name) != before.tools.get(name) {
+                changes.push(Change::Tool {
+                    name: name.clone(),
+                    before: before.tools.get(name).copied(),
+                    after: self.tools.get(name).copied(),
+                });
+            }
+        }
         for (part, now, then) in [("with", &self.config, &before.config), ("env", &self.env, &before.env)] {
             for key in now.keys().chain(then.keys()).collect::<std::collections::BTreeSet<_>>() {
                 if now.get(key) != then.get(key) {
@@ -242,6 +290,8 @@ pub struct Placement<'a> {
     pub needed: Lookup<'a, std::path::PathBuf>,
     /// The value of a keyed secret name, if set.
     pub secret: Lookup<'a, String>,
+    /// Where a keyed tool is on this host, by name.
+    pub tool: Lookup<'a, cairn_sandbox::ToolGrant>,
     /// The bounds: they decide whether a stage finishes, not what it
     /// produces, so they are not keyed.
     pub limits: Limits,
@@ -293,6 +343,15 @@ pub enum Change {
         /// The input tree now.
         after: Digest,
     },
+    /// A granted host tool.
+    Tool {
+        /// The tool's name.
+        name: String,
+        /// Its identity before, if it was granted then.
+        before: Option<Digest>,
+        /// Its identity now, if it is granted now.
+        after: Option<Digest>,
+    },
     /// What a needed stage produced.
     Upstream {
         /// The needed stage.
@@ -327,6 +386,16 @@ impl fmt::Display for Change {
                 )
             }
             Change::Inputs { .. } => formatter.write_str("its input files changed"),
+            Change::Tool {
+                name,
+                before: Some(_),
+                after: Some(_),
+            } => write!(
+                formatter,
+                "the tool `{name}` changed (another version, or its files were edited)"
+            ),
+            Change::Tool { name, before: None, .. } => write!(formatter, "it is now granted the tool `{name}`"),
+            Change::Tool { name, .. } => write!(formatter, "it is no longer granted the tool `{name}`"),
             Change::Upstream {
                 stage,
                 before: Some(_),
@@ -388,6 +457,8 @@ mod tests {
             random: RandomGrant::Seeded,
             inputs: Digest::of(b"inputs"),
             needs: BTreeMap::from([("build".into(), Digest::of(b"outputs"))]),
+            tools: BTreeMap::from([("cargo".into(), Digest::of(b"toolchain"))]),
+            tool_sandbox: Some(Digest::of(b"bwrap")),
         }
     }
 
@@ -414,6 +485,13 @@ mod tests {
             |parts| {
                 parts.needs.insert("build".into(), Digest::of(b"new outputs"));
             },
+            |parts| {
+                parts.tools.insert("cargo".into(), Digest::of(b"another toolchain"));
+            },
+            |parts| {
+                parts.tools.insert("node".into(), Digest::of(b"node"));
+            },
+            |parts| parts.tool_sandbox = Some(Digest::of(b"another bwrap")),
         ]
     }
 
@@ -462,6 +540,13 @@ mod tests {
             src: Some("/host/src".into()),
             needed: Box::new(|name| Some(format!("/host/out/{name}").into())),
             secret: Box::new(|name| Some(format!("value of {name}"))),
+            tool: Box::new(|name| {
+                Some(cairn_sandbox::ToolGrant {
+                    name: name.to_owned(),
+                    executable: format!("/host/bin/{name}").into(),
+                    root: None,
+                })
+            }),
             limits: Limits::default(),
         }
     }
@@ -480,6 +565,7 @@ mod tests {
             inputs,
             secrets,
             network,
+            tools,
             clock,
             random,
             limits,
@@ -502,6 +588,11 @@ mod tests {
             parts.secrets.iter().collect::<Vec<_>>()
         );
         assert_eq!(network, parts.network);
+        assert_eq!(
+            tools.iter().map(|tool| &tool.name).collect::<Vec<_>>(),
+            parts.tools.keys().collect::<Vec<_>>(),
+            "placement: where each keyed tool is"
+        );
         assert_eq!(clock, parts.clock);
         assert_eq!(random, Random::Seeded(*key.as_bytes()));
         assert_eq!(limits, Limits::default(), "bounds are not grants");

@@ -153,6 +153,17 @@ pub struct InputGlob {
     pub span: Range<usize>,
 }
 
+/// One of a stage's `tools`, as written: resolved on the host's `PATH` (or
+/// relative to the pipeline file) when the run is planned, not when the
+/// file is parsed, since the file's parse is cached and `PATH` is not.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ToolName {
+    /// The name (`cargo`) or path (`./ci/lint.sh`).
+    pub name: String,
+    /// Where it is in the file.
+    pub span: Range<usize>,
+}
+
 /// One stage of a pipeline (one entry of a matrix).
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Stage {
@@ -195,6 +206,10 @@ pub struct Stage {
     pub condition: Option<Condition>,
     /// How many times to rerun a failed stage.
     pub retries: u32,
+    /// Host programs the stage may run (`tools`).
+    pub tools: Vec<ToolName>,
+    /// JUnit XML files the stage writes, relative to `/out` (`reports.junit`).
+    pub junit: Vec<String>,
 }
 
 /// [`Limits`] as plain numbers (nanoseconds and bytes) in a cached

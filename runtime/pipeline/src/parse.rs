@@ -14,7 +14,9 @@ use toml::de::{DeTable, DeValue};
 
 use super::expression::{Condition, Reference, SyntaxError, Template};
 use super::graph::Graph;
-use super::{ClockGrant, Diagnostic, InputGlob, Pipeline, RandomGrant, SourceFile, Stage, Uses, did_you_mean};
+use super::{
+    ClockGrant, Diagnostic, InputGlob, Pipeline, RandomGrant, SourceFile, Stage, ToolName, Uses, did_you_mean,
+};
 use cairn_core::Limits;
 use cairn_core::units::{ByteSize, HumanDuration};
 
@@ -68,7 +70,11 @@ const STAGE_KEYS: &[&str] = &[
     "if",
     "matrix",
     "retries",
+    "run",
+    "tools",
+    "reports",
 ];
+const REPORT_KEYS: &[&str] = &["junit"];
 
 type Value<'i> = Spanned<DeValue<'i>>;
 
@@ -137,6 +143,8 @@ struct RawStage {
     condition: Option<(Condition, Range<usize>)>,
     matrix: Vec<(Spanned<String>, Vec<String>)>,
     retries: u32,
+    tools: Vec<Spanned<String>>,
+    junit: Vec<String>,
 }
 
 struct Checker<'a> {
@@ -312,23 +320,67 @@ impl Checker<'_> {
         };
         let context = format!("in stage `{}`", name.get_ref());
         self.check_keys(table, STAGE_KEYS, &context);
-        let uses = match table.get("uses") {
-            Some(value) => self.string(value, "`uses`").and_then(|uses| self.uses(&uses)),
-            None => {
-                self.error(
-                    Diagnostic::error(format!("stage `{}` has no `uses`", name.get_ref()), name.span()).with_hint(
-                        "say which component runs it: `uses = \"std:wc\"`, a `.wasm` file, or a stage folder",
-                    ),
-                );
-                None
-            }
-        };
         let list = |checker: &mut Self, key: &str| {
             table
                 .get(key)
                 .map(|value| checker.string_list(value, &format!("`{key}`")))
                 .unwrap_or_default()
         };
+        let mut args = list(self, "args");
+        let uses = match (table.get("uses"), table.get("run")) {
+            (Some(_), Some(run)) => {
+                self.error(
+                    Diagnostic::error(
+                        format!("stage `{}` has both `uses` and `run`", name.get_ref()),
+                        run.span(),
+                    )
+                    .with_hint("`run` is short for `uses = \"std:run\"`: keep one of the two"),
+                );
+                None
+            }
+            (Some(value), None) => self.string(value, "`uses`").and_then(|uses| self.uses(&uses)),
+            (None, Some(run)) => {
+                if let Some(first) = table.get("args") {
+                    self.error(
+                        Diagnostic::error("a `run` stage takes no `args`", first.span())
+                            .with_hint("put the arguments in `run` itself"),
+                    );
+                }
+                args = self.command(run);
+                Some((Uses::Standard("run".to_owned()), run.span()))
+            }
+            (None, None) => {
+                self.error(
+                    Diagnostic::error(format!("stage `{}` has no `uses`", name.get_ref()), name.span()).with_hint(
+                        "say which component runs it: `uses = \"std:wc\"`, a `.wasm` file, a stage folder, \
+                         or a host command with `run = \"...\"`",
+                    ),
+                );
+                None
+            }
+        };
+        let mut tools = list(self, "tools");
+        // A `run` string is a shell command: the shell is one of its tools.
+        if let Some(run) = table.get("run")
+            && matches!(run.get_ref(), DeValue::String(_))
+            && !tools.iter().any(|tool| tool.get_ref() == "sh")
+        {
+            tools.push(Spanned::new(run.span(), "sh".to_owned()));
+        }
+        for tool in &tools {
+            if !valid_tool(tool.get_ref()) {
+                self.error(
+                    Diagnostic::error(format!("`{}` cannot name a tool", tool.get_ref()), tool.span()).with_hint(
+                        "a tool is a program's name on the PATH (`cargo`) or a path relative to this file \
+                         (`./ci/lint.sh`)",
+                    ),
+                );
+            }
+        }
+        let junit = self
+            .table_at(table, "reports")
+            .map(|reports| self.reports(reports))
+            .unwrap_or_default();
         let inputs = list(self, "inputs");
         for glob in &inputs {
             if let Err(error) = globset::Glob::new(glob.get_ref()) {
@@ -347,7 +399,6 @@ impl Checker<'_> {
                 env.push((key, value));
             }
         }
-        let args = list(self, "args");
         let with = table
             .get("with")
             .map(|value| self.scalar_table(value, "`with`"))
@@ -408,8 +459,67 @@ impl Checker<'_> {
                 .get("retries")
                 .and_then(|value| self.count(value, "`retries`"))
                 .unwrap_or(defaults.retries),
+            tools,
+            junit,
             name,
         })
+    }
+
+    /// `run`: a string runs under `sh -ec`, a list is the argv itself.
+    fn command(&mut self, run: &Value<'_>) -> Vec<Spanned<String>> {
+        if let DeValue::String(text) = run.get_ref() {
+            if text.trim().is_empty() {
+                self.error(Diagnostic::error("`run` is empty", run.span()).with_hint("write the command to run"));
+            }
+            let spanned = |text: &str| Spanned::new(run.span(), text.to_owned());
+            // `-e`: a failing command fails the script, as in GitHub Actions.
+            return vec![
+                spanned("sh"),
+                spanned("-ec"),
+                Spanned::new(run.span(), text.to_string()),
+            ];
+        }
+        let argv = self.string_list(run, "`run`");
+        if argv.is_empty() && matches!(run.get_ref(), DeValue::Array(_)) {
+            self.error(
+                Diagnostic::error("`run` is an empty list", run.span()).with_hint("list the program and its arguments"),
+            );
+        }
+        argv
+    }
+
+    /// `reports = { junit = "junit.xml" }` (or a list of files), relative to `/out`.
+    fn reports(&mut self, table: &DeTable<'_>) -> Vec<String> {
+        self.check_keys(table, REPORT_KEYS, "in `reports`");
+        let Some(junit) = table.get("junit") else {
+            return Vec::new();
+        };
+        let files = match junit.get_ref() {
+            DeValue::String(_) => self.string(junit, "`reports.junit`").into_iter().collect(),
+            _ => self.string_list(junit, "`reports.junit`"),
+        };
+        files
+            .into_iter()
+            .filter_map(|file| {
+                let path = Path::new(file.get_ref());
+                let inside = !file.get_ref().is_empty()
+                    && path
+                        .components()
+                        .all(|part| matches!(part, std::path::Component::Normal(_) | std::path::Component::CurDir));
+                if inside {
+                    Some(file.into_inner())
+                } else {
+                    self.error(
+                        Diagnostic::error(
+                            format!("`{}` is not a path inside the stage's `/out`", file.get_ref()),
+                            file.span(),
+                        )
+                        .with_hint("name the report relative to `/out`, for example `junit.xml`"),
+                    );
+                    None
+                }
+            })
+            .collect()
     }
 
     /// `uses`, resolved once per distinct text.
@@ -674,6 +784,15 @@ impl Checker<'_> {
                     cache: raw.cache,
                     condition: raw.condition.as_ref().map(|(condition, _)| condition.clone()),
                     retries: raw.retries,
+                    tools: raw
+                        .tools
+                        .iter()
+                        .map(|tool| ToolName {
+                            name: tool.get_ref().clone(),
+                            span: tool.span(),
+                        })
+                        .collect(),
+                    junit: raw.junit.clone(),
                 });
             }
         }
@@ -871,6 +990,16 @@ fn kind(value: &DeValue<'_>) -> &'static str {
         DeValue::Array(_) => "a list",
         DeValue::Table(_) => "a table",
     }
+}
+
+/// A program's name (no `/`), or a path to one relative to the pipeline
+/// file (`./ci/lint.sh`); never empty, never a flag.
+fn valid_tool(tool: &str) -> bool {
+    !tool.is_empty()
+        && !tool.starts_with('-')
+        && !tool.ends_with('/')
+        && !tool.chars().any(|c| c.is_control() || c.is_whitespace())
+        && (tool.contains('/') || (tool != "." && tool != ".."))
 }
 
 fn valid_stage_name(name: &str) -> bool {

@@ -4,17 +4,20 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use super::host_tools::{ToolRequest, Tools};
 use super::logs::LogCapture;
 use cairn_core::observer::{Annotation, Level, StageObserver};
 
 wasmtime::component::bindgen!({
     path: "../../wit",
     world: "cairn:stage/stage",
+    imports: { "cairn:stage/tools.run": async },
     exports: { default: async },
     with: { "wasi": wasmtime_wasi::p2::bindings },
 });
 
 pub(crate) use self::cairn::stage::host;
+pub(crate) use self::cairn::stage::tools;
 pub(crate) use self::cairn::stage::types;
 
 /// How many annotations a stage may attach; more are counted, not kept, so a
@@ -26,6 +29,7 @@ pub(crate) struct HostApi {
     capture: Arc<LogCapture>,
     observer: Arc<dyn StageObserver>,
     secrets: BTreeMap<String, String>,
+    tools: Tools,
     pub(crate) annotations: Vec<Annotation>,
     pub(crate) dropped_annotations: u64,
 }
@@ -35,11 +39,13 @@ impl HostApi {
         capture: Arc<LogCapture>,
         observer: Arc<dyn StageObserver>,
         secrets: BTreeMap<String, String>,
+        tools: Tools,
     ) -> Self {
         Self {
             capture,
             observer,
             secrets,
+            tools,
             annotations: Vec::new(),
             dropped_annotations: 0,
         }
@@ -89,3 +95,18 @@ impl host::Host for HostApi {
 }
 
 impl types::Host for HostApi {}
+
+impl tools::Host for HostApi {
+    async fn run(&mut self, tool: String, args: Vec<String>, options: tools::RunOptions) -> Result<i32, String> {
+        let request = ToolRequest {
+            tool,
+            args,
+            cwd: options.cwd,
+            env: options.env,
+        };
+        self.tools
+            .run(request)
+            .await
+            .map_err(|error| self.capture.masked(&error))
+    }
+}

@@ -15,6 +15,7 @@ mod compiled_cache;
 mod errors;
 mod failure;
 mod host_api;
+mod host_tools;
 mod limits;
 mod logs;
 mod network;
@@ -38,6 +39,7 @@ pub use cairn_core::{BoundExceeded, Clock, Limits, Outcome};
 pub use compiled_cache::entry_intact as compiled_entry_intact;
 pub(crate) use failure::CAPTURED_FRAMES;
 pub use failure::StageFailure;
+pub use host_tools::{INSTALL_HINT as TOOL_SANDBOX_HINT, MAX_PROCESSES, ToolGrant, sandbox_path as tool_sandbox_path};
 pub use logs::CapturedLog;
 pub use outputs::{OutputError, OutputTotals};
 pub use random::{Random, seed};
@@ -90,8 +92,11 @@ pub struct Sandbox {
     pub inputs: BTreeMap<String, PathBuf>,
     /// Secret values by name, for `host.secret`; masked in every log line.
     pub secrets: BTreeMap<String, String>,
-    /// `host:port` pairs the stage may connect to.
+    /// `host:port` pairs the stage may connect to. Any entry also gives its
+    /// host tools the network (a tool's grant is all or nothing).
     pub network: Vec<String>,
+    /// Host programs the stage may run through `cairn:stage/tools`.
+    pub tools: Vec<ToolGrant>,
     /// Which clock the stage reads.
     pub clock: Clock,
     /// Which random source the stage reads.
@@ -114,6 +119,7 @@ impl Sandbox {
             inputs: BTreeMap::new(),
             secrets: BTreeMap::new(),
             network: Vec::new(),
+            tools: Vec::new(),
             clock: Clock::default(),
             random: Random::Seeded(seed),
             limits: Limits::default(),
@@ -207,10 +213,12 @@ pub(crate) struct ModuleState {
     limiter: MemoryLimiter,
 }
 
-/// Adds everything a stage may import: WASI 0.2 and `cairn:stage/host`.
+/// Adds everything a stage may import: WASI 0.2, `cairn:stage/host` and
+/// `cairn:stage/tools`.
 pub(crate) fn add_to_linker(linker: &mut Linker<StageState>) -> wasmtime::Result<()> {
     wasmtime_wasi::p2::add_to_linker_async(linker)?;
     host_api::host::add_to_linker::<StageState, HasSelf<HostApi>>(linker, |state| &mut state.host)?;
+    host_api::tools::add_to_linker::<StageState, HasSelf<HostApi>>(linker, |state| &mut state.host)?;
     Ok(())
 }
 
@@ -293,6 +301,7 @@ pub(crate) async fn run(
     let limiter = MemoryLimiter::new(sandbox.limits.memory);
     let limits = sandbox.limits;
     let watched = (outputs.path().to_owned(), tmp.path().to_owned());
+    let running = Arc::new(host_tools::Running::default());
     let started = Instant::now();
     let (result, annotations, dropped_annotations) = match entry {
         Entry::Module(pre) => {
@@ -309,7 +318,28 @@ pub(crate) async fn run(
                 wasi: builder.build(),
                 table: ResourceTable::new(),
                 limiter,
-                host: HostApi::new(Arc::clone(&capture), observer, sandbox.secrets.clone()),
+                host: HostApi::new(
+                    Arc::clone(&capture),
+                    observer,
+                    sandbox.secrets.clone(),
+                    host_tools::Tools {
+                        granted: sandbox.tools.clone(),
+                        stage: sandbox.invocation.stage.clone(),
+                        src: sandbox.src.clone(),
+                        inputs: sandbox.inputs.clone(),
+                        out: outputs.path().to_owned(),
+                        tmp: tmp.path().to_owned(),
+                        env: tool_environment(sandbox),
+                        network: !sandbox.network.is_empty(),
+                        limits,
+                        source_date_epoch: match sandbox.clock {
+                            Clock::Pinned { source_date_epoch } => Some(source_date_epoch),
+                            Clock::Real => None,
+                        },
+                        capture: Arc::clone(&capture),
+                        running: Arc::clone(&running),
+                    },
+                ),
             };
             let mut store = new_store(engine, state, |state| &mut state.limiter);
             let result = supervise(call(entry, &mut store, &sandbox.invocation), limits, watched).await;
@@ -317,6 +347,8 @@ pub(crate) async fn run(
             (result, state.host.annotations, state.host.dropped_annotations)
         }
     };
+    // However the stage ended (a bound, a trap), no tool it started lives on.
+    running.kill_all();
     let duration = started.elapsed();
     drop(tmp);
 
@@ -359,6 +391,19 @@ pub(crate) async fn run(
         duration,
         outputs,
     })
+}
+
+/// The environment a stage's tools start from: its declared variables, and
+/// each granted secret under its own name.
+fn tool_environment(sandbox: &Sandbox) -> BTreeMap<String, String> {
+    let mut env = sandbox.env.clone();
+    env.extend(
+        sandbox
+            .secrets
+            .iter()
+            .map(|(name, value)| (name.clone(), value.clone())),
+    );
+    env
 }
 
 /// When the stage needs other stages, a read-only folder holding an empty

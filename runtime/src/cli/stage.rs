@@ -190,6 +190,9 @@ impl RunArgs {
             inputs: self.inputs.into_iter().collect(),
             secrets,
             network: self.network,
+            // Host tools are granted by pipelines, where they are planned
+            // and keyed; a lone component runs with none.
+            tools: Vec::new(),
             clock,
             random,
             limits: Limits {

@@ -27,6 +27,7 @@ const SOURCES: &[(&str, &str)] = &[
     ("src/lib.rs", include_str!("../../../sdk/rust/src/lib.rs")),
     ("src/fs.rs", include_str!("../../../sdk/rust/src/fs.rs")),
     ("src/log.rs", include_str!("../../../sdk/rust/src/log.rs")),
+    ("src/tools.rs", include_str!("../../../sdk/rust/src/tools.rs")),
 ];
 
 /// The SDK's manifest: its own workspace, so that it builds wherever it is.

@@ -29,6 +29,7 @@ use std::collections::BTreeMap;
 
 pub mod fs;
 mod log;
+pub mod tools;
 
 pub use log::{Annotation, Level, annotate, log, progress};
 

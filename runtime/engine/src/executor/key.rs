@@ -7,10 +7,12 @@ impl StageExecutor {
     /// Resolves the stage's references and computes its key.
     pub(super) fn prepare(
         &self,
-        stage: &Stage,
+        index: usize,
         component: &ComponentRef,
         upstream: &Upstream,
     ) -> Result<Prepared, String> {
+        let stage = &self.pipeline.stages[index];
+        let tools = &self.tools.by_stage[index];
         let resolve = |reference: &Reference| match reference {
             Reference::StageOutput { stage, key } => upstream
                 .outputs
@@ -74,6 +76,11 @@ impl StageExecutor {
             random: stage.random,
             inputs: inputs_digest,
             needs,
+            tools: tools
+                .iter()
+                .map(|tool| (tool.grant.name.clone(), tool.identity))
+                .collect(),
+            tool_sandbox: if tools.is_empty() { None } else { self.tools.sandbox },
         };
         let key = parts.key();
         let not_reused = if !every_need_succeeded {
@@ -92,6 +99,7 @@ impl StageExecutor {
             inputs,
             parts,
             key,
+            tools: tools.iter().map(|tool| tool.grant.clone()).collect(),
             not_reused,
         })
     }

@@ -25,6 +25,7 @@ use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Instant;
 
 use crate::component_source::ComponentRef;
+use crate::host_tools::StageTools;
 use crate::output_dir::{self, OutputRoot};
 use crate::scheduler::{Executor, StageError, StageResult, Upstream};
 use crate::secrets::Secrets;
@@ -102,6 +103,8 @@ pub struct StageExecutor {
     pub source_date_epoch: u64,
     /// How the cache is used.
     pub mode: CacheMode,
+    /// The host tools each stage is granted, found and identified.
+    pub tools: StageTools,
 }
 
 /// A stage's request, resolved, with its key.
@@ -111,6 +114,8 @@ struct Prepared {
     /// Also the resolved arguments, `with` and env the stage is called with.
     parts: KeyParts,
     key: Digest,
+    /// Where each granted host tool is on this host.
+    tools: Vec<cairn_sandbox::ToolGrant>,
     /// Why the stage's result is neither reused nor stored, when it is not:
     /// `cache = false`, an impure grant without `cache = true`, or a run
     /// despite a failed need.
@@ -203,7 +208,7 @@ impl Executor for StageExecutor {
         let Some(component) = self.components[index].clone() else {
             return self.fail(stage, "the stage's component was not loaded", 0, started, None);
         };
-        let prepared = match self.prepare(stage, &component, &upstream) {
+        let prepared = match self.prepare(index, &component, &upstream) {
             Ok(prepared) => prepared,
             Err(error) => return self.fail(stage, error, 0, started, None),
         };
@@ -245,7 +250,7 @@ impl Executor for StageExecutor {
         let started = Instant::now();
         let stage = &self.pipeline.stages[index];
         let component = self.components[index].as_ref()?;
-        let prepared = self.prepare(stage, component, upstream).ok()?;
+        let prepared = self.prepare(index, component, upstream).ok()?;
         if !prepared.cacheable() {
             return None;
         }

@@ -32,6 +32,7 @@ impl StageExecutor {
                 (upstream.outputs.contains_key(need) && folder.is_dir()).then_some(folder)
             }),
             secret: Box::new(|name| self.secrets.get(name)),
+            tool: Box::new(|name| prepared.tools.iter().find(|tool| tool.name == name).cloned()),
             limits: stage.limits,
         };
         let sandbox = prepared.parts.sandbox(&prepared.key, placement).map_err(failed)?;

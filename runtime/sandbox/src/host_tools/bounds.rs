@@ -1,0 +1,259 @@
+//! Bounds for a tree of host processes: a cgroup where the host lets cairn
+//! make one (v2, or v1's `pids` and `memory` hierarchies), resource limits
+//! otherwise. A cgroup counts the whole tree, whatever it forks; an rlimit
+//! is per process (`RLIMIT_AS`) or per user (`RLIMIT_NPROC`, which does not
+//! bind root), so the log says which one held the stage.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rustix::process::{Pid, Resource, Rlimit, Signal};
+
+use cairn_core::units::ByteSize;
+
+/// How one bound is enforced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mechanism {
+    /// A cgroup of the given version counts the whole process tree.
+    Cgroup(u8),
+    /// A resource limit set on the sandbox's first process.
+    Rlimit,
+}
+
+impl std::fmt::Display for Mechanism {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Mechanism::Cgroup(version) => write!(formatter, "cgroup v{version}"),
+            Mechanism::Rlimit => formatter.write_str("rlimit"),
+        }
+    }
+}
+
+/// One cgroup folder made for a run, and its `cgroup.procs` opened before
+/// the fork so that the child can join it without allocating.
+struct Group {
+    dir: PathBuf,
+    procs: Arc<File>,
+    /// The file whose `max`/`oom_kill` counter says a bound was hit.
+    events: PathBuf,
+    counter: &'static str,
+}
+
+/// The bounds of one tool run. Dropping it kills whatever is left in its
+/// cgroups and removes them.
+pub(crate) struct ProcessBounds {
+    memory: ByteSize,
+    processes: u64,
+    memory_by: Mechanism,
+    processes_by: Mechanism,
+    memory_group: Option<Group>,
+    processes_group: Option<Group>,
+}
+
+impl ProcessBounds {
+    /// Bounds of `memory` for the whole tree and at most `processes`
+    /// processes, in fresh cgroups when the host allows it.
+    pub(crate) fn new(memory: ByteSize, processes: u64) -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let name = format!("cairn-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+        let (memory_group, processes_group) = match cgroup_v2_parent() {
+            Some(parent) => (
+                make_group(
+                    &parent.join(format!("{name}-memory")),
+                    "memory.max",
+                    memory.0,
+                    "memory.events",
+                    "oom_kill",
+                ),
+                make_group(
+                    &parent.join(format!("{name}-pids")),
+                    "pids.max",
+                    processes,
+                    "pids.events",
+                    "max",
+                ),
+            ),
+            None => (
+                cgroup_v1_parent("memory").and_then(|parent| {
+                    make_group(
+                        &parent.join(&name),
+                        "memory.limit_in_bytes",
+                        memory.0,
+                        "memory.oom_control",
+                        "oom_kill",
+                    )
+                }),
+                cgroup_v1_parent("pids")
+                    .and_then(|parent| make_group(&parent.join(&name), "pids.max", processes, "pids.events", "max")),
+            ),
+        };
+        let version = if cgroup_v2_parent().is_some() { 2 } else { 1 };
+        let by = |group: &Option<Group>| match group {
+            Some(_) => Mechanism::Cgroup(version),
+            None => Mechanism::Rlimit,
+        };
+        Self {
+            memory,
+            processes,
+            memory_by: by(&memory_group),
+            processes_by: by(&processes_group),
+            memory_group,
+            processes_group,
+        }
+    }
+
+    /// How the memory bound is enforced.
+    pub(crate) fn memory_by(&self) -> Mechanism {
+        self.memory_by
+    }
+
+    /// How the process-count bound is enforced.
+    pub(crate) fn processes_by(&self) -> Mechanism {
+        self.processes_by
+    }
+
+    /// What the child runs between fork and exec: joins the cgroups, or
+    /// sets the rlimits standing in for them. Only async-signal-safe calls.
+    pub(crate) fn child_setup(&self) -> impl Fn() -> std::io::Result<()> + Send + Sync + 'static {
+        let join: Vec<Arc<File>> = [&self.memory_group, &self.processes_group]
+            .into_iter()
+            .flatten()
+            .map(|group| Arc::clone(&group.procs))
+            .collect();
+        let memory = (self.memory_by == Mechanism::Rlimit).then_some(self.memory.0);
+        let processes = (self.processes_by == Mechanism::Rlimit).then_some(self.processes);
+        move || {
+            // One write(2) each, no allocation: "0" means "this process".
+            for procs in &join {
+                (&**procs).write_all(b"0")?;
+            }
+            if let Some(bytes) = memory {
+                set_rlimit(Resource::As, bytes)?;
+            }
+            if let Some(count) = processes {
+                set_rlimit(Resource::Nproc, count)?;
+            }
+            Ok(())
+        }
+    }
+
+    /// The bound the tree ran into, if a cgroup recorded one.
+    pub(crate) fn exceeded(&self) -> Option<String> {
+        if self.processes_group.as_ref().is_some_and(Group::was_hit) {
+            return Some(format!(
+                "the stage's processes reached the process limit ({}) and could not fork",
+                self.processes
+            ));
+        }
+        if self.memory_group.as_ref().is_some_and(Group::was_hit) {
+            return Some(format!(
+                "a process of the stage was killed for using more than the memory bound ({})",
+                self.memory
+            ));
+        }
+        None
+    }
+}
+
+impl Drop for ProcessBounds {
+    fn drop(&mut self) {
+        for group in [&self.memory_group, &self.processes_group].into_iter().flatten() {
+            group.remove();
+        }
+    }
+}
+
+impl Group {
+    fn was_hit(&self) -> bool {
+        std::fs::read_to_string(&self.events).is_ok_and(|text| {
+            text.lines().any(|line| {
+                line.split_once(' ')
+                    .is_some_and(|(key, count)| key == self.counter && count.trim() != "0")
+            })
+        })
+    }
+
+    /// Kills what is left in the group and removes it; the kernel refuses
+    /// to remove a group until its last process is reaped, hence the retries.
+    fn remove(&self) {
+        for _ in 0..100 {
+            if let Ok(pids) = std::fs::read_to_string(self.dir.join("cgroup.procs")) {
+                for pid in pids
+                    .lines()
+                    .filter_map(|line| line.trim().parse::<i32>().ok())
+                    .filter_map(Pid::from_raw)
+                {
+                    let _ = rustix::process::kill_process(pid, Signal::KILL);
+                }
+            }
+            match std::fs::remove_dir(&self.dir) {
+                Ok(()) => return,
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => return,
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(5)),
+            }
+        }
+        tracing::warn!(group = %self.dir.display(), "could not remove a stage's cgroup");
+    }
+}
+
+fn set_rlimit(resource: Resource, value: u64) -> std::io::Result<()> {
+    let limit = Rlimit {
+        current: Some(value),
+        maximum: Some(value),
+    };
+    rustix::process::setrlimit(resource, limit).map_err(std::io::Error::from)
+}
+
+/// A fresh group at `dir` with `limit_file` set to `limit`, or `None` when
+/// the host does not let cairn make one (no permission, controller off).
+fn make_group(dir: &Path, limit_file: &str, limit: u64, events: &str, counter: &'static str) -> Option<Group> {
+    std::fs::create_dir(dir).ok()?;
+    let made = (|| {
+        OpenOptions::new()
+            .write(true)
+            .open(dir.join(limit_file))?
+            .write_all(limit.to_string().as_bytes())?;
+        let procs = OpenOptions::new().write(true).open(dir.join("cgroup.procs"))?;
+        std::io::Result::Ok(procs)
+    })();
+    match made {
+        Ok(procs) => Some(Group {
+            dir: dir.to_owned(),
+            procs: Arc::new(procs),
+            events: dir.join(events),
+            counter,
+        }),
+        Err(_) => {
+            let _ = std::fs::remove_dir(dir);
+            None
+        }
+    }
+}
+
+/// The folder of cairn's own cgroup on a unified (v2) host.
+fn cgroup_v2_parent() -> Option<PathBuf> {
+    let root = Path::new("/sys/fs/cgroup");
+    if !root.join("cgroup.controllers").is_file() {
+        return None;
+    }
+    let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let path = own.lines().find_map(|line| line.strip_prefix("0::"))?;
+    Some(root.join(path.trim_start_matches('/')))
+}
+
+/// The folder of cairn's own cgroup in the v1 hierarchy of `controller`.
+fn cgroup_v1_parent(controller: &str) -> Option<PathBuf> {
+    let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let path = own.lines().find_map(|line| {
+        let mut fields = line.splitn(3, ':');
+        let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
+        controllers.split(',').any(|name| name == controller).then_some(path)
+    })?;
+    let dir = Path::new("/sys/fs/cgroup")
+        .join(controller)
+        .join(path.trim_start_matches('/'));
+    dir.is_dir().then_some(dir)
+}
