@@ -14,6 +14,7 @@ mod cli_pipeline;
 mod cli_stage;
 mod components;
 mod hermetic;
+mod host_tools;
 mod hostile;
 mod limits;
 mod log_bound;

@@ -129,6 +129,9 @@ pub enum Event {
         /// The digest of its outputs tree (`/out`).
         #[serde(skip_serializing_if = "Option::is_none")]
         outputs_digest: Option<Digest>,
+        /// The test cases its JUnit reports (`reports.junit`) counted.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        tests: Option<TestCounts>,
     },
     /// The run ended.
     PipelineFinished {
@@ -145,4 +148,58 @@ pub enum Event {
         /// Stages that were skipped.
         skipped: usize,
     },
+}
+
+/// How many test cases a stage's JUnit reports counted, by result.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct TestCounts {
+    /// Cases that passed.
+    pub passed: u64,
+    /// Cases that failed or raised an error.
+    pub failed: u64,
+    /// Cases that were skipped.
+    pub skipped: u64,
+}
+
+impl TestCounts {
+    /// The output keys the counts are kept under, so that a reused result
+    /// carries them and later stages can read them
+    /// (`${{ stages.test.outputs.tests_failed }}`).
+    pub const OUTPUT_KEYS: [&'static str; 3] = ["tests_passed", "tests_failed", "tests_skipped"];
+
+    /// The counts kept in a stage's outputs, if it has them.
+    pub fn from_outputs(outputs: &BTreeMap<String, String>) -> Option<Self> {
+        let [passed, failed, skipped] =
+            Self::OUTPUT_KEYS.map(|key| outputs.get(key).and_then(|value| value.parse().ok()));
+        Some(Self {
+            passed: passed?,
+            failed: failed?,
+            skipped: skipped?,
+        })
+    }
+
+    /// The counts as output entries.
+    pub fn to_outputs(self) -> [(String, String); 3] {
+        let [passed, failed, skipped] = Self::OUTPUT_KEYS;
+        [
+            (passed.to_owned(), self.passed.to_string()),
+            (failed.to_owned(), self.failed.to_string()),
+            (skipped.to_owned(), self.skipped.to_string()),
+        ]
+    }
+}
+
+impl std::fmt::Display for TestCounts {
+    /// `41 passed, 1 failed, 2 skipped`, leaving out what is zero (but
+    /// always saying how many passed).
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "{} passed", self.passed)?;
+        if self.failed > 0 {
+            write!(formatter, ", {} failed", self.failed)?;
+        }
+        if self.skipped > 0 {
+            write!(formatter, ", {} skipped", self.skipped)?;
+        }
+        Ok(())
+    }
 }

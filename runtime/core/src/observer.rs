@@ -86,8 +86,12 @@ pub struct Annotation {
 
 impl fmt::Display for Annotation {
     /// `path:line:column: severity: message`, the form editors and CI log
-    /// parsers turn into clickable links.
+    /// parsers turn into clickable links; `severity: message` when it is
+    /// about no file.
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            return write!(formatter, "{}: {}", self.severity, self.message);
+        }
         write!(formatter, "{}", self.path)?;
         if self.line > 0 {
             write!(formatter, ":{}", self.line)?;

@@ -7,9 +7,10 @@
 //! tree: a rustup toolchain by its channel manifest (which pins the digest
 //! of every component it installed) and its component list, any other tree
 //! by its contents. Hashing is remembered by file stamp in the cache
-//! (`tools-v1.json`), so a no-op run stats a few files per tool and hashes
-//! nothing. Paths never enter an identity: the same toolchain at another
-//! path, or on another machine, gives the same key.
+//! (`tools-v1.json`), so a no-op run stats files (three for a rustup
+//! toolchain, each file of another tree) and hashes nothing. Paths never
+//! enter an identity: the same toolchain at another path, or on another
+//! machine, gives the same key.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt as _;
@@ -42,12 +43,22 @@ pub struct StageTools {
     pub sandbox: Option<Digest>,
 }
 
-/// Why some stage's tools cannot be granted: each problem at its place in
-/// the pipeline file.
+/// Why the stages' tools cannot be granted.
 #[derive(Debug, thiserror::Error)]
-#[error("{rendered}")]
-pub struct ToolsError {
-    rendered: String,
+pub enum ToolsError {
+    /// Tools that are not on this host: each at its place in the pipeline
+    /// file, rendered compiler style.
+    #[error("{rendered}")]
+    NotFound {
+        /// The diagnostics, rendered.
+        rendered: String,
+    },
+    /// The sandbox tools run in is missing or unreadable.
+    #[error("{message}\nhint: {}", cairn_sandbox::TOOL_SANDBOX_HINT)]
+    Sandbox {
+        /// What is wrong with it.
+        message: String,
+    },
 }
 
 /// Finds and identifies the tools of the `selected` stages.
@@ -88,21 +99,14 @@ pub fn resolve(pipeline: &Pipeline, selected: &[bool], cache: &CacheDir) -> Resu
         Some(bwrap) => match memo.file_digest(&bwrap) {
             Ok(digest) => Some(digest),
             Err(error) => {
-                return Err(ToolsError {
-                    rendered: format!(
-                        "cannot read the tool sandbox `{}`: {error}\nhint: {}",
-                        bwrap.display(),
-                        cairn_sandbox::TOOL_SANDBOX_HINT
-                    ),
+                return Err(ToolsError::Sandbox {
+                    message: format!("cannot read the tool sandbox `{}`: {error}", bwrap.display()),
                 });
             }
         },
         None => {
-            return Err(ToolsError {
-                rendered: format!(
-                    "stages of this pipeline run host tools, and `bwrap` is not on the PATH\nhint: {}",
-                    cairn_sandbox::TOOL_SANDBOX_HINT
-                ),
+            return Err(ToolsError::Sandbox {
+                message: "stages of this pipeline run host tools, and `bwrap` is not on the PATH".to_owned(),
             });
         }
     };
@@ -114,7 +118,7 @@ pub fn resolve(pipeline: &Pipeline, selected: &[bool], cache: &CacheDir) -> Resu
             "{count} tool{} cannot be granted",
             if count == 1 { "" } else { "s" }
         ));
-        return Err(ToolsError { rendered });
+        return Err(ToolsError::NotFound { rendered });
     }
     Ok(StageTools { by_stage, sandbox })
 }
@@ -199,14 +203,17 @@ fn toolchain_root(executable: &Path) -> Option<PathBuf> {
 type Stamp = [u64; 5];
 
 fn stamp(path: &Path) -> std::io::Result<Stamp> {
-    let metadata = std::fs::metadata(path)?;
-    Ok([
+    std::fs::metadata(path).map(|metadata| stamp_of(&metadata))
+}
+
+fn stamp_of(metadata: &std::fs::Metadata) -> Stamp {
+    [
         metadata.dev(),
         metadata.ino(),
         metadata.size(),
         (metadata.mtime() as u64).wrapping_mul(1_000_000_000) + metadata.mtime_nsec() as u64,
         (metadata.ctime() as u64).wrapping_mul(1_000_000_000) + metadata.ctime_nsec() as u64,
-    ])
+    ]
 }
 
 /// A stamp that is all zeros for a file that does not exist.
@@ -219,8 +226,9 @@ fn stamp_or_missing(path: &Path) -> Stamp {
 struct Memo {
     /// A file's digest, by its path, while its stamp holds.
     files: BTreeMap<PathBuf, (Stamp, Digest)>,
-    /// A tree's identity, by its path, while its stamps hold.
-    trees: BTreeMap<PathBuf, (Vec<Stamp>, Digest)>,
+    /// A tree's identity, by its path, while the digest of its files'
+    /// stamps holds.
+    trees: BTreeMap<PathBuf, (Digest, Digest)>,
     /// The toolchain executable rustup picks, by question, while the files
     /// that decide the answer keep their stamps.
     rustup: BTreeMap<String, (Vec<Stamp>, PathBuf)>,
@@ -264,37 +272,44 @@ impl Memo {
         Ok(digest)
     }
 
-    /// A rustup toolchain by its manifest and component list, any other
-    /// tree by every file in it.
+    /// A rustup toolchain by its manifest and component list (rustup
+    /// rewrites both whenever it changes the toolchain), any other tree by
+    /// every file in it, hashed again only when some file's stamp changed.
     fn tree_digest(&mut self, root: &Path) -> std::io::Result<Digest> {
         let manifest = root.join("lib/rustlib/multirust-channel-manifest.toml");
         let components = root.join("lib/rustlib/components");
-        let watched: Vec<PathBuf> = if manifest.is_file() {
-            vec![root.to_owned(), manifest.clone(), components.clone()]
-        } else {
-            // A new, removed or replaced top-level entry, or a rewritten
-            // `bin`, shows here; an edit deep inside the tree does not (see
-            // the README's note on tool identity).
-            let mut watched = vec![root.to_owned()];
-            for entry in std::fs::read_dir(root)? {
-                watched.push(entry?.path());
+        let rustup = manifest.is_file();
+        let now = if rustup {
+            let mut stamps = blake3::Hasher::new();
+            for path in [root, &manifest, &components] {
+                for value in stamp_or_missing(path) {
+                    stamps.update(&value.to_le_bytes());
+                }
             }
-            watched.sort();
-            watched
+            Digest::from_hasher(&stamps)
+        } else {
+            let mut stamps = blake3::Hasher::new();
+            walk_tree(root, root, &mut |relative, _, metadata| {
+                stamps.update(relative.as_os_str().as_encoded_bytes());
+                for value in stamp_of(metadata) {
+                    stamps.update(&value.to_le_bytes());
+                }
+                Ok(())
+            })?;
+            Digest::from_hasher(&stamps)
         };
-        let now: Vec<Stamp> = watched.iter().map(|path| stamp_or_missing(path)).collect();
         if let Some((then, digest)) = self.trees.get(root)
             && *then == now
         {
             return Ok(*digest);
         }
         let mut hasher = blake3::Hasher::new_derive_key("cairn 2026 toolchain tree");
-        if manifest.is_file() {
+        if rustup {
             hasher.update(b"rustup");
             hasher.update(&std::fs::read(&manifest)?);
             hasher.update(&std::fs::read(&components).unwrap_or_default());
         } else {
-            hash_tree(root, root, &mut hasher)?;
+            hash_tree(root, &mut hasher)?;
         }
         let digest = Digest::from_hasher(&hasher);
         self.trees.insert(root.to_owned(), (now, digest));
@@ -346,34 +361,47 @@ impl Memo {
     }
 }
 
-/// Every entry under `folder`, in name order: its path relative to `root`,
-/// its kind, and its bytes (a file's, executable bit included) or target
-/// (a link's, never followed).
-fn hash_tree(root: &Path, folder: &Path, hasher: &mut blake3::Hasher) -> std::io::Result<()> {
+/// Calls `visit` with each entry under `folder`, in name order, depth
+/// first: its path relative to `root`, its path, and its metadata (links
+/// not followed).
+fn walk_tree(
+    root: &Path,
+    folder: &Path,
+    visit: &mut dyn FnMut(&Path, &Path, &std::fs::Metadata) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let mut entries: Vec<_> = std::fs::read_dir(folder)?.collect::<Result<_, _>>()?;
     entries.sort_by_key(std::fs::DirEntry::file_name);
     for entry in entries {
         let path = entry.path();
+        let metadata = std::fs::symlink_metadata(&path)?;
         let relative = path.strip_prefix(root).unwrap_or(&path);
-        let relative = relative.as_os_str().as_encoded_bytes();
-        hasher.update(&(relative.len() as u64).to_le_bytes());
-        hasher.update(relative);
-        let kind = entry.file_type()?;
-        if kind.is_symlink() {
-            hasher.update(b"L");
-            let target = std::fs::read_link(&path)?;
-            hasher.update(target.as_os_str().as_encoded_bytes());
-        } else if kind.is_dir() {
-            hasher.update(b"D");
-            hash_tree(root, &path, hasher)?;
-        } else if kind.is_file() {
-            let executable = entry.metadata()?.mode() & 0o111 != 0;
-            hasher.update(if executable { b"X" } else { b"F" });
-            let digest = cairn_cas::open_regular(&path).and_then(cairn_cas::hash_open)?;
-            hasher.update(digest.as_bytes());
+        visit(relative, &path, &metadata)?;
+        if metadata.is_dir() {
+            walk_tree(root, &path, visit)?;
         }
     }
     Ok(())
+}
+
+/// Every entry under `root`: its relative path, its kind, and its bytes (a
+/// file's, executable bit included) or target (a link's, never followed).
+fn hash_tree(root: &Path, hasher: &mut blake3::Hasher) -> std::io::Result<()> {
+    walk_tree(root, root, &mut |relative, path, metadata| {
+        let relative = relative.as_os_str().as_encoded_bytes();
+        hasher.update(&(relative.len() as u64).to_le_bytes());
+        hasher.update(relative);
+        if metadata.is_symlink() {
+            hasher.update(b"L");
+            hasher.update(std::fs::read_link(path)?.as_os_str().as_encoded_bytes());
+        } else if metadata.is_dir() {
+            hasher.update(b"D");
+        } else if metadata.is_file() {
+            hasher.update(if metadata.mode() & 0o111 != 0 { b"X" } else { b"F" });
+            let digest = cairn_cas::open_regular(path).and_then(cairn_cas::hash_open)?;
+            hasher.update(digest.as_bytes());
+        }
+        Ok(())
+    })
 }
 
 #[cfg(test)]
@@ -417,7 +445,7 @@ mod tests {
         }
         let digest = |root: &Path| {
             let mut hasher = blake3::Hasher::new();
-            hash_tree(root, root, &mut hasher).expect("hash");
+            hash_tree(root, &mut hasher).expect("hash");
             hasher.finalize()
         };
         assert_eq!(digest(first.path()), digest(second.path()));

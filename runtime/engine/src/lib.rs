@@ -15,6 +15,7 @@ pub mod executor;
 pub mod explain;
 pub mod git;
 pub mod host_tools;
+pub mod junit;
 pub mod output_dir;
 pub mod run;
 pub mod scheduler;

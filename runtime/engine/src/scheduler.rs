@@ -14,6 +14,7 @@ use rayon::prelude::*;
 use tokio::task::JoinSet;
 
 use cairn_core::Digest;
+use cairn_core::events::TestCounts;
 use cairn_pipeline::{Graph, Pipeline, Reference, Stage};
 use cairn_report::{Event, Reporter, Status};
 
@@ -40,6 +41,8 @@ pub struct StageResult {
     pub key: Option<Digest>,
     /// The digest of its outputs tree, when it succeeded.
     pub outputs_digest: Option<Digest>,
+    /// What its JUnit reports counted.
+    pub tests: Option<TestCounts>,
 }
 
 impl StageResult {
@@ -56,6 +59,7 @@ impl StageResult {
             duration: Duration::ZERO,
             key: None,
             outputs_digest: None,
+            tests: None,
         }
     }
 
@@ -66,6 +70,7 @@ impl StageResult {
             status: Status::Failed,
             error: Some(error.message),
             hint: error.hint,
+            tests: error.tests,
             attempts,
             duration,
             ..Self::skipped("")
@@ -87,6 +92,8 @@ pub struct StageError {
     pub message: String,
     /// What to do about it.
     pub hint: Option<String>,
+    /// What its JUnit reports counted, when it wrote some before failing.
+    pub tests: Option<TestCounts>,
 }
 
 impl StageError {
@@ -95,13 +102,18 @@ impl StageError {
         Self {
             message: message.into(),
             hint: Some(hint.into()),
+            tests: None,
         }
     }
 }
 
 impl From<String> for StageError {
     fn from(message: String) -> Self {
-        Self { message, hint: None }
+        Self {
+            message,
+            hint: None,
+            tests: None,
+        }
     }
 }
 
@@ -424,6 +436,7 @@ impl<'a> Books<'a> {
             outputs: (*result.outputs).clone(),
             key: result.key,
             outputs_digest: result.outputs_digest,
+            tests: result.tests,
         });
         self.results[index] = Some(result);
         for &dependent in &self.graph.dependents[index] {

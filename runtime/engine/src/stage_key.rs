@@ -501,7 +501,7 @@ mod tests {
         // KEY_VERSION and update it only on purpose.
         assert_eq!(
             known().key().to_string(),
-            "blake3:0f70e24a06b63b3dea507b32b68c644accf4d846a07a6df9d89704df8e8981af"
+            "blake3:37b97521aa9812dd0c0f7e9e546cbc89d05576dd4f00f8722baa26f0d10879e1"
         );
     }
 

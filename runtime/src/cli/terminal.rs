@@ -3,6 +3,7 @@
 
 use std::io::Write;
 
+use cairn::host_tools::ToolsError;
 use cairn::observer::{Annotation, Level, LogLine, LogSource, StageObserver};
 use cairn::pipeline::LoadFailure;
 use cairn::report::{Style, paint};
@@ -24,6 +25,15 @@ pub(crate) fn print_error(error: &anyhow::Error) {
     });
     if let Some(invalid) = invalid {
         let _ = writeln!(stderr, "{invalid}");
+        return;
+    }
+    // So do tools missing from the host, each at its place in the file.
+    let missing_tools = error.chain().find_map(|cause| match cause.downcast_ref::<RunError>() {
+        Some(RunError::Tools(missing @ ToolsError::NotFound { .. })) => Some(missing),
+        _ => None,
+    });
+    if let Some(missing) = missing_tools {
+        let _ = writeln!(stderr, "{missing}");
         return;
     }
     let mut hints = Vec::new();

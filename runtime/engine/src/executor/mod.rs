@@ -35,6 +35,7 @@ use crate::workspace::Workspace;
 use cairn_cas::{ActionEntry, Entry, EntryKind, Materialize, Store, StoreError, Tree, TreeError};
 use cairn_core::Digest;
 use cairn_core::cache_dir::CacheDir;
+use cairn_core::events::TestCounts;
 use cairn_core::observer::{Annotation, Level, LogLine, LogSource, StageObserver};
 use cairn_pipeline::{ClockGrant, Pipeline, Reference, Stage, Template};
 use cairn_report::{Event, Reporter, Status};
@@ -179,6 +180,7 @@ impl Produced {
     fn into_result(self, status: Status, attempts: u32, started: Instant, key: Digest) -> StageResult {
         StageResult {
             status,
+            tests: TestCounts::from_outputs(&self.outcome.outputs),
             outputs: Arc::new(self.outcome.outputs),
             summary: self.outcome.summary,
             error: None,

@@ -54,13 +54,21 @@ impl StageExecutor {
                 stage: stage.name.clone(),
                 attempt,
             });
-            let run = runtime
+            let mut run = runtime
                 .run(&loaded, &sandbox, Arc::clone(&observer))
                 .await
                 .map_err(|error| (error.to_string().into(), attempt))?;
+            let tests = read_test_reports(stage, &mut run, observer.as_ref());
             match &run.result {
                 Ok(outcome) => {
-                    let outcome = outcome.clone();
+                    let mut outcome = outcome.clone();
+                    if let Some(counts) = tests {
+                        outcome.outputs.extend(counts.to_outputs());
+                        outcome.summary = Some(match outcome.summary.take() {
+                            Some(summary) => format!("{summary} · {counts}"),
+                            None => counts.to_string(),
+                        });
+                    }
                     return self
                         .store_outputs(run, outcome, attempt)
                         .await
@@ -71,8 +79,12 @@ impl StageExecutor {
                 }
                 Err(failure) => {
                     let error = StageError {
-                        message: failure.to_string(),
+                        message: match tests {
+                            Some(counts) => format!("{failure} · {counts}"),
+                            None => failure.to_string(),
+                        },
                         hint: failure.hint().map(str::to_owned),
+                        tests,
                     };
                     return Err((error, attempt));
                 }
@@ -150,4 +162,23 @@ impl StageExecutor {
         .await
         .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))
     }
+}
+
+/// Reads the JUnit reports the stage names, whether it succeeded or not:
+/// each unreadable report becomes a warning in its log, each failed case an
+/// annotation kept with its run. `None` when it names none, or none could
+/// be read.
+fn read_test_reports(stage: &Stage, run: &mut StageRun, observer: &dyn StageObserver) -> Option<TestCounts> {
+    if stage.junit.is_empty() {
+        return None;
+    }
+    let report = crate::junit::read(run.outputs(), &stage.junit);
+    for warning in &report.warnings {
+        observer.log(&notice(warning.clone()));
+    }
+    for failure in report.failures {
+        observer.annotate(&failure);
+        run.annotations.push(failure);
+    }
+    (report.warnings.len() < stage.junit.len()).then_some(report.counts)
 }
