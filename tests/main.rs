@@ -10,6 +10,7 @@ mod support;
 
 mod bounds;
 mod cache;
+mod ci_examples;
 mod cli_pipeline;
 mod cli_stage;
 mod components;

@@ -37,6 +37,14 @@ pub enum SourceError {
     /// A remote component was asked for before the pipeline's references were resolved.
     #[error("`{0}` has not been resolved against cairn.lock")]
     Unresolved(String),
+    /// A needed stage's output was asked for before that stage ran.
+    #[error("`in:{stage}/{path}` is written by stage `{stage}` during a run; it cannot be read before")]
+    NotYetProduced {
+        /// The stage that writes it.
+        stage: String,
+        /// The file, in that stage's outputs.
+        path: String,
+    },
     /// A `.wasm` file changed after the run computed the keys of the stages
     /// using it.
     #[error("the component `{}` changed during the run; run again to use the new one", .0.display())]
@@ -86,6 +94,10 @@ impl ComponentSources {
             Uses::Standard(name) => cairn_stdlib::get(name)
                 .map(Arc::from)
                 .ok_or_else(|| SourceError::UnknownStandard(name.clone())),
+            Uses::Output { stage, path } => Err(SourceError::NotYetProduced {
+                stage: stage.clone(),
+                path: path.clone(),
+            }),
             Uses::Oci(reference) => match &self.remote {
                 Some((remote, store)) => Ok(remote.lock().await.bytes(reference, store).await?),
                 None => Err(SourceError::Unresolved(reference.text.clone())),

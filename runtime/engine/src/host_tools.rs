@@ -7,7 +7,7 @@
 //! tree: a rustup toolchain by its channel manifest (which pins the digest
 //! of every component it installed) and its component list, any other tree
 //! by its contents. Hashing is remembered by file stamp in the cache
-//! (`tools-v1.json`), so a no-op run stats files (three for a rustup
+//! (`tools-v2.json`), so a no-op run stats files (three for a rustup
 //! toolchain, each file of another tree) and hashes nothing. Paths never
 //! enter an identity: the same toolchain at another path, or on another
 //! machine, gives the same key.
@@ -154,11 +154,11 @@ fn resolve_one(tool: &ToolName, pipeline_root: &Path, memo: &mut Memo) -> Result
         )
     };
     let canonical = std::fs::canonicalize(&located).map_err(|error| unreadable(error, &located))?;
-    let executable = if is_rustup_proxy(&canonical, &name) {
-        memo.rustup_which(&canonical, &name, pipeline_root)
-            .map_err(|message| Diagnostic::error(message, tool.span.clone()))?
-    } else {
-        canonical
+    let executable = match VersionManager::behind(&canonical, &name) {
+        Some(manager) => memo
+            .which(&manager, &name, pipeline_root)
+            .map_err(|message| Diagnostic::error(message, tool.span.clone()))?,
+        None => canonical,
     };
     let root = toolchain_root(&executable);
     let mut hasher = blake3::Hasher::new_derive_key("cairn 2026 tool identity");
@@ -176,13 +176,75 @@ fn resolve_one(tool: &ToolName, pipeline_root: &Path, memo: &mut Memo) -> Result
     })
 }
 
-/// rustup installs each tool as a link to (or a copy of) itself, which
-/// picks a toolchain when run; a sandboxed tool must be the toolchain's own.
-fn is_rustup_proxy(canonical: &Path, name: &str) -> bool {
-    name != "rustup"
-        && canonical
-            .file_name()
-            .is_some_and(|file| file == "rustup" || file == "rustup-init")
+/// A version manager whose shims stand on the `PATH` for the real tools and
+/// pick a version each time they run, from files and variables the sandbox
+/// does not have: a sandboxed tool must be the version's own executable.
+#[derive(Debug, PartialEq, Eq)]
+enum VersionManager {
+    /// rustup installs each tool as a link to itself.
+    Rustup {
+        /// The `rustup` executable.
+        program: PathBuf,
+    },
+    /// pyenv installs a script per tool in `$PYENV_ROOT/shims`.
+    Pyenv {
+        /// `$PYENV_ROOT`.
+        root: PathBuf,
+    },
+}
+
+impl VersionManager {
+    /// The manager whose shim `canonical` (the tool `name`, links followed) is.
+    fn behind(canonical: &Path, name: &str) -> Option<Self> {
+        let file = canonical.file_name()?;
+        if name != "rustup" && (file == "rustup" || file == "rustup-init") {
+            return Some(VersionManager::Rustup {
+                program: canonical.to_owned(),
+            });
+        }
+        let shims = canonical.parent()?;
+        let root = shims.parent()?;
+        (shims.file_name()? == "shims" && root.join("libexec/pyenv").is_file())
+            .then(|| VersionManager::Pyenv { root: root.to_owned() })
+    }
+
+    /// The command that answers which executable the shim runs.
+    fn which_command(&self, name: &str) -> std::process::Command {
+        match self {
+            VersionManager::Rustup { program } => {
+                let mut command = std::process::Command::new(program);
+                command.args(["which", name]);
+                command
+            }
+            VersionManager::Pyenv { root } => {
+                let mut command = std::process::Command::new(root.join("libexec/pyenv"));
+                command.args(["which", name]).env("PYENV_ROOT", root);
+                command
+            }
+        }
+    }
+
+    /// The variable and the files the manager decides by, from `folder` up.
+    fn deciding(&self, folder: &Path) -> (String, Vec<PathBuf>) {
+        let (variable, mut files, local) = match self {
+            VersionManager::Rustup { program } => {
+                let home = std::env::var_os("RUSTUP_HOME")
+                    .map(PathBuf::from)
+                    .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".rustup")))
+                    .unwrap_or_default();
+                (
+                    "RUSTUP_TOOLCHAIN",
+                    vec![program.clone(), home.join("settings.toml")],
+                    &["rust-toolchain", "rust-toolchain.toml"][..],
+                )
+            }
+            VersionManager::Pyenv { root } => ("PYENV_VERSION", vec![root.join("version")], &[".python-version"][..]),
+        };
+        for ancestor in folder.ancestors() {
+            files.extend(local.iter().map(|name| ancestor.join(name)));
+        }
+        (std::env::var(variable).unwrap_or_default(), files)
+    }
 }
 
 /// The installation tree of `executable` when it lies in the `bin` folder
@@ -229,15 +291,15 @@ struct Memo {
     /// A tree's identity, by its path, while the digest of its files'
     /// stamps holds.
     trees: BTreeMap<PathBuf, (Digest, Digest)>,
-    /// The toolchain executable rustup picks, by question, while the files
-    /// that decide the answer keep their stamps.
-    rustup: BTreeMap<String, (Vec<Stamp>, PathBuf)>,
+    /// The executable a version manager's shim runs, by question, while
+    /// the files that decide the answer keep their stamps.
+    shims: BTreeMap<String, (Vec<Stamp>, PathBuf)>,
     #[serde(skip)]
     changed: bool,
 }
 
 /// The memo's file in the cache; bump the version when its format changes.
-const MEMO_FILE: &str = "tools-v1.json";
+const MEMO_FILE: &str = "tools-v2.json";
 
 impl Memo {
     fn load(cache: &CacheDir) -> Self {
@@ -317,45 +379,33 @@ impl Memo {
         Ok(digest)
     }
 
-    /// The executable rustup runs for `name` in `pipeline_root` (where a
-    /// `rust-toolchain.toml` may pick another toolchain).
-    fn rustup_which(&mut self, rustup: &Path, name: &str, pipeline_root: &Path) -> Result<PathBuf, String> {
-        let rustup_home = std::env::var_os("RUSTUP_HOME")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".rustup")))
-            .unwrap_or_default();
+    /// The executable `manager` runs for `name` in `pipeline_root` (where a
+    /// `rust-toolchain.toml` or `.python-version` may pick another version).
+    fn which(&mut self, manager: &VersionManager, name: &str, pipeline_root: &Path) -> Result<PathBuf, String> {
         let root = std::fs::canonicalize(pipeline_root).unwrap_or_else(|_| pipeline_root.to_owned());
-        let question = format!(
-            "{name}\0{}\0{}",
-            root.display(),
-            std::env::var("RUSTUP_TOOLCHAIN").unwrap_or_default()
-        );
-        let mut deciding = vec![rustup.to_owned(), rustup_home.join("settings.toml")];
-        for folder in root.ancestors() {
-            deciding.push(folder.join("rust-toolchain"));
-            deciding.push(folder.join("rust-toolchain.toml"));
-        }
+        let (variable, deciding) = manager.deciding(&root);
+        let question = format!("{manager:?}\0{name}\0{}\0{variable}", root.display());
         let now: Vec<Stamp> = deciding.iter().map(|path| stamp_or_missing(path)).collect();
-        if let Some((then, answer)) = self.rustup.get(&question)
+        if let Some((then, answer)) = self.shims.get(&question)
             && *then == now
             && answer.is_file()
         {
             return Ok(answer.clone());
         }
-        let output = std::process::Command::new(rustup)
-            .args(["which", name])
+        let output = manager
+            .which_command(name)
             .current_dir(&root)
             .output()
-            .map_err(|error| format!("cannot ask rustup which `{name}` to grant: {error}"))?;
+            .map_err(|error| format!("cannot ask which `{name}` its shim runs: {error}"))?;
         if !output.status.success() {
             return Err(format!(
-                "rustup has no `{name}` for this folder: {}",
+                "`{name}` on the PATH is a version manager's shim, which runs none here: {}",
                 String::from_utf8_lossy(&output.stderr).trim()
             ));
         }
         let answer = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
         let answer = std::fs::canonicalize(&answer).map_err(|error| format!("`{}`: {error}", answer.display()))?;
-        self.rustup.insert(question, (now, answer.clone()));
+        self.shims.insert(question, (now, answer.clone()));
         self.changed = true;
         Ok(answer)
     }
@@ -429,10 +479,27 @@ mod tests {
     }
 
     #[test]
-    fn rustup_proxies_are_recognised_by_what_they_link_to() {
-        assert!(is_rustup_proxy(Path::new("/root/.cargo/bin/rustup"), "cargo"));
-        assert!(!is_rustup_proxy(Path::new("/root/.cargo/bin/rustup"), "rustup"));
-        assert!(!is_rustup_proxy(Path::new("/usr/bin/cargo"), "cargo"));
+    fn shims_are_recognised_by_what_they_are() {
+        assert_eq!(
+            VersionManager::behind(Path::new("/root/.cargo/bin/rustup"), "cargo"),
+            Some(VersionManager::Rustup {
+                program: "/root/.cargo/bin/rustup".into()
+            })
+        );
+        assert_eq!(
+            VersionManager::behind(Path::new("/root/.cargo/bin/rustup"), "rustup"),
+            None
+        );
+        assert_eq!(VersionManager::behind(Path::new("/usr/bin/cargo"), "cargo"), None);
+        let pyenv = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir_all(pyenv.path().join("libexec")).expect("libexec");
+        std::fs::write(pyenv.path().join("libexec/pyenv"), "").expect("pyenv");
+        assert_eq!(
+            VersionManager::behind(&pyenv.path().join("shims/python3"), "python3"),
+            Some(VersionManager::Pyenv {
+                root: pyenv.path().to_owned()
+            })
+        );
     }
 
     #[test]

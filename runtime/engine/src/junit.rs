@@ -115,6 +115,7 @@ fn failure_annotation(case: roxmltree::Node<'_, '_>, failure: roxmltree::Node<'_
                 .map(str::to_owned)
         })
         .unwrap_or_else(|| failure.tag_name().name().to_owned());
+    let trace = failure.text().unwrap_or_default();
     let (path, line) = match case.attribute("file") {
         Some(file) => {
             let path = if file.starts_with('/') {
@@ -122,12 +123,15 @@ fn failure_annotation(case: roxmltree::Node<'_, '_>, failure: roxmltree::Node<'_
             } else {
                 format!("/src/{}", file.trim_start_matches("./"))
             };
-            (
-                path,
-                case.attribute("line").and_then(|line| line.parse().ok()).unwrap_or(0),
-            )
+            // The line that failed, where the trace names one in the case's
+            // file, is worth more than where the case starts (which pytest
+            // even counts from 0).
+            let line = line_in_trace(trace, file)
+                .or_else(|| case.attribute("line").and_then(|line| line.parse().ok()))
+                .unwrap_or(0);
+            (path, line)
         }
-        None => failure.text().and_then(place_in_trace).unwrap_or_default(),
+        None => place_in_trace(trace).unwrap_or_default(),
     };
     Annotation {
         path,
@@ -136,6 +140,16 @@ fn failure_annotation(case: roxmltree::Node<'_, '_>, failure: roxmltree::Node<'_
         severity: Level::Error,
         message: format!("test {name} failed: {}", bounded(&message)),
     }
+}
+
+/// The line of the first `FILE:LINE` in a failure's text.
+fn line_in_trace(text: &str, file: &str) -> Option<u32> {
+    let file = file.trim_start_matches("./");
+    text.match_indices(file).find_map(|(start, _)| {
+        let rest = text[start + file.len()..].strip_prefix(':')?;
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().ok()
+    })
 }
 
 /// The first `/src/PATH:LINE` in a failure's text (a stack trace's frame in
@@ -154,7 +168,7 @@ fn place_in_trace(text: &str) -> Option<(String, u32)> {
 }
 
 fn bounded(text: &str) -> String {
-    let single_line = text.replace(['\n', '\r'], " ");
+    let single_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
     if single_line.chars().count() <= MAX_MESSAGE {
         return single_line;
     }
@@ -181,8 +195,10 @@ mod tests {
             r#"<?xml version="1.0"?>
             <testsuites><testsuite name="pytest">
               <testcase classname="tests.test_math" name="test_add" file="tests/test_math.py" line="3"/>
-              <testcase classname="tests.test_math" name="test_sub" file="tests/test_math.py" line="7">
-                <failure message="assert 1 == 2">details</failure>
+              <testcase classname="tests.test_math" name="test_sub" file="tests/test_math.py" line="6">
+                <failure message="assert 1 == 2">    def test_sub():
+                &gt;       assert 1 == 2
+                tests/test_math.py:7: AssertionError</failure>
               </testcase>
               <testcase classname="tests.test_math" name="test_skip"><skipped/></testcase>
               <testcase name="test_error"><error>Traceback

@@ -393,6 +393,11 @@ async fn component_refs(
             components.push(Some(component.clone()));
             continue;
         }
+        // Written by a needed stage: read once that stage has run.
+        if matches!(stage.uses, Uses::Output { .. }) {
+            components.push(None);
+            continue;
+        }
         // Stamped before it is read: a change made meanwhile shows next time.
         let file = match &stage.uses {
             Uses::File(path) => std::fs::metadata(path)

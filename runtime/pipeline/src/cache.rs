@@ -110,6 +110,6 @@ fn still_there(stages: &[Stage]) -> bool {
         .all(|stage| match &stage.uses {
             Uses::File(path) => path.is_file(),
             Uses::SourceFolder(path) => Language::detect(path).is_some(),
-            Uses::Standard(_) | Uses::Oci(_) => true,
+            Uses::Standard(_) | Uses::Oci(_) | Uses::Output { .. } => true,
         })
 }

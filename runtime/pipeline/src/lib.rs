@@ -78,6 +78,15 @@ pub enum Uses {
     Standard(String),
     /// `oci://...` or `oci-layout://...`: published, pinned in `cairn.lock`.
     Oci(OciReference),
+    /// `in:STAGE/PATH`: a `.wasm` file a needed stage wrote, which the stage
+    /// would see at `/in/STAGE/PATH` (an interpreter a fetch stage
+    /// downloaded and verified, say). Read when that stage has finished.
+    Output {
+        /// The needed stage.
+        stage: String,
+        /// The file, relative to that stage's outputs.
+        path: String,
+    },
 }
 
 /// Why a `uses` value names nothing cairn can run.
@@ -96,6 +105,30 @@ impl Uses {
     /// and the command line alike.
     pub fn parse(text: &str, base: &Path) -> Result<Uses, UsesError> {
         let error = |message: String, hint: String| Err(UsesError { message, hint });
+        if let Some(rest) = text.strip_prefix("in:") {
+            let hint = || {
+                "`in:STAGE/PATH` names a `.wasm` file that a stage this one needs wrote to its `/out`, \
+                 as in `in:fetch/python.wasm`"
+                    .to_owned()
+            };
+            let Some((stage, path)) = rest.split_once('/') else {
+                return error(format!("`{text}` names no file of the stage's outputs"), hint());
+            };
+            let inside = !path.is_empty()
+                && Path::new(path)
+                    .components()
+                    .all(|part| matches!(part, std::path::Component::Normal(_)));
+            if stage.is_empty() || !inside {
+                return error(format!("`{text}` is not a path inside a stage's outputs"), hint());
+            }
+            if !path.ends_with(".wasm") {
+                return error(format!("`{text}` is not a `.wasm` file"), hint());
+            }
+            return Ok(Uses::Output {
+                stage: stage.to_owned(),
+                path: path.to_owned(),
+            });
+        }
         if let Some(name) = text.strip_prefix("std:") {
             if cairn_stdlib::get(name).is_some() {
                 return Ok(Uses::Standard(name.to_owned()));

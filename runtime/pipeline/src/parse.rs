@@ -736,6 +736,17 @@ impl Checker<'_> {
                     check_reference(self, reference, span.clone(), true);
                 }
             }
+            if let Some((Uses::Output { stage: producer, .. }, span)) = &raw.uses
+                && !needed_bases.contains(producer.as_str())
+            {
+                self.error(
+                    Diagnostic::error(
+                        format!("`uses` reads the outputs of `{producer}`, which `{base}` does not need"),
+                        span.clone(),
+                    )
+                    .with_hint(format!("add `\"{producer}\"` to the `needs` of `{base}`")),
+                );
+            }
             let Some((uses, _)) = &raw.uses else { continue };
             if args.len() != raw.args.len() || with_values.len() != raw.with.len() || env_values.len() != raw.env.len()
             {

@@ -293,7 +293,15 @@ pub(crate) async fn run(
         builder.env(key, value);
     }
     let needed = needed_folders(sandbox, scratch)?;
-    grant_files(&mut builder, sandbox, needed.as_ref(), outputs.path(), tmp.path())?;
+    let root = root_skeleton(scratch)?;
+    grant_files(
+        &mut builder,
+        sandbox,
+        &root,
+        needed.as_ref(),
+        outputs.path(),
+        tmp.path(),
+    )?;
     clock::grant(&mut builder, sandbox.clock);
     random::grant(&mut builder, sandbox.random);
     network::grant(&mut builder, &sandbox.network, Arc::clone(&capture)).await?;
@@ -462,11 +470,45 @@ async fn supervise(
     }
 }
 
-/// `/src`, `/in` and `/in/<name>` read-only, `/out` and `/tmp` writable;
-/// nothing else.
+/// The folder shown read-only at `/`: empty but for the (empty) folders the
+/// other preopens cover, so that a program that lists `/` or changes into it
+/// (pytest does) finds the sandbox's layout and nothing of the host. Made
+/// once per scratch folder and shared by every stage; path resolution
+/// prefers the longer preopen, so `/src/x` still reaches `/src`.
+fn root_skeleton(scratch: &Path) -> Result<PathBuf, SandboxError> {
+    let root = scratch.join("root-v1");
+    if root.join("tmp").is_dir() {
+        return Ok(root);
+    }
+    let scratch_error = |source| SandboxError::Scratch {
+        path: scratch.to_owned(),
+        source,
+    };
+    let building = tempfile::Builder::new()
+        .prefix("root-")
+        .tempdir_in(scratch)
+        .map_err(scratch_error)?;
+    for folder in ["src", "in", "out", "tmp"] {
+        std::fs::create_dir(building.path().join(folder)).map_err(scratch_error)?;
+    }
+    match std::fs::rename(building.path(), &root) {
+        Ok(()) => {
+            // Renamed away: nothing is left for the guard to remove.
+            let _ = building.keep();
+        }
+        // Another stage made it first.
+        Err(_) if root.join("tmp").is_dir() => {}
+        Err(error) => return Err(scratch_error(error)),
+    }
+    Ok(root)
+}
+
+/// `/` (a skeleton), `/src`, `/in` and `/in/<name>` read-only, `/out` and
+/// `/tmp` writable; nothing else.
 fn grant_files(
     builder: &mut WasiCtxBuilder,
     sandbox: &Sandbox,
+    root: &Path,
     needed: Option<&tempfile::TempDir>,
     out: &Path,
     tmp: &Path,
@@ -481,6 +523,7 @@ fn grant_files(
                 source,
             })
     };
+    mount(root, "/".to_owned(), FsPerms::ReadOnly)?;
     if let Some(src) = &sandbox.src {
         mount(src, "/src".to_owned(), FsPerms::ReadOnly)?;
     }

@@ -79,6 +79,10 @@ impl PublishArgs {
                 "`{}` is already published; to copy it, pull it with a pipeline and publish the .wasm",
                 self.component
             ),
+            Uses::Output { .. } => bail!(
+                "`{}` is written by a stage during a run; publish the file in its `cairn-out/` folder",
+                self.component
+            ),
         };
         let mut annotations = BTreeMap::new();
         for (key, flag, default) in [

@@ -415,6 +415,9 @@ fn read_component(text: &str, cache: &CacheDir, registry: &RegistryArgs) -> anyh
     let name = match &uses {
         Uses::File(path) | Uses::SourceFolder(path) => path.file_stem().map(|stem| stem.to_string_lossy().into_owned()),
         Uses::Standard(name) => Some(name.clone()),
+        Uses::Output { path, .. } => Path::new(path)
+            .file_stem()
+            .map(|stem| stem.to_string_lossy().into_owned()),
         Uses::Oci(reference) => match &reference.location {
             Location::Registry { repository, .. } => repository.rsplit('/').next().map(str::to_owned),
             Location::Layout { .. } => reference.tag.clone(),

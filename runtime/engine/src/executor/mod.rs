@@ -30,14 +30,16 @@ use crate::output_dir::{self, OutputRoot};
 use crate::scheduler::{Executor, StageError, StageResult, Upstream};
 use crate::secrets::Secrets;
 use crate::stage_key::{KeyParts, Placement};
-use crate::state::{EncodedParts, Published, RunRecord, WorkspaceState};
+use crate::state::{ComponentRecord, EncodedParts, Published, RunRecord, WorkspaceState};
+use crate::workspace::Stamp;
 use crate::workspace::Workspace;
 use cairn_cas::{ActionEntry, Entry, EntryKind, Materialize, Store, StoreError, Tree, TreeError};
+use cairn_component::BinaryFormat;
 use cairn_core::Digest;
 use cairn_core::cache_dir::CacheDir;
 use cairn_core::events::TestCounts;
 use cairn_core::observer::{Annotation, Level, LogLine, LogSource, StageObserver};
-use cairn_pipeline::{ClockGrant, Pipeline, Reference, Stage, Template};
+use cairn_pipeline::{ClockGrant, Pipeline, Reference, Stage, Template, Uses};
 use cairn_report::{Event, Reporter, Status};
 use cairn_sandbox::runtime::{Runtime, RuntimeError};
 use cairn_sandbox::{Clock, Outcome, StageRun};
@@ -207,8 +209,9 @@ impl Executor for StageExecutor {
         let started = Instant::now();
         let stage = &self.pipeline.stages[index];
         let observer: Arc<dyn StageObserver> = Arc::new(self.observer(stage));
-        let Some(component) = self.components[index].clone() else {
-            return self.fail(stage, "the stage's component was not loaded", 0, started, None);
+        let component = match self.component(index, &upstream) {
+            Ok(component) => component,
+            Err(error) => return self.fail(stage, error, 0, started, None),
         };
         let prepared = match self.prepare(index, &component, &upstream) {
             Ok(prepared) => prepared,
@@ -251,8 +254,8 @@ impl Executor for StageExecutor {
         }
         let started = Instant::now();
         let stage = &self.pipeline.stages[index];
-        let component = self.components[index].as_ref()?;
-        let prepared = self.prepare(index, component, upstream).ok()?;
+        let component = self.component(index, upstream).ok()?;
+        let prepared = self.prepare(index, &component, upstream).ok()?;
         if !prepared.cacheable() {
             return None;
         }
@@ -263,6 +266,44 @@ impl Executor for StageExecutor {
 }
 
 impl StageExecutor {
+    /// The stage's component: resolved when the run was planned, or, for
+    /// `in:STAGE/PATH`, the file that stage published, digested by stamp
+    /// like a `.wasm` file of the workspace.
+    fn component(&self, index: usize, upstream: &Upstream) -> Result<ComponentRef, String> {
+        if let Some(component) = &self.components[index] {
+            return Ok(component.clone());
+        }
+        let stage = &self.pipeline.stages[index];
+        let Uses::Output { stage: producer, path } = &stage.uses else {
+            return Err("the stage's component was not loaded".to_owned());
+        };
+        if !upstream.outputs.contains_key(producer) {
+            return Err(format!(
+                "its component is written by `{producer}`, which did not succeed"
+            ));
+        }
+        let file = self.output_root.join(producer).join(path);
+        let unreadable = |error: std::io::Error| format!("cannot read its component `in:{producer}/{path}`: {error}");
+        let metadata = std::fs::metadata(&file).map_err(unreadable)?;
+        let stamp = Stamp::of(&metadata);
+        if let Some(record) = self.state().component(&file, &stamp) {
+            return Ok(ComponentRef::in_file(file, record.digest, record.format));
+        }
+        let bytes: Arc<[u8]> = std::fs::read(&file).map_err(unreadable)?.into();
+        let format = BinaryFormat::detect(&bytes)
+            .ok_or_else(|| format!("its component `in:{producer}/{path}` is not WebAssembly"))?;
+        let component = ComponentRef::loaded(Arc::clone(&bytes), Digest::of(&bytes), format);
+        self.state_mut().record_component(
+            &file,
+            ComponentRecord {
+                stamp,
+                digest: component.digest,
+                format,
+            },
+        );
+        Ok(component)
+    }
+
     /// Where the stage's log lines and annotations go.
     fn observer(&self, stage: &Stage) -> StageEvents {
         StageEvents {

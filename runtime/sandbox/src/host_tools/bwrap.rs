@@ -1,5 +1,6 @@
 //! The bubblewrap command line that shows a tool what a wasm stage sees:
-//! the system's `/usr` and the granted tools' trees read-only, `/src` and
+//! the system's `/usr` and the granted tools' trees (at their host paths)
+//! read-only, `/src` and
 //! `/in/<stage>` read-only, `/out` and `/tmp` writable, a `PATH` of the
 //! granted tools only, and fresh namespaces for everything else.
 
@@ -29,39 +30,33 @@ const NETWORK_FILES: &[&str] = &[
 ];
 
 /// Where each granted tool is inside the sandbox, and the mounts that put
-/// it there. Tools sharing an installation tree share its mount.
+/// it there. A tool's installation tree (or a lone tool's file) is shown at
+/// its host path, read-only: toolchains find their own files by the paths
+/// they were installed at (an interpreter's prefix, a library's run path).
+/// Tools sharing a tree share its mount.
 pub(crate) struct ToolLayout {
     /// Tool name → its executable's path inside the sandbox.
     pub(crate) inside: BTreeMap<String, PathBuf>,
-    mounts: Vec<(PathBuf, PathBuf)>,
+    mounts: Vec<PathBuf>,
 }
 
 impl ToolLayout {
     pub(crate) fn new(tools: &[ToolGrant]) -> Self {
         let mut inside = BTreeMap::new();
-        let mut mounts: Vec<(PathBuf, PathBuf)> = Vec::new();
+        let mut mounts: Vec<PathBuf> = Vec::new();
         for tool in tools {
-            let path = match &tool.root {
-                Some(root) => {
-                    let index = match mounts.iter().position(|(host, _)| host == root) {
-                        Some(index) => index,
-                        None => {
-                            mounts.push((root.clone(), PathBuf::from(format!("/tools/{}", mounts.len()))));
-                            mounts.len() - 1
-                        }
-                    };
-                    let relative = tool.executable.strip_prefix(root).unwrap_or(&tool.executable);
-                    mounts[index].1.join(relative)
-                }
-                None if is_system(&tool.executable) => tool.executable.clone(),
-                None => {
-                    let file_name = tool.executable.file_name().map(PathBuf::from).unwrap_or_default();
-                    let folder = PathBuf::from(format!("/tools/{}", mounts.len()));
-                    mounts.push((tool.executable.clone(), folder.join(&file_name)));
-                    folder.join(file_name)
-                }
+            let shown = match &tool.root {
+                Some(root) => Some(root),
+                None if is_system(&tool.executable) => None,
+                None => Some(&tool.executable),
             };
-            inside.insert(tool.name.clone(), path);
+            if let Some(shown) = shown
+                && !mounts.iter().any(|mounted| shown.starts_with(mounted))
+            {
+                mounts.retain(|mounted| !mounted.starts_with(shown));
+                mounts.push(shown.clone());
+            }
+            inside.insert(tool.name.clone(), tool.executable.clone());
         }
         Self { inside, mounts }
     }
@@ -121,8 +116,8 @@ pub(crate) fn arguments(tools: &Tools, layout: &ToolLayout, cwd: &str) -> Vec<Os
         }
     }
     push(&[&"--bind", &tools.out, &"/out", &"--bind", &tools.tmp, &"/tmp"]);
-    for (host, inside) in &layout.mounts {
-        push(&[&"--ro-bind", host, inside]);
+    for shown in &layout.mounts {
+        push(&[&"--ro-bind", shown, shown]);
     }
     push(&[&"--dir", &TOOLS_BIN]);
     for (name, path) in &layout.inside {
