@@ -157,6 +157,11 @@ fn a_tool_reaches_the_network_only_when_granted() {
     assert_eq!(statuses["refused"], "failed", "{events:#?}");
     assert!(stage_error(&events, "refused").contains("status 2"));
     drop(listener);
+    let explained = finish(cairn(dir.path()).args(["explain", "granted"]));
+    assert!(
+        explained.stdout.contains("a tool's grant is all or nothing"),
+        "explain says so: {explained:?}"
+    );
 }
 
 #[test]

@@ -31,6 +31,7 @@ impl Executor for Nothing {
             duration: Duration::ZERO,
             key: None,
             outputs_digest: None,
+            tests: None,
         }
     }
 }

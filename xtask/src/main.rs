@@ -33,6 +33,10 @@ enum Install {
     Npm(&'static str, &'static str),
     /// A PyPI package, at a version.
     Pip(&'static str, &'static str),
+    /// A crate's binaries, built with `cargo install --locked`.
+    Cargo(&'static str),
+    /// A component of the rustup toolchain.
+    Rustup(&'static str),
 }
 
 /// The componentize-js and componentize-py versions the SDK templates pin.
@@ -79,7 +83,42 @@ fn requirements() -> Vec<Requirement> {
             },
             install: Install::Pip("componentize-py", COMPONENTIZE_PY),
         },
+        Requirement {
+            purpose: "host tools (the tool sandbox)",
+            present: || on_path("bwrap"),
+            install: Install::Debian("bubblewrap"),
+        },
+        Requirement {
+            purpose: "the Node CI example (node)",
+            present: || on_path("node"),
+            install: Install::Debian("nodejs"),
+        },
+        Requirement {
+            purpose: "the Node CI example (npm)",
+            present: || on_path("npm"),
+            install: Install::Debian("npm"),
+        },
+        Requirement {
+            purpose: "the Python CI example (pip, to fetch wheels)",
+            present: || succeeds(Command::new("python3").args(["-m", "pip", "--version"])),
+            install: Install::Debian("python3-pip"),
+        },
+        Requirement {
+            purpose: "the Rust CI example (clippy)",
+            present: || succeeds(Command::new("cargo").args(["clippy", "--version"])),
+            install: Install::Rustup("clippy"),
+        },
+        Requirement {
+            purpose: "the Rust CI example (cargo-nextest, for JUnit)",
+            present: || succeeds(Command::new("cargo").args(["nextest", "--version"])),
+            install: Install::Cargo("cargo-nextest"),
+        },
     ]
+}
+
+/// Whether `command` runs and succeeds, its output unseen.
+fn succeeds(command: &mut Command) -> bool {
+    command.output().is_ok_and(|output| output.status.success())
 }
 
 fn main() -> ExitCode {
@@ -135,6 +174,8 @@ fn setup() -> Result<(), String> {
                 "--quiet",
                 &format!("{package}=={version}"),
             ]))?,
+            Install::Cargo(package) => run(Command::new("cargo").args(["install", "--locked", package]))?,
+            Install::Rustup(component) => run(Command::new("rustup").args(["component", "add", component]))?,
         }
     }
     Ok(())

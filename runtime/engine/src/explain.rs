@@ -52,8 +52,31 @@ pub fn explain(cache: &CacheDir, pipeline: &Pipeline, stage: &str) -> Result<Str
             return Err(ExplainError::NeverRan(name.to_owned()));
         };
         text.push_str(&explain_stage(&store, name, last, previous));
+        if let Some(stage) = pipeline.stage(name) {
+            text.push_str(&host_tools_note(stage));
+        }
     }
     Ok(text)
+}
+
+/// What a stage granted host tools should know: what of them is in its key,
+/// and that their network grant is all or nothing.
+fn host_tools_note(stage: &cairn_pipeline::Stage) -> String {
+    if stage.tools.is_empty() {
+        return String::new();
+    }
+    let names: Vec<&str> = stage.tools.iter().map(|tool| tool.name.as_str()).collect();
+    let mut text = format!(
+        "It runs host tools under bubblewrap ({}); each one's identity (its executable and toolchain) is in its key.\n",
+        names.join(", ")
+    );
+    if !stage.network.is_empty() {
+        text.push_str(
+            "Its host tools reach the whole network: `network` admits a wasm stage's connections one \
+             `host:port` at a time, but a tool's grant is all or nothing.\n",
+        );
+    }
+    text
 }
 
 fn explain_stage(store: &Store, name: &str, last: &RunRecord, previous: Option<&RunRecord>) -> String {
