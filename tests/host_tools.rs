@@ -112,19 +112,9 @@ fn the_host_environment_never_reaches_a_tool() {
         "#,
         &[],
     );
-    let (finished, events) = {
-        let finished = finish(
-            cairn(dir.path())
-                .env("CAIRN_TEST_HOST_VARIABLE", "visible")
-                .args(["run", "--json"]),
-        );
-        let events: Vec<serde_json::Value> = finished
-            .stdout
-            .lines()
-            .map(|line| serde_json::from_str(line).expect("JSON"))
-            .collect();
-        (finished, events)
-    };
+    let mut command = cairn(dir.path());
+    command.env("CAIRN_TEST_HOST_VARIABLE", "visible");
+    let (finished, events) = run_json_with(command, &[]);
     assert_eq!(finished.code, Some(0), "{finished:?}");
     assert_eq!(statuses(&events)["env"], "succeeded");
 }
@@ -285,13 +275,10 @@ fn a_granted_secret_is_in_a_tools_environment_and_masked_in_its_log() {
         "#,
         &[],
     );
-    let finished = finish(cairn(dir.path()).env("TOKEN", "hunter2-secret").args(["run", "--json"]));
+    let mut command = cairn(dir.path());
+    command.env("TOKEN", "hunter2-secret");
+    let (finished, events) = run_json_with(command, &[]);
     assert!(!finished.stdout.contains("hunter2-secret"), "{finished:?}");
-    let events: Vec<serde_json::Value> = finished
-        .stdout
-        .lines()
-        .map(|line| serde_json::from_str(line).expect("JSON"))
-        .collect();
     assert_eq!(
         stage_stdout(&events, "echo"),
         [format!("token={}", cairn::sandbox::MASK)]
@@ -350,15 +337,9 @@ fn a_host_without_bubblewrap_is_told_how_to_install_it() {
     .expect("write");
     drop(script);
     make_executable(&refusing);
-    let (_, events) = {
-        let finished = finish(cairn(dir.path()).env("CAIRN_BWRAP", &refusing).args(["run", "--json"]));
-        let events: Vec<serde_json::Value> = finished
-            .stdout
-            .lines()
-            .map(|line| serde_json::from_str(line).expect("JSON"))
-            .collect();
-        (finished, events)
-    };
+    let mut command = cairn(dir.path());
+    command.env("CAIRN_BWRAP", &refusing);
+    let (_, events) = run_json_with(command, &[]);
     let error = stage_error(&events, "hello");
     assert!(error.contains("No permissions to creating new namespace"), "{error}");
     assert!(error.contains("user namespaces"), "{error}");
@@ -426,18 +407,9 @@ fn the_same_toolchain_at_another_path_gives_the_same_key() {
         )
     };
     let run = |dir: &Path, install: &str| {
-        let finished = finish(
-            cairn(dir)
-                .env("CAIRN_CACHE", &cache)
-                .env("PATH", path_with(install))
-                .args(["run", "--json"]),
-        );
-        let events: Vec<serde_json::Value> = finished
-            .stdout
-            .lines()
-            .map(|line| serde_json::from_str(line).expect("JSON"))
-            .collect();
-        events
+        let mut command = cairn(dir);
+        command.env("CAIRN_CACHE", &cache).env("PATH", path_with(install));
+        run_json_with(command, &[]).1
     };
     let ran = run(first.path(), "one");
     assert_eq!(statuses(&ran)["greet"], "succeeded", "{ran:#?}");

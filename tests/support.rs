@@ -237,7 +237,12 @@ pub fn pipeline_dir(pipeline: &str, files: &[(&str, &str)]) -> tempfile::TempDir
 
 /// Runs `cairn run --json ARGS` in `dir` and returns how it finished and its events.
 pub fn run_json(dir: &Path, args: &[&str]) -> (Finished, Vec<serde_json::Value>) {
-    let finished = finish(cairn(dir).arg("run").arg("--json").args(args));
+    run_json_with(cairn(dir), args)
+}
+
+/// [`run_json`] with a `cairn` command of the caller's (its own environment, say).
+pub fn run_json_with(mut command: Command, args: &[&str]) -> (Finished, Vec<serde_json::Value>) {
+    let finished = finish(command.arg("run").arg("--json").args(args));
     let events = finished
         .stdout
         .lines()

@@ -116,3 +116,19 @@ pub async fn load_costs(bytes: &Arc<[u8]>, compiles: usize) -> (Vec<Duration>, V
     .await;
     (compile, cached, warm_root)
 }
+
+/// Prints the medians of a baseline and of what is measured against it,
+/// and their ratio: the three lines every whole-command comparison prints.
+pub fn compare(title: &str, baseline: (&str, &[Duration]), measured: (&str, &[Duration])) {
+    let (baseline_name, baseline_samples) = baseline;
+    let (measured_name, measured_samples) = measured;
+    let (baseline_median, measured_median) = (median(baseline_samples), median(measured_samples));
+    println!("\n{title}, median of {} runs", measured_samples.len());
+    println!("  {baseline_name:<44} {:>8.1} ms", baseline_median.as_secs_f64() * 1e3);
+    println!("  {measured_name:<44} {:>8.1} ms", measured_median.as_secs_f64() * 1e3);
+    println!(
+        "  {:<44} {:>8.2}x",
+        "ratio",
+        measured_median.as_secs_f64() / baseline_median.as_secs_f64()
+    );
+}

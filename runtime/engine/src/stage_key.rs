@@ -226,30 +226,21 @@ impl KeyParts {
             &sandbox_text(self.tool_sandbox),
             &sandbox_text(before.tool_sandbox),
         );
-        for name in self
-            .tools
-            .keys()
-            .chain(before.tools.keys())
-            .collect::<std::collections::BTreeSet<_>>()
-        {
-            if self.tools.get(name) != before.tools.get(name) {
-                changes.push(Change::Tool {
-                    name: name.clone(),
-                    before: before.tools.get(name).copied(),
-                    after: self.tools.get(name).copied(),
-                });
-            }
+        for (name, then, now) in differing(&self.tools, &before.tools) {
+            changes.push(Change::Tool {
+                name,
+                before: then.copied(),
+                after: now.copied(),
+            });
         }
         for (part, now, then) in [("with", &self.config, &before.config), ("env", &self.env, &before.env)] {
-            for key in now.keys().chain(then.keys()).collect::<std::collections::BTreeSet<_>>() {
-                if now.get(key) != then.get(key) {
-                    changes.push(Change::Entry {
-                        part,
-                        key: key.clone(),
-                        before: then.get(key).cloned(),
-                        after: now.get(key).cloned(),
-                    });
-                }
+            for (key, then, now) in differing(now, then) {
+                changes.push(Change::Entry {
+                    part,
+                    key,
+                    before: then.cloned(),
+                    after: now.cloned(),
+                });
             }
         }
         if self.inputs != before.inputs {
@@ -258,22 +249,30 @@ impl KeyParts {
                 after: self.inputs,
             });
         }
-        for name in self
-            .needs
-            .keys()
-            .chain(before.needs.keys())
-            .collect::<std::collections::BTreeSet<_>>()
-        {
-            if self.needs.get(name) != before.needs.get(name) {
-                changes.push(Change::Upstream {
-                    stage: name.clone(),
-                    before: before.needs.get(name).copied(),
-                    after: self.needs.get(name).copied(),
-                });
-            }
+        for (stage, then, now) in differing(&self.needs, &before.needs) {
+            changes.push(Change::Upstream {
+                stage,
+                before: then.copied(),
+                after: now.copied(),
+            });
         }
         changes
     }
+}
+
+/// The keys whose values differ between `now` and `then` (present in one
+/// only, or different), in key order, with the value before and after.
+fn differing<'a, V: PartialEq>(
+    now: &'a BTreeMap<String, V>,
+    then: &'a BTreeMap<String, V>,
+) -> Vec<(String, Option<&'a V>, Option<&'a V>)> {
+    now.keys()
+        .chain(then.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .filter(|key| now.get(*key) != then.get(*key))
+        .map(|key| (key.clone(), then.get(key), now.get(key)))
+        .collect()
 }
 
 /// Looks up, by name, something the key names only by name.

@@ -264,10 +264,7 @@ pub(crate) async fn run(
     scratch: &Path,
     observer: Arc<dyn StageObserver>,
 ) -> Result<StageRun, SandboxError> {
-    let scratch_error = |source| SandboxError::Scratch {
-        path: scratch.to_owned(),
-        source,
-    };
+    let scratch_error = scratch_error(scratch);
     let outputs = tempfile::Builder::new()
         .prefix("out-")
         .tempdir_in(scratch)
@@ -401,6 +398,14 @@ pub(crate) async fn run(
     })
 }
 
+/// Turns a failure to make something in `scratch` into the sandbox's error.
+fn scratch_error(scratch: &Path) -> impl Fn(std::io::Error) -> SandboxError + Copy + '_ {
+    move |source| SandboxError::Scratch {
+        path: scratch.to_owned(),
+        source,
+    }
+}
+
 /// The environment a stage's tools start from: its declared variables, and
 /// each granted secret under its own name.
 fn tool_environment(sandbox: &Sandbox) -> BTreeMap<String, String> {
@@ -422,10 +427,7 @@ fn needed_folders(sandbox: &Sandbox, scratch: &Path) -> Result<Option<tempfile::
     if sandbox.inputs.is_empty() {
         return Ok(None);
     }
-    let scratch_error = |source| SandboxError::Scratch {
-        path: scratch.to_owned(),
-        source,
-    };
+    let scratch_error = scratch_error(scratch);
     let folder = tempfile::Builder::new()
         .prefix("in-")
         .tempdir_in(scratch)
@@ -480,10 +482,7 @@ fn root_skeleton(scratch: &Path) -> Result<PathBuf, SandboxError> {
     if root.join("tmp").is_dir() {
         return Ok(root);
     }
-    let scratch_error = |source| SandboxError::Scratch {
-        path: scratch.to_owned(),
-        source,
-    };
+    let scratch_error = scratch_error(scratch);
     let building = tempfile::Builder::new()
         .prefix("root-")
         .tempdir_in(scratch)

@@ -15,7 +15,7 @@ pub struct Command {
 }
 
 impl Command {
-    /// A run of `tool`: a granted tool's name, or `sh`.
+    /// A run of `tool`, by the name the pipeline grants it under.
     pub fn new(tool: impl Into<String>) -> Self {
         Self {
             tool: tool.into(),

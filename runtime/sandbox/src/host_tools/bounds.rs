@@ -7,7 +7,6 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rustix::process::{Pid, Resource, Rlimit, Signal};
@@ -32,11 +31,10 @@ impl std::fmt::Display for Mechanism {
     }
 }
 
-/// One cgroup folder made for a run, and its `cgroup.procs` opened before
-/// the fork so that the child can join it without allocating.
+/// One cgroup folder made for a run, and its `cgroup.procs`.
 struct Group {
     dir: PathBuf,
-    procs: Arc<File>,
+    procs: File,
     /// The file whose `max`/`oom_kill` counter says a bound was hit.
     events: PathBuf,
     counter: &'static str,
@@ -115,29 +113,25 @@ impl ProcessBounds {
         self.processes_by
     }
 
-    /// What the child runs between fork and exec: joins the cgroups, or
-    /// sets the rlimits standing in for them. Only async-signal-safe calls.
-    pub(crate) fn child_setup(&self) -> impl Fn() -> std::io::Result<()> + Send + Sync + 'static {
-        let join: Vec<Arc<File>> = [&self.memory_group, &self.processes_group]
-            .into_iter()
-            .flatten()
-            .map(|group| Arc::clone(&group.procs))
-            .collect();
-        let memory = (self.memory_by == Mechanism::Rlimit).then_some(self.memory.0);
-        let processes = (self.processes_by == Mechanism::Rlimit).then_some(self.processes);
-        move || {
-            // One write(2) each, no allocation: "0" means "this process".
-            for procs in &join {
-                (&**procs).write_all(b"0")?;
-            }
-            if let Some(bytes) = memory {
-                set_rlimit(Resource::As, bytes)?;
-            }
-            if let Some(count) = processes {
-                set_rlimit(Resource::Nproc, count)?;
-            }
-            Ok(())
+    /// Puts the process `pid` under the bounds: into the cgroups, or under
+    /// the rlimits standing in for them. Called for a sandbox's processes
+    /// while it waits to start the tool, so that everything the tool forks
+    /// inherits them.
+    pub(crate) fn hold(&self, pid: u32) -> std::io::Result<()> {
+        for group in [&self.memory_group, &self.processes_group].into_iter().flatten() {
+            (&group.procs).write_all(pid.to_string().as_bytes())?;
         }
+        let process = i32::try_from(pid)
+            .ok()
+            .and_then(Pid::from_raw)
+            .ok_or_else(|| std::io::Error::other(format!("{pid} is not a process id")))?;
+        if self.memory_by == Mechanism::Rlimit {
+            set_rlimit(process, Resource::As, self.memory.0)?;
+        }
+        if self.processes_by == Mechanism::Rlimit {
+            set_rlimit(process, Resource::Nproc, self.processes)?;
+        }
+        Ok(())
     }
 
     /// The bound the tree ran into, if a cgroup recorded one.
@@ -159,9 +153,21 @@ impl ProcessBounds {
 }
 
 impl Drop for ProcessBounds {
+    /// Removes the groups at once when they are empty, as they are once the
+    /// sandbox has been reaped; one whose last process is still exiting is
+    /// removed by a thread of its own, off the stage's path.
     fn drop(&mut self) {
-        for group in [&self.memory_group, &self.processes_group].into_iter().flatten() {
-            group.remove();
+        let left: Vec<Group> = [self.memory_group.take(), self.processes_group.take()]
+            .into_iter()
+            .flatten()
+            .filter(|group| !group.try_remove())
+            .collect();
+        if !left.is_empty() {
+            std::thread::spawn(move || {
+                for group in left {
+                    group.remove();
+                }
+            });
         }
     }
 }
@@ -176,10 +182,18 @@ impl Group {
         })
     }
 
+    /// Removes the group if it is empty.
+    fn try_remove(&self) -> bool {
+        match std::fs::remove_dir(&self.dir) {
+            Ok(()) => true,
+            Err(error) => error.kind() == std::io::ErrorKind::NotFound,
+        }
+    }
+
     /// Kills what is left in the group and removes it; the kernel refuses
     /// to remove a group until its last process is reaped, hence the retries.
     fn remove(&self) {
-        for _ in 0..100 {
+        for _ in 0..1000 {
             if let Ok(pids) = std::fs::read_to_string(self.dir.join("cgroup.procs")) {
                 for pid in pids
                     .lines()
@@ -189,22 +203,23 @@ impl Group {
                     let _ = rustix::process::kill_process(pid, Signal::KILL);
                 }
             }
-            match std::fs::remove_dir(&self.dir) {
-                Ok(()) => return,
-                Err(error) if error.kind() == std::io::ErrorKind::NotFound => return,
-                Err(_) => std::thread::sleep(std::time::Duration::from_millis(5)),
+            if self.try_remove() {
+                return;
             }
+            std::thread::sleep(std::time::Duration::from_millis(1));
         }
         tracing::warn!(group = %self.dir.display(), "could not remove a stage's cgroup");
     }
 }
 
-fn set_rlimit(resource: Resource, value: u64) -> std::io::Result<()> {
+fn set_rlimit(process: Pid, resource: Resource, value: u64) -> std::io::Result<()> {
     let limit = Rlimit {
         current: Some(value),
         maximum: Some(value),
     };
-    rustix::process::setrlimit(resource, limit).map_err(std::io::Error::from)
+    rustix::process::prlimit(Some(process), resource, limit)
+        .map(drop)
+        .map_err(std::io::Error::from)
 }
 
 /// A fresh group at `dir` with `limit_file` set to `limit`, or `None` when
@@ -222,7 +237,7 @@ fn make_group(dir: &Path, limit_file: &str, limit: u64, events: &str, counter: &
     match made {
         Ok(procs) => Some(Group {
             dir: dir.to_owned(),
-            procs: Arc::new(procs),
+            procs,
             events: dir.join(events),
             counter,
         }),

@@ -9,6 +9,8 @@ mod bounds;
 mod bwrap;
 
 use std::collections::BTreeMap;
+use std::io::{Read as _, Write as _};
+use std::os::fd::{AsRawFd as _, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -17,7 +19,7 @@ use tokio::sync::OnceCell;
 
 use crate::logs::LogCapture;
 use cairn_core::Limits;
-use cairn_core::observer::{Level, LogSource};
+use cairn_core::observer::LogSource;
 
 use bounds::ProcessBounds;
 use bwrap::{TOOLS_BIN, ToolLayout};
@@ -98,56 +100,28 @@ impl Tools {
     /// not start.
     pub(crate) async fn run(&self, request: ToolRequest) -> Result<i32, String> {
         let layout = ToolLayout::new(&self.granted);
-        let program = if request.tool == "sh" {
-            PathBuf::from("/bin/sh")
-        } else {
-            match layout.inside.get(&request.tool) {
-                Some(_) => PathBuf::from(TOOLS_BIN).join(&request.tool),
-                None => return Err(self.not_granted(&request.tool)),
-            }
-        };
+        if !layout.inside.contains_key(&request.tool) {
+            return Err(self.not_granted(&request.tool));
+        }
+        let program = PathBuf::from(TOOLS_BIN).join(&request.tool);
         let bwrap = sandbox_program().await?;
         let cwd = request
             .cwd
             .clone()
             .unwrap_or_else(|| if self.src.is_some() { "/src" } else { "/tmp" }.to_owned());
         let bounds = ProcessBounds::new(self.limits.memory, MAX_PROCESSES);
-        self.capture.host_log(
-            Level::Debug,
-            &format!(
-                "runs `{}` under bubblewrap: memory ({}) bounded by {}, processes ({MAX_PROCESSES}) by {}{}",
-                request.tool,
-                self.limits.memory,
-                bounds.memory_by(),
-                bounds.processes_by(),
-                if self.network {
-                    ", with the host's network"
-                } else {
-                    ", no network"
-                }
-            ),
+        // Cairn's own trace, not the stage's log: the same on every run
+        // of this host, and a log would cost every cached run a replay.
+        tracing::debug!(
+            tool = %request.tool,
+            memory = %self.limits.memory,
+            memory_by = %bounds.memory_by(),
+            processes = MAX_PROCESSES,
+            processes_by = %bounds.processes_by(),
+            network = self.network,
+            "runs a host tool under bubblewrap"
         );
-        let mut command = tokio::process::Command::new(bwrap);
-        command
-            .args(bwrap::arguments(self, &layout, &cwd))
-            .arg(&program)
-            .args(&request.args)
-            .env_clear()
-            .envs(self.environment(&request))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        let setup = bounds.child_setup();
-        // SAFETY: the closure makes only async-signal-safe calls (write(2)
-        // and setrlimit(2)) on values made before the fork, and allocates nothing.
-        #[allow(unsafe_code)]
-        unsafe {
-            command.pre_exec(setup)
-        };
-        let mut child = command
-            .spawn()
-            .map_err(|error| format!("cannot start the tool sandbox `{}`: {error}", bwrap.display()))?;
+        let mut child = self.start(bwrap, &layout, &cwd, &program, &request, &bounds).await?;
         let pid = child.id();
         if let Some(pid) = pid {
             self.running.add(pid);
@@ -167,6 +141,76 @@ impl Tools {
             self.capture.sandbox_notice(&bound);
         }
         Ok(exit_code(status))
+    }
+
+    /// Starts the sandbox, holds it before the tool runs while its processes
+    /// are put under `bounds`, then lets it go. bubblewrap reports its
+    /// namespace's first process on `--info-fd` and waits on `--block-fd`,
+    /// so nothing the tool forks can escape the bounds, and the sandbox is
+    /// spawned without a `fork` of cairn's large address space (no code runs
+    /// between fork and exec).
+    async fn start(
+        &self,
+        bwrap: &Path,
+        layout: &ToolLayout,
+        cwd: &str,
+        program: &Path,
+        request: &ToolRequest,
+        bounds: &ProcessBounds,
+    ) -> Result<tokio::process::Child, String> {
+        let broken = |error: std::io::Error| format!("cannot start the tool sandbox `{}`: {error}", bwrap.display());
+        let (info_read, info_write) = cloexec_pipe().map_err(broken)?;
+        let (block_read, block_write) = cloexec_pipe().map_err(broken)?;
+        let mut command = tokio::process::Command::new(bwrap);
+        command
+            .arg("--info-fd")
+            .arg(info_write.as_raw_fd().to_string())
+            .arg("--block-fd")
+            .arg(block_read.as_raw_fd().to_string())
+            .args(bwrap::arguments(self, layout, cwd))
+            .arg(program)
+            .args(&request.args)
+            .env_clear()
+            .envs(self.environment(request))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = {
+            // The two pipe ends are inheritable only while this sandbox is
+            // spawned, so that no other process cairn starts gets them.
+            static SPAWNING: Mutex<()> = Mutex::new(());
+            let _spawning = SPAWNING.lock().unwrap_or_else(PoisonError::into_inner);
+            inheritable(&info_write)
+                .and_then(|()| inheritable(&block_read))
+                .map_err(broken)?;
+            command.spawn().map_err(broken)?
+        };
+        drop((info_write, block_read));
+        let info = tokio::task::spawn_blocking(move || {
+            let mut info = String::new();
+            let _ = std::fs::File::from(info_read).read_to_string(&mut info);
+            info
+        })
+        .await
+        .unwrap_or_default();
+        // No report: bubblewrap failed before making the namespace, and
+        // says why on stderr, which the log shows.
+        if let Some(first) = child_pid(&info) {
+            let held = child
+                .id()
+                .into_iter()
+                .chain([first])
+                .try_for_each(|pid| bounds.hold(pid));
+            if let Err(error) = held {
+                // Dead before its block pipe closes: an unbounded tool never runs.
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+                return Err(format!("cannot bound the tool sandbox's processes: {error}"));
+            }
+            std::fs::File::from(block_write).write_all(b"1").map_err(broken)?;
+        }
+        Ok(child)
     }
 
     /// Copies one of the tool's pipes into the stage's log until it closes.
@@ -214,6 +258,27 @@ impl Tools {
             list.join(", ")
         )
     }
+}
+
+/// A pipe whose ends close on exec.
+fn cloexec_pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(std::io::Error::from)
+}
+
+/// Lets `fd` pass to the next process spawned.
+fn inheritable(fd: &OwnedFd) -> std::io::Result<()> {
+    rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty()).map_err(std::io::Error::from)
+}
+
+/// The `child-pid` of bubblewrap's `--info-fd` report.
+fn child_pid(info: &str) -> Option<u32> {
+    let after = &info[info.find("\"child-pid\"")? + "\"child-pid\"".len()..];
+    let digits: String = after
+        .trim_start_matches([':', ' ', '\n', '\t'])
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
 }
 
 /// A status as a shell reports it: the exit code, or 128 + the signal.
