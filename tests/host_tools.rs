@@ -51,7 +51,7 @@ fn a_tool_sees_what_it_is_granted_and_nothing_else() {
             inputs = ["a.txt"]
 
             [stages.environment]
-            run = "if [ -n \"$CAIRN_TEST_HOST_VARIABLE\" ]; then exit 3; fi; echo \"HOME=$HOME PATH=$PATH DECLARED=$DECLARED\""
+            run = "if [ -n \"$CAIRN_TEST_HOST_VARIABLE\" ]; then exit 3; fi; echo \"HOME=$HOME PATH=$PATH DECLARED=$DECLARED SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH\""
             env = {{ DECLARED = "yes" }}
 
             [stages.not-granted]
@@ -86,7 +86,7 @@ fn a_tool_sees_what_it_is_granted_and_nothing_else() {
     assert_eq!(stage_stdout(&events, "granted-input"), ["granted"]);
     assert_eq!(
         stage_stdout(&events, "environment"),
-        ["HOME=/tmp PATH=/tools/bin DECLARED=yes"]
+        ["HOME=/tmp PATH=/tools/bin DECLARED=yes SOURCE_DATE_EPOCH=0"]
     );
     assert!(!dir.path().join("new.txt").exists(), "the checkout was not written to");
     assert_eq!(

@@ -363,11 +363,27 @@ impl Checker<'_> {
         // A `run` string is a shell command: the shell is one of its tools.
         if let Some(run) = table.get("run")
             && matches!(run.get_ref(), DeValue::String(_))
-            && !tools.iter().any(|tool| tool.get_ref() == "sh")
+            && !tools.iter().any(|tool| tool.get_ref().rsplit('/').next() == Some("sh"))
         {
             tools.push(Spanned::new(run.span(), "sh".to_owned()));
         }
+        let mut tool_names = HashMap::new();
         for tool in &tools {
+            let name = tool.get_ref().rsplit('/').next().unwrap_or_default();
+            if let Some(first) = tool_names.insert(name.to_owned(), tool.get_ref().clone())
+                && valid_tool(tool.get_ref())
+            {
+                self.error(
+                    Diagnostic::error(
+                        format!(
+                            "`{}` and `{first}` are both granted as the tool `{name}`",
+                            tool.get_ref()
+                        ),
+                        tool.span(),
+                    )
+                    .with_hint("a tool is called by its file name: grant one of the two"),
+                );
+            }
             if !valid_tool(tool.get_ref()) {
                 self.error(
                     Diagnostic::error(format!("`{}` cannot name a tool", tool.get_ref()), tool.span()).with_hint(

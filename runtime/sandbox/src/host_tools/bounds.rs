@@ -56,6 +56,8 @@ impl ProcessBounds {
     /// processes, in fresh cgroups when the host allows it.
     pub(crate) fn new(memory: ByteSize, processes: u64) -> Self {
         static NEXT: AtomicU64 = AtomicU64::new(0);
+        static SWEPT: std::sync::Once = std::sync::Once::new();
+        SWEPT.call_once(sweep_stale_groups);
         let name = format!("cairn-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
         let (memory_group, processes_group) = match cgroup_v2_parent() {
             Some(parent) => (
@@ -153,21 +155,51 @@ impl ProcessBounds {
 }
 
 impl Drop for ProcessBounds {
-    /// Removes the groups at once when they are empty, as they are once the
-    /// sandbox has been reaped; one whose last process is still exiting is
-    /// removed by a thread of its own, off the stage's path.
+    /// Removes the groups: at once when they are empty, as they are once
+    /// the sandbox has been reaped, else after the last process has exited
+    /// (a few tries, then a thread of its own, off the stage's path). One a
+    /// process could not remove before it exited is swept by the next.
     fn drop(&mut self) {
-        let left: Vec<Group> = [self.memory_group.take(), self.processes_group.take()]
+        let mut left: Vec<Group> = [self.memory_group.take(), self.processes_group.take()]
             .into_iter()
             .flatten()
-            .filter(|group| !group.try_remove())
             .collect();
-        if !left.is_empty() {
-            std::thread::spawn(move || {
-                for group in left {
-                    group.remove();
-                }
-            });
+        for _ in 0..20 {
+            left.retain(|group| !group.try_remove());
+            if left.is_empty() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_micros(250));
+        }
+        std::thread::spawn(move || {
+            for group in left {
+                group.remove();
+            }
+        });
+    }
+}
+
+/// Removes the groups of cairn processes that are gone (`cairn-PID-N`
+/// whose PID no longer runs), left when one exited before its last
+/// sandbox was reaped.
+fn sweep_stale_groups() {
+    let parents = [cgroup_v2_parent(), cgroup_v1_parent("memory"), cgroup_v1_parent("pids")];
+    for parent in parents.into_iter().flatten() {
+        let Ok(entries) = std::fs::read_dir(&parent) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let owner = name
+                .to_str()
+                .and_then(|name| name.strip_prefix("cairn-"))
+                .and_then(|rest| rest.split('-').next())
+                .and_then(|pid| pid.parse::<u32>().ok());
+            if let Some(pid) = owner
+                && !Path::new(&format!("/proc/{pid}")).exists()
+            {
+                let _ = std::fs::remove_dir(entry.path());
+            }
         }
     }
 }
