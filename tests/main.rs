@@ -24,4 +24,5 @@ mod pipelines;
 mod polyglot;
 mod registry;
 mod sandbox;
+mod std_delivery;
 mod wasi_preview1;

@@ -8,7 +8,13 @@ use std::path::PathBuf;
 use cairn_guest_build::{GuestBuild, build_script_target_dir};
 
 /// `std:NAME` and the cargo package that implements it.
-const STANDARD_STAGES: &[(&str, &str)] = &[("run", "stage-run"), ("validate", "stage-validate"), ("wc", "stage-wc")];
+const STANDARD_STAGES: &[(&str, &str)] = &[
+    ("archive", "stage-archive"),
+    ("checksum", "stage-checksum"),
+    ("run", "stage-run"),
+    ("validate", "stage-validate"),
+    ("wc", "stage-wc"),
+];
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
