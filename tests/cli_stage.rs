@@ -272,3 +272,35 @@ fn ctrl_c_stops_the_stage_exits_130_and_keeps_no_outputs() {
     assert!(stderr.contains("interrupted"), "{stderr}");
     assert!(!dir.path().join("cairn-out").exists(), "nothing half-written is kept");
 }
+
+#[test]
+fn dir_shows_a_host_folder_read_write_only_when_granted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let work = dir.path().join("work");
+    std::fs::create_dir(&work).expect("mkdir");
+    let write = |flags: &[String]| {
+        finish(
+            cairn(dir.path())
+                .args(["stage", "run", PROBE_COMPONENT])
+                .args(flags)
+                .args(["--", "write", "/work/note.txt", "written"]),
+        )
+    };
+    let refused = write(&[]);
+    assert_ne!(refused.code, Some(0), "no --dir, no /work: {refused:?}");
+    assert!(!work.join("note.txt").exists());
+
+    let granted = write(&["--dir".to_owned(), format!("{}::/work", work.display())]);
+    assert_eq!(granted.code, Some(0), "{granted:?}");
+    assert_eq!(
+        std::fs::read_to_string(work.join("note.txt")).expect("written through the grant"),
+        "written"
+    );
+
+    let missing = write(&["--dir".to_owned(), "/no/such/folder::/work".to_owned()]);
+    assert_eq!(missing.code, Some(2), "{missing:?}");
+    assert!(
+        missing.stderr.contains("`/no/such/folder` is not a folder"),
+        "{missing:?}"
+    );
+}

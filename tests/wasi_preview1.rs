@@ -218,3 +218,19 @@ fn an_abort_that_is_not_a_rust_panic_is_not_called_one() {
     assert!(finished.stderr.contains("the way most languages abort"), "{finished:?}");
     assert!(!finished.stderr.contains("panic"), "{finished:?}");
 }
+
+#[test]
+fn output_without_a_final_newline_is_passed_on_as_written() {
+    // "hel" and "lo" in two writes, no newline: `cairn stage run` prints
+    // exactly "hello", as the upstream testsuite's fd_write-to-stdout expects.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wasm = module(
+        r#"(data (i32.const 1024) "hello")
+           (func (export "_start")
+             (call $print (i32.const 1024) (i32.const 3))
+             (call $print (i32.const 1027) (i32.const 2)))"#,
+    );
+    let finished = stage_run(dir.path(), &wasm, &[], &[]);
+    assert_eq!(finished.code, Some(0), "{finished:?}");
+    assert_eq!(finished.stdout, "hello");
+}

@@ -67,6 +67,11 @@ pub struct LogLine {
     pub level: Level,
     /// The text, without its line terminator.
     pub text: String,
+    /// The stage ended without writing a line terminator after this text
+    /// (the last line of its stdout or stderr), so a tool's output can be
+    /// reproduced byte for byte.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unterminated: bool,
 }
 
 /// A diagnostic a stage attached to one of its input files.

@@ -184,6 +184,8 @@ impl KeyParts {
                 .collect(),
             secrets,
             network: network.clone(),
+            // Only `cairn stage run --dir` shows host folders read-write.
+            dirs: Vec::new(),
             tools: tools
                 .keys()
                 .map(|name| {
@@ -565,6 +567,7 @@ mod tests {
             secrets,
             network,
             tools,
+            dirs,
             clock,
             random,
             limits,
@@ -591,6 +594,10 @@ mod tests {
             tools.iter().map(|tool| &tool.name).collect::<Vec<_>>(),
             parts.tools.keys().collect::<Vec<_>>(),
             "placement: where each keyed tool is"
+        );
+        assert!(
+            dirs.is_empty(),
+            "a pipeline stage is never shown a host folder read-write"
         );
         assert_eq!(clock, parts.clock);
         assert_eq!(random, Random::Seeded(*key.as_bytes()));

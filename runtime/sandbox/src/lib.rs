@@ -97,6 +97,11 @@ pub struct Sandbox {
     pub network: Vec<String>,
     /// Host programs the stage may run through `cairn:stage/tools`.
     pub tools: Vec<ToolGrant>,
+    /// Host folders shown read-write at a path of the caller's choosing:
+    /// `cairn stage run --dir`, for a WASI program used as a tool on the
+    /// caller's files. Pipelines never grant one: a stage's effects go to
+    /// `/out`, where they can be cached.
+    pub dirs: Vec<(PathBuf, String)>,
     /// Which clock the stage reads.
     pub clock: Clock,
     /// Which random source the stage reads.
@@ -120,6 +125,7 @@ impl Sandbox {
             secrets: BTreeMap::new(),
             network: Vec::new(),
             tools: Vec::new(),
+            dirs: Vec::new(),
             clock: Clock::default(),
             random: Random::Seeded(seed),
             limits: Limits::default(),
@@ -534,6 +540,9 @@ fn grant_files(
     }
     mount(out, "/out".to_owned(), FsPerms::ReadWrite)?;
     mount(tmp, "/tmp".to_owned(), FsPerms::ReadWrite)?;
+    for (host, guest) in &sandbox.dirs {
+        mount(host, guest.clone(), FsPerms::ReadWrite)?;
+    }
     if sandbox.src.is_some() {
         builder.initial_cwd("/src");
     }

@@ -110,12 +110,12 @@ impl LogCapture {
             }
             let line = std::mem::take(state.pending(source));
             let text = String::from_utf8_lossy(&line);
-            self.keep(&mut state, source, level, text.trim_end_matches('\r'));
+            self.keep(&mut state, source, level, text.trim_end_matches('\r'), false);
         }
     }
 
     /// Adds one complete line, or counts it once the bound is reached.
-    fn keep(&self, state: &mut CaptureState, source: LogSource, level: Level, text: &str) {
+    fn keep(&self, state: &mut CaptureState, source: LogSource, level: Level, text: &str, unterminated: bool) {
         if state.kept_bytes >= self.limit.0 {
             state.log.dropped_bytes += text.len() as u64 + 1;
             return;
@@ -126,6 +126,7 @@ impl LogCapture {
             source,
             level,
             text: masked,
+            unterminated,
         };
         self.observer.log(&line);
         state.log.lines.push(line);
@@ -137,6 +138,7 @@ impl LogCapture {
                     "the log reached its limit of {}; further output is counted and dropped (raise `max_log` to keep more)",
                     self.limit
                 ),
+                unterminated: false,
             };
             self.observer.log(&notice);
             state.log.lines.push(notice);
@@ -156,7 +158,7 @@ impl LogCapture {
             let rest = std::mem::take(state.pending(source));
             if !rest.is_empty() {
                 let text = String::from_utf8_lossy(&rest).into_owned();
-                self.keep(&mut state, source, level, &text);
+                self.keep(&mut state, source, level, &text, true);
             }
         }
         std::mem::take(&mut state.log)

@@ -79,6 +79,12 @@ pub(crate) struct RunArgs {
     #[arg(long = "in", value_name = "NAME=DIR", value_parser = parse_pair::<PathBuf>)]
     inputs: Vec<(String, PathBuf)>,
 
+    /// Show a host folder to the program read-write, at GUEST (default: the
+    /// same path), as `wasmtime run --dir` does (repeatable). Only here:
+    /// pipeline stages write to /out.
+    #[arg(long = "dir", value_name = "HOST[::GUEST]", value_parser = parse_dir)]
+    dirs: Vec<(PathBuf, String)>,
+
     /// Move what the stage writes to /out here (merged into an existing folder).
     /// Default: cairn-out/NAME, replaced on each successful run.
     #[arg(long, value_name = "DIR")]
@@ -193,6 +199,7 @@ impl RunArgs {
             // Host tools are granted by pipelines, where they are planned
             // and keyed; a lone component runs with none.
             tools: Vec::new(),
+            dirs: self.dirs,
             clock,
             random,
             limits: Limits {
@@ -434,4 +441,16 @@ fn read_component(text: &str, cache: &CacheDir, registry: &RegistryArgs) -> anyh
         .block_on(sources.bytes(&uses))
         .with_context(|| format!("cannot read the component `{text}`"))?;
     Ok((bytes.to_vec(), name.unwrap_or_else(|| "stage".to_owned())))
+}
+
+/// `HOST[::GUEST]`, as wasmtime's `--dir` takes it.
+fn parse_dir(text: &str) -> Result<(PathBuf, String), String> {
+    let (host, guest) = text.split_once("::").unwrap_or((text, text));
+    if host.is_empty() || guest.is_empty() {
+        return Err(format!("`{text}` is not HOST[::GUEST]"));
+    }
+    if !Path::new(host).is_dir() {
+        return Err(format!("`{host}` is not a folder"));
+    }
+    Ok((PathBuf::from(host), guest.to_owned()))
 }

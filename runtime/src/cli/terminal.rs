@@ -78,11 +78,14 @@ pub(crate) struct StageLogPrinter {
 impl StageObserver for StageLogPrinter {
     fn log(&self, line: &LogLine) {
         match line.source {
+            // As the program wrote it: a last line without a newline stays so.
             LogSource::Stdout => {
-                let _ = writeln!(std::io::stdout().lock(), "{}", line.text);
+                let ending = if line.unterminated { "" } else { "\n" };
+                let _ = write!(std::io::stdout().lock(), "{}{ending}", line.text);
             }
             LogSource::Stderr => {
-                let _ = writeln!(std::io::stderr().lock(), "{}", line.text);
+                let ending = if line.unterminated { "" } else { "\n" };
+                let _ = write!(std::io::stderr().lock(), "{}{ending}", line.text);
             }
             LogSource::Host => {
                 if !cairn::report::shown(line.source, line.level, self.verbose) {

@@ -347,6 +347,7 @@ fn notice(text: String) -> LogLine {
         source: LogSource::Host,
         level: Level::Warn,
         text,
+        unterminated: false,
     }
 }
 

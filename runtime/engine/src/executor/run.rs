@@ -19,6 +19,7 @@ impl StageExecutor {
                 source: LogSource::Host,
                 level: Level::Info,
                 text: format!("runs every time: {reason}"),
+                unterminated: false,
             });
         }
         let snapshot = self
