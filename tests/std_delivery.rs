@@ -159,3 +159,80 @@ fn bad_archive_settings_are_named() {
     assert!(stage_error(&events, "outside").contains("pack a folder under /src or /in"));
     assert!(stage_error(&events, "nested").contains("name a file directly under /out"));
 }
+
+#[test]
+fn secret_scan_names_each_committed_credential_by_kind_and_line_never_by_value() {
+    const AWS: &str = "AKIAIOSFODNN7EXAMPLE";
+    const TOKEN: &str = "h7Gk2pQ9xZ4mW1vB8nR5tY3u";
+    let config = format!(
+        "region = \"eu\"\naws_key = \"{AWS}\"\npassword = \"correct-horse-battery-staple\"\napi_token = \"{TOKEN}\"\n"
+    );
+    let dir = pipeline_dir(
+        r#"
+        [stages.scan]
+        uses = "std:secret-scan"
+        inputs = ["**/*"]
+
+        [stages.allowed]
+        uses = "std:secret-scan"
+        inputs = ["**/*"]
+        with = { allow = "fixtures/, conf/app.toml" }
+        "#,
+        &[
+            ("conf/app.toml", &config),
+            (
+                "fixtures/id_ed25519",
+                "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n",
+            ),
+            (
+                "notes.txt",
+                "nothing here\nexample: ghp_abcdefghijklmnopqrstuvwxyz0123456789 # cairn:allow-secret\n",
+            ),
+        ],
+    );
+    let (finished, events) = run_json(dir.path(), &[]);
+    assert_eq!(finished.code, Some(1), "{finished:?}");
+    let found: Vec<(String, u64, String)> = events_of(&events, "stage_annotation")
+        .into_iter()
+        .filter(|event| event["stage"] == "scan")
+        .map(|event| {
+            (
+                event["path"].as_str().expect("a path").to_owned(),
+                event["line"].as_u64().expect("a line"),
+                event["message"].as_str().expect("a message").to_owned(),
+            )
+        })
+        .collect();
+    let places: Vec<(&str, u64)> = found.iter().map(|(path, line, _)| (path.as_str(), *line)).collect();
+    assert_eq!(
+        places,
+        [
+            ("/src/conf/app.toml", 2),
+            ("/src/conf/app.toml", 4),
+            ("/src/fixtures/id_ed25519", 1)
+        ],
+        "the memorable password and the allowed line are not findings: {found:?}"
+    );
+    assert!(
+        found[0].2.starts_with("an AWS access key id is committed here"),
+        "{found:?}"
+    );
+    assert!(found[1].2.starts_with("a high-entropy value"), "{found:?}");
+    assert!(found[2].2.starts_with("a private key"), "{found:?}");
+    assert_eq!(
+        stage_error(&events, "scan"),
+        "returned an error: 3 committed credentials found (the annotations say where, never what)"
+    );
+    assert_eq!(statuses(&events)["allowed"], "succeeded");
+    // The files themselves are inputs (snapshotted into the store like any
+    // input); what the scan reports and publishes holds no value.
+    for value in [AWS, TOKEN] {
+        assert!(!finished.stdout.contains(value), "{value} is in the events");
+        assert!(!finished.stderr.contains(value), "{value} is on stderr");
+        assert_eq!(
+            files_containing(&dir.path().join("cairn-out"), value.as_bytes()),
+            Vec::<String>::new(),
+            "{value} was published"
+        );
+    }
+}

@@ -12,6 +12,7 @@ const STANDARD_STAGES: &[(&str, &str)] = &[
     ("archive", "stage-archive"),
     ("checksum", "stage-checksum"),
     ("run", "stage-run"),
+    ("secret-scan", "stage-secret-scan"),
     ("validate", "stage-validate"),
     ("wc", "stage-wc"),
 ];
@@ -26,6 +27,15 @@ fn main() {
         build = build.package(*package);
     }
     let artifacts = build.run_in_build_script();
+    // The compiler's dependency lists name source files only: a stage's
+    // manifest (a crate feature, say) and the lock file matter too.
+    println!("cargo:rerun-if-changed={}", workspace.join("Cargo.lock").display());
+    for (name, _) in STANDARD_STAGES {
+        println!(
+            "cargo:rerun-if-changed={}",
+            workspace.join("stages").join(name).join("Cargo.toml").display()
+        );
+    }
 
     let mut code = String::from("/// The standard stages: `std:NAME` and the component's bytes, sorted by name.\n");
     code.push_str("pub(crate) static STANDARD_STAGES: &[(&str, &[u8])] = &[\n");
