@@ -70,3 +70,23 @@ pub fn files_under(dir: &Path) -> io::Result<Vec<PathBuf>> {
     files.sort();
     Ok(files)
 }
+
+/// The folder a stage that works on "the files it was given" reads: `from`
+/// (a `with` value) when set, else the one `/in/<stage>` when the stage
+/// needs exactly one stage, else `/src`. An unseen `from` is an error that
+/// says how to show it.
+pub fn chosen_folder(from: Option<&str>) -> io::Result<PathBuf> {
+    if let Some(from) = from {
+        let path = PathBuf::from(from);
+        if !path.is_dir() {
+            return Err(io::Error::other(format!(
+                "`with.from` is `{from}`, which the stage cannot see: is it in `inputs` or `needs`?"
+            )));
+        }
+        return Ok(path);
+    }
+    Ok(match inputs().as_slice() {
+        [(_, only)] => only.clone(),
+        _ => src().to_path_buf(),
+    })
+}

@@ -79,6 +79,17 @@ impl Invocation {
         self.config.get(key).map(String::as_str)
     }
 
+    /// `with.KEY` as a comma-separated list, each item trimmed, empty items
+    /// dropped (`"a, b,"` is `["a", "b"]`); empty when unset.
+    pub fn list(&self, key: &str) -> Vec<&str> {
+        self.config(key)
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+            .collect()
+    }
+
     /// Whether `with.KEY` is set to a true value (`true`, `yes`, `on`, `1`).
     pub fn flag(&self, key: &str) -> bool {
         matches!(

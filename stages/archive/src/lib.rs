@@ -47,13 +47,7 @@ impl Stage for Archive {
             return Err(format!("`with.name` is `{name}`: name a file directly under /out").into());
         }
         let prefix = invocation.config("prefix").unwrap_or("").trim_matches('/').to_owned();
-        let executable: Vec<&str> = invocation
-            .config("executable")
-            .unwrap_or("")
-            .split(',')
-            .map(str::trim)
-            .filter(|path| !path.is_empty())
-            .collect();
+        let executable = invocation.list("executable");
         let files = fs::files_under(&from)?;
         let mut entries = Vec::with_capacity(files.len());
         for file in &files {
@@ -99,24 +93,14 @@ impl Stage for Archive {
     }
 }
 
-/// `with.from`, or the stage's one input folder, or `/src`.
+/// `with.from` (under `/src` or `/in`), or the stage's one input folder, or `/src`.
 fn source_folder(invocation: &Invocation) -> cairn_sdk::Result<PathBuf> {
-    if let Some(from) = invocation.config("from") {
-        let path = PathBuf::from(from);
-        if !(path.starts_with(fs::SRC) || path.starts_with(fs::INPUTS)) {
-            return Err(format!("`with.from` is `{from}`: pack a folder under /src or /in").into());
-        }
-        if !path.is_dir() {
-            return Err(
-                format!("`with.from` is `{from}`, which the stage cannot see: is it in `inputs` or `needs`?").into(),
-            );
-        }
-        return Ok(path);
+    if let Some(from) = invocation.config("from")
+        && !(Path::new(from).starts_with(fs::SRC) || Path::new(from).starts_with(fs::INPUTS))
+    {
+        return Err(format!("`with.from` is `{from}`: pack a folder under /src or /in").into());
     }
-    match fs::inputs().as_slice() {
-        [(_, only)] => Ok(only.clone()),
-        _ => Ok(fs::src().to_path_buf()),
-    }
+    Ok(fs::chosen_folder(invocation.config("from"))?)
 }
 
 /// A ustar archive of `entries`, gzip-compressed with no name and no time.

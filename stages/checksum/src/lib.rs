@@ -12,7 +12,7 @@
 //! every mismatch or missing file is an annotation at its line of the sums
 //! file, and fails the stage.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use cairn_sdk::{Annotation, Invocation, Level, Outcome, Stage, annotate, fs};
 use sha2::{Digest as _, Sha256};
@@ -21,28 +21,11 @@ struct Checksum;
 
 impl Stage for Checksum {
     fn run(invocation: Invocation) -> cairn_sdk::Result<Outcome> {
-        let from = source_folder(&invocation)?;
+        let from = fs::chosen_folder(invocation.config("from"))?;
         match invocation.config("verify") {
             Some(sums) => verify(&from, Path::new(sums)),
             None => write_sums(&from),
         }
-    }
-}
-
-/// `with.from`, or the stage's one input folder, or `/src`.
-fn source_folder(invocation: &Invocation) -> cairn_sdk::Result<PathBuf> {
-    if let Some(from) = invocation.config("from") {
-        let path = PathBuf::from(from);
-        if !path.is_dir() {
-            return Err(
-                format!("`with.from` is `{from}`, which the stage cannot see: is it in `inputs` or `needs`?").into(),
-            );
-        }
-        return Ok(path);
-    }
-    match fs::inputs().as_slice() {
-        [(_, only)] => Ok(only.clone()),
-        _ => Ok(fs::src().to_path_buf()),
     }
 }
 

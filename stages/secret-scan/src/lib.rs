@@ -53,13 +53,7 @@ impl Stage for SecretScan {
         let assignment = Regex::new(
             r#"(?i)\b[\w.-]*(?:password|passwd|secret|token|api_?key|access_?key|private_?key|auth)[\w.-]*\s*[:=]\s*["']?([A-Za-z0-9+/=_.~-]{20,})["']?"#,
         )?;
-        let allowed: Vec<&str> = invocation
-            .config("allow")
-            .unwrap_or("")
-            .split(',')
-            .map(str::trim)
-            .filter(|path| !path.is_empty())
-            .collect();
+        let allowed = invocation.list("allow");
         let files = fs::files_under(fs::src())?;
         let mut findings = 0;
         for file in &files {
