@@ -85,9 +85,22 @@ fn the_python_project_runs_pytest_on_cpython_in_wasm() {
     let (events, checkouts) = run_twice("ci/python");
     assert_tests(&events, 5);
     assert_reproducible(&checkouts, "pickver-0.1.0.tar.gz");
-    // The interpreter ran as the stage's component, sandboxed like any
-    // other: its key names the interpreter's digest, not a host tool.
-    assert!(finished_stage(&events, "test")["key"].is_string());
+    // The interpreter ran as the stage's component (pytest's own summary is
+    // in its log), granted no host tool: nothing outside the wasm sandbox.
+    assert!(
+        stage_stdout(&events, "test")
+            .iter()
+            .any(|line| line.starts_with("5 passed")),
+        "{:?}",
+        stage_stdout(&events, "test")
+    );
+    let pipeline = std::fs::read_to_string(checkouts[0].path().join("cairn.toml")).expect("the pipeline");
+    let test_table = &pipeline[pipeline.find("[stages.test]").expect("a test stage")..];
+    let test_table = &test_table[..test_table.find("\n[stages.").unwrap_or(test_table.len())];
+    assert!(
+        test_table.contains("uses = \"in:deps/") && !test_table.contains("tools"),
+        "{test_table}"
+    );
 }
 
 #[test]

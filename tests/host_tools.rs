@@ -57,6 +57,13 @@ fn a_tool_sees_what_it_is_granted_and_nothing_else() {
             [stages.not-granted]
             run = "git --version"
 
+            [stages.not-granted-argv]
+            run = ["git", "--version"]
+
+            [stages.other-granted-argv]
+            run = ["git", "--version"]
+            tools = ["cat"]
+
             [stages.after]
             run = "echo still fine"
             "#,
@@ -96,11 +103,19 @@ fn a_tool_sees_what_it_is_granted_and_nothing_else() {
     assert_eq!(statuses["not-granted"], "failed");
     let error = stage_error(&events, "not-granted");
     assert!(error.contains("status 127: a command was not found"), "{error}");
-    let hint = finished_stage(&events, "not-granted")["error"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    assert!(hint.contains("tools = [...]"), "the fix is named: {hint}");
+    assert!(error.contains("tools = [...]"), "the fix is named: {error}");
+    // An argv names its program directly: refused before anything runs,
+    // with the line that grants it.
+    assert_eq!(
+        stage_error(&events, "not-granted-argv"),
+        "returned an error: the tool `git` is not granted to stage `not-granted-argv` (it has none)\n\
+         hint: add it to the stage: `tools = [\"git\"]`"
+    );
+    assert_eq!(
+        stage_error(&events, "other-granted-argv"),
+        "returned an error: the tool `git` is not granted to stage `other-granted-argv` (it has \"cat\")\n\
+         hint: add it to the stage: `tools = [\"cat\", \"git\"]`"
+    );
 }
 
 #[test]

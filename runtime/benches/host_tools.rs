@@ -21,7 +21,7 @@ use std::sync::Arc;
 use cairn::observer::Silent;
 use cairn::sandbox::ToolGrant;
 use cairn::{CacheDir, Runtime, Sandbox};
-use support::{cairn_run, compare, measure, measure_async, report, run};
+use support::{cairn_run, compare, executor, measure_async, native_baseline, report, run};
 
 const RUNS: usize = 200;
 const STAGES: usize = 200;
@@ -35,18 +35,11 @@ fn main() {
 }
 
 fn one_stage() {
-    let executor = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio starts");
+    let executor = executor();
     let cache_root = tempfile::tempdir().expect("tempdir");
     let cache = CacheDir::open(cache_root.path()).expect("cache");
     println!("one host-tool stage, {RUNS} runs each (median / p90)");
-    let native = measure(RUNS, || {
-        let status = Command::new("/bin/true").status().expect("/bin/true runs");
-        assert!(status.success());
-    });
-    report("spawn /bin/true (native process)", &native, None);
+    let native = native_baseline(RUNS);
     executor.block_on(async {
         let runtime = Runtime::new(&cache).expect("runtime");
         let bytes: Arc<[u8]> = cairn::standard_stages::get("run").expect("std:run").into();

@@ -8,30 +8,22 @@
 mod support;
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 
 use cairn::observer::Silent;
 use cairn::{CacheDir, LoadedComponent, Runtime, Sandbox};
 use cairn_guest_build::GuestBuild;
-use support::{load_costs, measure, measure_async, report};
+use support::{executor, load_costs, measure_async, native_baseline, report};
 
 const RUNS: usize = 300;
 
 fn main() {
-    let executor = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio starts");
+    let executor = executor();
     let cache_root = tempfile::tempdir().expect("tempdir");
     let cache = CacheDir::open(cache_root.path()).expect("cache");
 
     println!("stage startup, {RUNS} runs each (median / p90)");
-    let native = measure(RUNS, || {
-        let status = Command::new("/bin/true").status().expect("/bin/true runs");
-        assert!(status.success());
-    });
-    report("spawn /bin/true (native process)", &native, None);
+    let native = native_baseline(RUNS);
 
     executor.block_on(async {
         let runtime = Runtime::new(&cache).expect("runtime");

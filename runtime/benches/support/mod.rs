@@ -8,6 +8,25 @@ use std::time::{Duration, Instant};
 
 use cairn::{CacheDir, Runtime};
 
+/// The tokio runtime the in-process benchmarks run stages on.
+pub fn executor() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio starts")
+}
+
+/// Spawns `/bin/true` `runs` times from this process and reports it: the
+/// native baseline a stage's start is compared with.
+pub fn native_baseline(runs: usize) -> Vec<Duration> {
+    let native = measure(runs, || {
+        let status = Command::new("/bin/true").status().expect("/bin/true runs");
+        assert!(status.success());
+    });
+    report("spawn /bin/true (native process)", &native, None);
+    native
+}
+
 /// Runs `command` to completion with its output discarded; panics if it fails.
 pub fn run(command: &mut Command) -> Duration {
     let started = Instant::now();

@@ -4,7 +4,7 @@
 //!
 //! Source folders, in any language, are built by [`cairn_stage_build`].
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use cairn_cas::Store;
@@ -15,6 +15,47 @@ use cairn_oci::OciError;
 use cairn_oci::resolve::RemoteComponents;
 use cairn_pipeline::Uses;
 use cairn_stage_build::{self as stage_build, BuildError};
+
+use crate::state::ComponentRecord;
+use crate::workspace::Stamp;
+
+/// Why a `.wasm` file gives no component.
+#[derive(Debug, thiserror::Error)]
+pub enum FileComponentError {
+    /// The file cannot be read.
+    #[error(transparent)]
+    Read(#[from] std::io::Error),
+    /// The bytes are not WebAssembly.
+    #[error("not a WebAssembly file")]
+    NotWasm,
+}
+
+/// The component in the `.wasm` file at `path`, digested by stamp: for a
+/// file whose stamp is what `remembered` knows, the remembered digest
+/// (the bytes are read only if a stage runs); otherwise the file is read and
+/// digested, and the record to remember comes back with it. Stamped before
+/// it is read, so a change made meanwhile shows next time.
+pub fn file_component(
+    path: &Path,
+    remembered: impl FnOnce(&Stamp) -> Option<ComponentRecord>,
+) -> Result<(ComponentRef, Option<ComponentRecord>), FileComponentError> {
+    let stamp = Stamp::of(&std::fs::metadata(path)?);
+    if let Some(record) = remembered(&stamp) {
+        return Ok((
+            ComponentRef::in_file(path.to_owned(), record.digest, record.format),
+            None,
+        ));
+    }
+    let bytes: Arc<[u8]> = std::fs::read(path)?.into();
+    let format = BinaryFormat::detect(&bytes).ok_or(FileComponentError::NotWasm)?;
+    let component = ComponentRef::loaded(Arc::clone(&bytes), Digest::of(&bytes), format);
+    let record = ComponentRecord {
+        stamp,
+        digest: component.digest,
+        format,
+    };
+    Ok((component, Some(record)))
+}
 
 /// Why a component's bytes could not be had.
 #[derive(Debug, thiserror::Error)]

@@ -11,13 +11,13 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use tracing::Instrument;
 
-use crate::component_source::{ComponentRef, ComponentSources, SourceError};
+use crate::component_source::{ComponentRef, ComponentSources, FileComponentError, SourceError, file_component};
 use crate::executor::{CacheMode, LazyRuntime, StageExecutor};
 use crate::output_dir::OutputRoot;
 use crate::scheduler::{self, ConditionContext, Options, RunResults};
 use crate::secrets::Secrets;
-use crate::state::{ComponentRecord, WalkHints, WorkspaceState};
-use crate::workspace::{OUTPUT_FOLDER, Stamp, Workspace, WorkspaceError};
+use crate::state::{WalkHints, WorkspaceState};
+use crate::workspace::{OUTPUT_FOLDER, Workspace, WorkspaceError};
 use cairn_cas::{Store, StoreError};
 use cairn_component::{BinaryFormat, Digest, LoadError};
 use cairn_core::cache_dir::CacheDir;
@@ -277,13 +277,15 @@ pub async fn execute(
     let exiting = settings.exiting;
     let source_date_epoch = source_date_epoch()?;
     let pipeline = Arc::clone(&prepared.pipeline);
+    // Before anything slow (fetching, building): a tool missing from this
+    // host is a mistake to report at once.
+    let tools = tracing::debug_span!("find the host tools")
+        .in_scope(|| crate::host_tools::resolve(&pipeline, &prepared.selected, &cache))?;
     let store = Arc::new(Store::open(&cache).map_err(RunError::Cache)?);
     let remote = resolve_remote(&pipeline, &store, &settings.remote).await?;
     let sources = ComponentSources::new(cache.clone()).with_remote(remote, Arc::clone(&store));
     let components = component_refs(&prepared, &sources, &mut state).await?;
     let input_digests = tracing::debug_span!("hash the inputs").in_scope(|| hash_inputs(&prepared, &mut state))?;
-    let tools = tracing::debug_span!("find the host tools")
-        .in_scope(|| crate::host_tools::resolve(&pipeline, &prepared.selected, &cache))?;
     let output_root = pipeline.root.join(OUTPUT_FOLDER);
     let output_root = prepare_output_root(&output_root)
         .and_then(|()| OutputRoot::open(output_root.clone()))
@@ -398,41 +400,41 @@ async fn component_refs(
             components.push(None);
             continue;
         }
-        // Stamped before it is read: a change made meanwhile shows next time.
-        let file = match &stage.uses {
-            Uses::File(path) => std::fs::metadata(path)
-                .ok()
-                .map(|metadata| (path, Stamp::of(&metadata))),
-            _ => None,
+        let component = match &stage.uses {
+            Uses::File(path) => {
+                let (component, digested) = file_component(path, |stamp| state.component(path, stamp).cloned())
+                    .map_err(|error| match error {
+                        FileComponentError::Read(source) => RunError::Source {
+                            stage: stage.name.clone(),
+                            source: SourceError::Read {
+                                path: path.clone(),
+                                source,
+                            },
+                        },
+                        FileComponentError::NotWasm => RunError::Load {
+                            stage: stage.name.clone(),
+                            source: LoadError::NotWasm,
+                        },
+                    })?;
+                if let Some(record) = digested {
+                    state.record_component(path, record);
+                }
+                component
+            }
+            uses => {
+                let bytes = sources.bytes(uses).await.map_err(|source| RunError::Source {
+                    stage: stage.name.clone(),
+                    source,
+                })?;
+                let Some(format) = BinaryFormat::detect(&bytes) else {
+                    return Err(RunError::Load {
+                        stage: stage.name.clone(),
+                        source: LoadError::NotWasm,
+                    });
+                };
+                ComponentRef::loaded(Arc::clone(&bytes), Digest::of(&bytes), format)
+            }
         };
-        let remembered = file.as_ref().and_then(|(path, stamp)| {
-            let record = state.component(path, stamp)?;
-            Some(ComponentRef::in_file(path.to_path_buf(), record.digest, record.format))
-        });
-        if let Some(component) = remembered {
-            known.insert(stage.uses.clone(), component.clone());
-            components.push(Some(component));
-            continue;
-        }
-        let bytes = sources.bytes(&stage.uses).await.map_err(|source| RunError::Source {
-            stage: stage.name.clone(),
-            source,
-        })?;
-        let Some(format) = BinaryFormat::detect(&bytes) else {
-            return Err(RunError::Load {
-                stage: stage.name.clone(),
-                source: LoadError::NotWasm,
-            });
-        };
-        let component = ComponentRef::loaded(Arc::clone(&bytes), Digest::of(&bytes), format);
-        if let Some((path, stamp)) = file {
-            let record = ComponentRecord {
-                stamp,
-                digest: component.digest,
-                format,
-            };
-            state.record_component(path, record);
-        }
         known.insert(stage.uses.clone(), component.clone());
         components.push(Some(component));
     }

@@ -386,7 +386,14 @@ impl Checker<'_> {
             }
             if !valid_tool(tool.get_ref()) {
                 self.error(
-                    Diagnostic::error(format!("`{}` cannot name a tool", tool.get_ref()), tool.span()).with_hint(
+                    Diagnostic::error(
+                        match tool.get_ref().as_str() {
+                            "" => "an empty string cannot name a tool".to_owned(),
+                            name => format!("`{name}` cannot name a tool"),
+                        },
+                        tool.span(),
+                    )
+                    .with_hint(
                         "a tool is a program's name on the PATH (`cargo`) or a path relative to this file \
                          (`./ci/lint.sh`)",
                     ),

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::host_tools::{ToolRequest, Tools};
+use super::host_tools::{ToolRequest, Tools, not_granted};
 use super::logs::LogCapture;
 use cairn_core::observer::{Annotation, Level, StageObserver};
 
@@ -29,7 +29,9 @@ pub(crate) struct HostApi {
     capture: Arc<LogCapture>,
     observer: Arc<dyn StageObserver>,
     secrets: BTreeMap<String, String>,
-    tools: Tools,
+    /// `None` for a stage granted no tool.
+    tools: Option<Tools>,
+    stage: String,
     pub(crate) annotations: Vec<Annotation>,
     pub(crate) dropped_annotations: u64,
 }
@@ -39,13 +41,15 @@ impl HostApi {
         capture: Arc<LogCapture>,
         observer: Arc<dyn StageObserver>,
         secrets: BTreeMap<String, String>,
-        tools: Tools,
+        stage: String,
+        tools: Option<Tools>,
     ) -> Self {
         Self {
             capture,
             observer,
             secrets,
             tools,
+            stage,
             annotations: Vec::new(),
             dropped_annotations: 0,
         }
@@ -98,15 +102,15 @@ impl types::Host for HostApi {}
 
 impl tools::Host for HostApi {
     async fn run(&mut self, tool: String, args: Vec<String>, options: tools::RunOptions) -> Result<i32, String> {
+        let Some(tools) = &self.tools else {
+            return Err(not_granted(&self.stage, &[], &tool));
+        };
         let request = ToolRequest {
             tool,
             args,
             cwd: options.cwd,
             env: options.env,
         };
-        self.tools
-            .run(request)
-            .await
-            .map_err(|error| self.capture.masked(&error))
+        tools.run(request).await.map_err(|error| self.capture.masked(&error))
     }
 }

@@ -333,14 +333,18 @@ pub(crate) async fn run(
                     Arc::clone(&capture),
                     observer,
                     sandbox.secrets.clone(),
-                    host_tools::Tools {
+                    sandbox.invocation.stage.clone(),
+                    // Only a stage granted tools can run any: no other
+                    // pays for copying its grants.
+                    (!sandbox.tools.is_empty()).then(|| host_tools::Tools {
                         granted: sandbox.tools.clone(),
                         stage: sandbox.invocation.stage.clone(),
                         src: sandbox.src.clone(),
                         inputs: sandbox.inputs.clone(),
                         out: outputs.path().to_owned(),
                         tmp: tmp.path().to_owned(),
-                        env: tool_environment(sandbox),
+                        env: sandbox.env.clone(),
+                        secrets: sandbox.secrets.clone(),
                         network: !sandbox.network.is_empty(),
                         limits,
                         source_date_epoch: match sandbox.clock {
@@ -349,7 +353,7 @@ pub(crate) async fn run(
                         },
                         capture: Arc::clone(&capture),
                         running: Arc::clone(&running),
-                    },
+                    }),
                 ),
             };
             let mut store = new_store(engine, state, |state| &mut state.limiter);
@@ -410,19 +414,6 @@ fn scratch_error(scratch: &Path) -> impl Fn(std::io::Error) -> SandboxError + Co
         path: scratch.to_owned(),
         source,
     }
-}
-
-/// The environment a stage's tools start from: its declared variables, and
-/// each granted secret under its own name.
-fn tool_environment(sandbox: &Sandbox) -> BTreeMap<String, String> {
-    let mut env = sandbox.env.clone();
-    env.extend(
-        sandbox
-            .secrets
-            .iter()
-            .map(|(name, value)| (name.clone(), value.clone())),
-    );
-    env
 }
 
 /// When the stage needs other stages, a read-only folder holding an empty

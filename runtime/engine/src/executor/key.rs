@@ -99,7 +99,7 @@ impl StageExecutor {
             inputs,
             parts,
             key,
-            tools: tools.iter().map(|tool| tool.grant.clone()).collect(),
+            index,
             not_reused,
         })
     }

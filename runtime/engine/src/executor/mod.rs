@@ -24,17 +24,15 @@ use std::path::PathBuf;
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Instant;
 
-use crate::component_source::ComponentRef;
+use crate::component_source::{ComponentRef, FileComponentError, file_component};
 use crate::host_tools::StageTools;
 use crate::output_dir::{self, OutputRoot};
 use crate::scheduler::{Executor, StageError, StageResult, Upstream};
 use crate::secrets::Secrets;
 use crate::stage_key::{KeyParts, Placement};
-use crate::state::{ComponentRecord, EncodedParts, Published, RunRecord, WorkspaceState};
-use crate::workspace::Stamp;
+use crate::state::{EncodedParts, Published, RunRecord, WorkspaceState};
 use crate::workspace::Workspace;
 use cairn_cas::{ActionEntry, Entry, EntryKind, Materialize, Store, StoreError, Tree, TreeError};
-use cairn_component::BinaryFormat;
 use cairn_core::Digest;
 use cairn_core::cache_dir::CacheDir;
 use cairn_core::events::TestCounts;
@@ -117,8 +115,8 @@ struct Prepared {
     /// Also the resolved arguments, `with` and env the stage is called with.
     parts: KeyParts,
     key: Digest,
-    /// Where each granted host tool is on this host.
-    tools: Vec<cairn_sandbox::ToolGrant>,
+    /// The stage's index in the pipeline (its tools are found by it).
+    index: usize,
     /// Why the stage's result is neither reused nor stored, when it is not:
     /// `cache = false`, an impure grant without `cache = true`, or a run
     /// despite a failed need.
@@ -283,24 +281,16 @@ impl StageExecutor {
             ));
         }
         let file = self.output_root.join(producer).join(path);
-        let unreadable = |error: std::io::Error| format!("cannot read its component `in:{producer}/{path}`: {error}");
-        let metadata = std::fs::metadata(&file).map_err(unreadable)?;
-        let stamp = Stamp::of(&metadata);
-        if let Some(record) = self.state().component(&file, &stamp) {
-            return Ok(ComponentRef::in_file(file, record.digest, record.format));
+        let (component, digested) = file_component(&file, |stamp| self.state().component(&file, stamp).cloned())
+            .map_err(|error| match error {
+                FileComponentError::Read(error) => {
+                    format!("cannot read its component `in:{producer}/{path}`: {error}")
+                }
+                FileComponentError::NotWasm => format!("its component `in:{producer}/{path}` is not WebAssembly"),
+            })?;
+        if let Some(record) = digested {
+            self.state_mut().record_component(&file, record);
         }
-        let bytes: Arc<[u8]> = std::fs::read(&file).map_err(unreadable)?.into();
-        let format = BinaryFormat::detect(&bytes)
-            .ok_or_else(|| format!("its component `in:{producer}/{path}` is not WebAssembly"))?;
-        let component = ComponentRef::loaded(Arc::clone(&bytes), Digest::of(&bytes), format);
-        self.state_mut().record_component(
-            &file,
-            ComponentRecord {
-                stamp,
-                digest: component.digest,
-                format,
-            },
-        );
         Ok(component)
     }
 

@@ -33,7 +33,12 @@ impl StageExecutor {
                 (upstream.outputs.contains_key(need) && folder.is_dir()).then_some(folder)
             }),
             secret: Box::new(|name| self.secrets.get(name)),
-            tool: Box::new(|name| prepared.tools.iter().find(|tool| tool.name == name).cloned()),
+            tool: Box::new(|name| {
+                self.tools.by_stage[prepared.index]
+                    .iter()
+                    .find(|tool| tool.grant.name == name)
+                    .map(|tool| tool.grant.clone())
+            }),
             limits: stage.limits,
         };
         let sandbox = prepared.parts.sandbox(&prepared.key, placement).map_err(failed)?;

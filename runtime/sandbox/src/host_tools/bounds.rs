@@ -56,10 +56,9 @@ impl ProcessBounds {
     /// processes, in fresh cgroups when the host allows it.
     pub(crate) fn new(memory: ByteSize, processes: u64) -> Self {
         static NEXT: AtomicU64 = AtomicU64::new(0);
-        static SWEPT: std::sync::Once = std::sync::Once::new();
-        SWEPT.call_once(sweep_stale_groups);
+        let parents = CgroupParents::of_this_process();
         let name = format!("cairn-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
-        let (memory_group, processes_group) = match cgroup_v2_parent() {
+        let (memory_group, processes_group) = match &parents.unified {
             Some(parent) => (
                 make_group(
                     &parent.join(format!("{name}-memory")),
@@ -77,7 +76,7 @@ impl ProcessBounds {
                 ),
             ),
             None => (
-                cgroup_v1_parent("memory").and_then(|parent| {
+                parents.memory.as_ref().and_then(|parent| {
                     make_group(
                         &parent.join(&name),
                         "memory.limit_in_bytes",
@@ -86,11 +85,13 @@ impl ProcessBounds {
                         "oom_kill",
                     )
                 }),
-                cgroup_v1_parent("pids")
+                parents
+                    .pids
+                    .as_ref()
                     .and_then(|parent| make_group(&parent.join(&name), "pids.max", processes, "pids.events", "max")),
             ),
         };
-        let version = if cgroup_v2_parent().is_some() { 2 } else { 1 };
+        let version = if parents.unified.is_some() { 2 } else { 1 };
         let by = |group: &Option<Group>| match group {
             Some(_) => Mechanism::Cgroup(version),
             None => Mechanism::Rlimit,
@@ -182,10 +183,10 @@ impl Drop for ProcessBounds {
 /// Removes the groups of cairn processes that are gone (`cairn-PID-N`
 /// whose PID no longer runs), left when one exited before its last
 /// sandbox was reaped.
-fn sweep_stale_groups() {
-    let parents = [cgroup_v2_parent(), cgroup_v1_parent("memory"), cgroup_v1_parent("pids")];
+fn sweep_stale_groups(parents: &CgroupParents) {
+    let parents = [&parents.unified, &parents.memory, &parents.pids];
     for parent in parents.into_iter().flatten() {
-        let Ok(entries) = std::fs::read_dir(&parent) else {
+        let Ok(entries) = std::fs::read_dir(parent) else {
             continue;
         };
         for entry in entries.flatten() {
@@ -277,6 +278,33 @@ fn make_group(dir: &Path, limit_file: &str, limit: u64, events: &str, counter: &
             let _ = std::fs::remove_dir(dir);
             None
         }
+    }
+}
+
+/// The folders of cairn's own cgroups, where its tools' groups are made:
+/// read once per process (a process does not move between cgroups on its
+/// own), and the groups a gone cairn process left there swept then.
+struct CgroupParents {
+    /// On a unified (v2) host.
+    unified: Option<PathBuf>,
+    /// In v1's `memory` hierarchy.
+    memory: Option<PathBuf>,
+    /// In v1's `pids` hierarchy.
+    pids: Option<PathBuf>,
+}
+
+impl CgroupParents {
+    fn of_this_process() -> &'static Self {
+        static PARENTS: std::sync::OnceLock<CgroupParents> = std::sync::OnceLock::new();
+        PARENTS.get_or_init(|| {
+            let parents = CgroupParents {
+                unified: cgroup_v2_parent(),
+                memory: cgroup_v1_parent("memory"),
+                pids: cgroup_v1_parent("pids"),
+            };
+            sweep_stale_groups(&parents);
+            parents
+        })
     }
 }
 

@@ -68,8 +68,14 @@ fn is_system(path: &Path) -> bool {
 }
 
 /// The namespaces, the system folders, `/proc` and `/dev`: what every tool
-/// run starts from (and what the probe of a host's bubblewrap tries).
-pub(crate) fn base_arguments() -> Vec<OsString> {
+/// run starts from (and what the probe of a host's bubblewrap tries). The
+/// system folders' layout is read once per process, not once per tool run.
+pub(crate) fn base_arguments() -> &'static [OsString] {
+    static ARGUMENTS: std::sync::OnceLock<Vec<OsString>> = std::sync::OnceLock::new();
+    ARGUMENTS.get_or_init(read_base_arguments)
+}
+
+fn read_base_arguments() -> Vec<OsString> {
     let mut args: Vec<OsString> = [
         "--unshare-all",
         "--die-with-parent",
@@ -94,7 +100,7 @@ pub(crate) fn base_arguments() -> Vec<OsString> {
 
 /// The arguments to `bwrap` (everything before the tool's own argv).
 pub(crate) fn arguments(tools: &Tools, layout: &ToolLayout, cwd: &str) -> Vec<OsString> {
-    let mut args = base_arguments();
+    let mut args = base_arguments().to_vec();
     let mut push = |items: &[&dyn AsRef<std::ffi::OsStr>]| {
         args.extend(items.iter().map(|item| item.as_ref().to_owned()));
     };

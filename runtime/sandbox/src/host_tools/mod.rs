@@ -52,6 +52,7 @@ pub(crate) struct Tools {
     pub(crate) out: PathBuf,
     pub(crate) tmp: PathBuf,
     pub(crate) env: BTreeMap<String, String>,
+    pub(crate) secrets: BTreeMap<String, String>,
     pub(crate) network: bool,
     pub(crate) limits: Limits,
     pub(crate) source_date_epoch: Option<u64>,
@@ -101,7 +102,8 @@ impl Tools {
     pub(crate) async fn run(&self, request: ToolRequest) -> Result<i32, String> {
         let layout = ToolLayout::new(&self.granted);
         if !layout.inside.contains_key(&request.tool) {
-            return Err(self.not_granted(&request.tool));
+            let granted: Vec<&str> = self.granted.iter().map(|tool| tool.name.as_str()).collect();
+            return Err(not_granted(&self.stage, &granted, &request.tool));
         }
         let program = PathBuf::from(TOOLS_BIN).join(&request.tool);
         let bwrap = sandbox_program().await?;
@@ -228,6 +230,7 @@ impl Tools {
     /// them from `host.secret`.
     fn environment(&self, request: &ToolRequest) -> BTreeMap<String, String> {
         let mut env = self.env.clone();
+        env.extend(self.secrets.iter().map(|(name, value)| (name.clone(), value.clone())));
         env.extend(request.env.iter().cloned());
         let defaults = [
             ("PATH", TOOLS_BIN.to_owned()),
@@ -242,22 +245,26 @@ impl Tools {
         }
         env
     }
+}
 
-    fn not_granted(&self, tool: &str) -> String {
-        let granted: Vec<_> = self.granted.iter().map(|tool| format!("\"{}\"", tool.name)).collect();
-        let mut list = granted.clone();
-        list.push(format!("\"{tool}\""));
-        format!(
-            "the tool `{tool}` is not granted to stage `{}` (it has {})\nhint: add it to the stage: `tools = [{}]`",
-            self.stage,
-            if granted.is_empty() {
-                "none".to_owned()
-            } else {
-                granted.join(", ")
-            },
-            list.join(", ")
-        )
-    }
+/// Why `tool` may not run in stage `stage`, granted `granted`, and the line
+/// that would grant it.
+pub(crate) fn not_granted(stage: &str, granted: &[&str], tool: &str) -> String {
+    let quoted: Vec<String> = granted.iter().map(|name| format!("\"{name}\"")).collect();
+    let has = if quoted.is_empty() {
+        "none".to_owned()
+    } else {
+        quoted.join(", ")
+    };
+    let wanted = quoted
+        .iter()
+        .cloned()
+        .chain([format!("\"{tool}\"")])
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "the tool `{tool}` is not granted to stage `{stage}` (it has {has})\nhint: add it to the stage: `tools = [{wanted}]`"
+    )
 }
 
 /// A pipe whose ends close on exec.
