@@ -19,6 +19,7 @@ mod host_tools;
 mod hostile;
 mod limits;
 mod log_bound;
+mod network;
 mod pipeline_errors;
 mod pipelines;
 mod polyglot;

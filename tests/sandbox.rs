@@ -290,7 +290,7 @@ async fn a_network_grant_without_a_port_is_rejected_before_running() {
         .run(&probe, &sandbox, std::sync::Arc::new(cairn::observer::Silent))
         .await
         .expect_err("no port");
-    assert!(error.to_string().contains("needs a port"), "{error}");
+    assert!(error.to_string().contains("a host and port for sockets"), "{error}");
 }
 
 #[tokio::test]

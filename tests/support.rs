@@ -3,6 +3,7 @@
 //! that records what a stage reported, and a wrapper around the real `cairn`
 //! binary.
 
+pub mod http_server;
 pub mod registry;
 
 use std::collections::BTreeMap;

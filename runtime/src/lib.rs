@@ -41,4 +41,4 @@ pub use cairn_stdlib as standard_stages;
 pub use cairn_core::CacheDir;
 pub use cairn_core::observer::{Annotation, Level, LogLine, LogSource, StageObserver};
 pub use cairn_sandbox::{Invocation, Limits, Outcome, Sandbox, StageFailure, StageRun};
-pub use cairn_sandbox::{LoadedComponent, Runtime, RuntimeError};
+pub use cairn_sandbox::{LoadedComponent, Runtime, RuntimeError, Trust};

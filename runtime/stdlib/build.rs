@@ -11,8 +11,11 @@ use cairn_guest_build::{GuestBuild, build_script_target_dir};
 const STANDARD_STAGES: &[(&str, &str)] = &[
     ("archive", "stage-archive"),
     ("checksum", "stage-checksum"),
+    ("http", "stage-http"),
+    ("notify", "stage-notify"),
     ("run", "stage-run"),
     ("secret-scan", "stage-secret-scan"),
+    ("upload", "stage-upload"),
     ("validate", "stage-validate"),
     ("wc", "stage-wc"),
 ];

@@ -25,6 +25,7 @@ use cairn_oci::OciError;
 use cairn_oci::resolve::{self, RemoteComponents, ResolveOptions};
 use cairn_pipeline::{self as pipeline, Diagnostic, Graph, LoadFailure, Pipeline, Uses};
 use cairn_report::{Event, Reporter};
+use cairn_sandbox::Trust;
 
 /// Why a run could not start.
 #[derive(Debug, thiserror::Error)]
@@ -236,6 +237,8 @@ pub struct RunSettings {
     pub cache: CacheMode,
     /// How remote components are pinned and fetched.
     pub remote: ResolveOptions,
+    /// The certificate authorities stages' HTTPS requests trust.
+    pub trust: Trust,
     /// The process exits when the run ends (a command line does): what the
     /// run built is then left for the operating system to take back, not
     /// freed piece by piece.
@@ -297,7 +300,7 @@ pub async fn execute(
         })?;
     let state = Arc::new(RwLock::new(state));
     let executor = Arc::new(StageExecutor {
-        runtime: LazyRuntime::new(cache.clone()),
+        runtime: LazyRuntime::new(cache.clone(), settings.trust),
         pipeline: Arc::clone(&pipeline),
         components,
         workspace: Arc::clone(&prepared.workspace),

@@ -130,6 +130,9 @@ pub struct Upstream {
     pub outputs: BTreeMap<String, Arc<BTreeMap<String, String>>>,
     /// The digest of each needed stage's outputs tree, for the stage key.
     pub digests: BTreeMap<String, Digest>,
+    /// How each needed stage (by table name, a matrix's entries taken
+    /// together) ended: what `${{ stages.NAME.result }}` reads.
+    pub results: BTreeMap<String, String>,
 }
 
 /// Runs one stage; the scheduler calls it once all the stage's needs ended.
@@ -499,6 +502,19 @@ fn decide(
             None => {}
         }
     }
+    let mut statuses: BTreeMap<&str, Vec<Status>> = BTreeMap::new();
+    for &need in needs {
+        if let Some(result) = &results[need] {
+            statuses
+                .entry(pipeline.stages[need].base_name.as_str())
+                .or_default()
+                .push(result.status);
+        }
+    }
+    upstream.results = statuses
+        .into_iter()
+        .map(|(base, statuses)| (base.to_owned(), aggregate(&statuses).as_str().to_owned()))
+        .collect();
     let Some(condition) = &stage.condition else {
         return match unsuccessful {
             Some(reason) => Err(reason),
@@ -521,6 +537,8 @@ fn decide(
         match reference {
             Reference::Env(name) => std::env::var(name).ok(),
             Reference::Branch => context.branch.clone(),
+            // Rejected outside `http_auth` when the pipeline is read.
+            Reference::Secret(_) => None,
             Reference::Matrix(key) => stage
                 .matrix
                 .iter()

@@ -22,10 +22,11 @@ use cairn_core::Digest;
 
 use crate::scheduler::StageError;
 use cairn_pipeline::RandomGrant;
+use cairn_pipeline::expression::{Reference, Template};
 use cairn_sandbox::{Clock, Invocation, Limits, Random, Sandbox};
 
 /// Part of every key; bump it when the encoding or the meaning of a part changes.
-pub const KEY_VERSION: u32 = 2;
+pub const KEY_VERSION: u32 = 3;
 
 /// What a stage can observe, field by field. Kept with each run so
 /// `cairn explain` can say which part changed.
@@ -45,8 +46,11 @@ pub struct KeyParts {
     pub env: BTreeMap<String, String>,
     /// The names (never the values) of granted secrets, sorted.
     pub secrets: Vec<String>,
-    /// Granted `host:port` pairs, sorted.
+    /// Granted HTTP origins and `host:port` pairs, sorted.
     pub network: Vec<String>,
+    /// `http_auth`: by origin, the credential's template as written
+    /// (`Bearer ${{ secrets.TOKEN }}`), which names secrets, never their values.
+    pub http_auth: BTreeMap<String, String>,
     /// The clock granted (a pinned one with its `SOURCE_DATE_EPOCH`).
     pub clock: Clock,
     /// The randomness granted (a seeded one is seeded from the key).
@@ -86,6 +90,12 @@ impl KeyParts {
         );
         encoder.list("secrets", self.secrets.iter().map(|name| vec![name.as_bytes()]));
         encoder.list("network", self.network.iter().map(|entry| vec![entry.as_bytes()]));
+        encoder.list(
+            "http-auth",
+            self.http_auth
+                .iter()
+                .map(|(origin, credential)| vec![origin.as_bytes(), credential.as_bytes()]),
+        );
         encoder.field("clock", &[clock_text(self.clock).as_bytes()]);
         encoder.field("random", &[random_text(self.random).as_bytes()]);
         encoder.field("inputs", &[self.inputs.as_bytes()]);
@@ -145,6 +155,7 @@ impl KeyParts {
             env,
             secrets,
             network,
+            http_auth,
             clock,
             random,
             inputs: _,
@@ -159,16 +170,21 @@ impl KeyParts {
             mut tool,
             limits,
         } = placement;
+        let mut value_of = |name: &str| {
+            secret(name).ok_or_else(|| {
+                StageError::with_hint(
+                    format!("the secret `{name}` is not set"),
+                    format!("export {name}=... before `cairn run`, or put it in a --secrets-file"),
+                )
+            })
+        };
         let secrets = secrets
             .iter()
-            .map(|name| {
-                secret(name).map(|value| (name.clone(), value)).ok_or_else(|| {
-                    StageError::with_hint(
-                        format!("the secret `{name}` is not set"),
-                        format!("export {name}=... before `cairn run`, or put it in a --secrets-file"),
-                    )
-                })
-            })
+            .map(|name| value_of(name).map(|value| (name.clone(), value)))
+            .collect::<Result<BTreeMap<_, _>, StageError>>()?;
+        let http_auth = http_auth
+            .iter()
+            .map(|(origin, credential)| Ok((origin.clone(), render_credential(credential, &mut value_of)?)))
             .collect::<Result<BTreeMap<_, _>, StageError>>()?;
         Ok(Sandbox {
             invocation: Invocation {
@@ -184,6 +200,7 @@ impl KeyParts {
                 .collect(),
             secrets,
             network: network.clone(),
+            http_auth,
             // Only `cairn stage run --dir` shows host folders read-write.
             dirs: Vec::new(),
             tools: tools
@@ -220,6 +237,15 @@ impl KeyParts {
         scalar("args", &format!("{:?}", self.args), &format!("{:?}", before.args));
         scalar("secrets", &self.secrets.join(", "), &before.secrets.join(", "));
         scalar("network", &self.network.join(", "), &before.network.join(", "));
+        let credentials = |parts: &KeyParts| {
+            parts
+                .http_auth
+                .iter()
+                .map(|(origin, credential)| format!("{origin} = {credential}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        scalar("http_auth", &credentials(self), &credentials(before));
         scalar("clock", &clock_text(self.clock), &clock_text(before.clock));
         scalar("random", random_text(self.random), random_text(before.random));
         let sandbox_text = |digest: Option<Digest>| digest.map_or("none".to_owned(), |digest| digest.short());
@@ -440,6 +466,24 @@ impl Encoder {
     }
 }
 
+/// A credential's template with its secrets' values: the header value the
+/// host adds (the template was checked to read secrets only).
+fn render_credential(
+    credential: &str,
+    value_of: &mut dyn FnMut(&str) -> Result<String, StageError>,
+) -> Result<String, StageError> {
+    let template = Template::parse(credential).map_err(|error| StageError::from(error.message))?;
+    let mut values = BTreeMap::new();
+    for reference in template.references() {
+        if let Reference::Secret(name) = reference {
+            values.insert(reference.clone(), value_of(name)?);
+        }
+    }
+    template
+        .render(&|reference| values.get(reference).cloned())
+        .map_err(|reference| StageError::from(format!("`${{{{ {reference} }}}}` cannot be used in `http_auth`")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -453,7 +497,11 @@ mod tests {
             config: BTreeMap::from([("level".into(), "warn".into())]),
             env: BTreeMap::from([("RUST_LOG".into(), "info".into())]),
             secrets: vec!["TOKEN".into()],
-            network: vec![],
+            network: vec!["https://deploy.example.com".into()],
+            http_auth: BTreeMap::from([(
+                "https://deploy.example.com".into(),
+                "Bearer ${{ secrets.DEPLOY }}".into(),
+            )]),
             clock: Clock::Pinned { source_date_epoch: 0 },
             random: RandomGrant::Seeded,
             inputs: Digest::of(b"inputs"),
@@ -479,6 +527,12 @@ mod tests {
             },
             |parts| parts.secrets.push("OTHER".into()),
             |parts| parts.network.push("example.com:443".into()),
+            |parts| {
+                parts.http_auth.insert(
+                    "https://deploy.example.com".into(),
+                    "Bearer ${{ secrets.OTHER }}".into(),
+                );
+            },
             |parts| parts.clock = Clock::Real,
             |parts| parts.clock = Clock::Pinned { source_date_epoch: 1 },
             |parts| parts.random = RandomGrant::Secure,
@@ -566,6 +620,7 @@ mod tests {
             inputs,
             secrets,
             network,
+            http_auth,
             tools,
             dirs,
             clock,
@@ -590,6 +645,11 @@ mod tests {
             parts.secrets.iter().collect::<Vec<_>>()
         );
         assert_eq!(network, parts.network);
+        assert_eq!(
+            http_auth.get("https://deploy.example.com").map(String::as_str),
+            Some("Bearer value of DEPLOY"),
+            "placement: the credential's secret values"
+        );
         assert_eq!(
             tools.iter().map(|tool| &tool.name).collect::<Vec<_>>(),
             parts.tools.keys().collect::<Vec<_>>(),

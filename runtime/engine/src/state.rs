@@ -28,7 +28,7 @@ mod file_table;
 use file_table::{FileRecord, FileTable};
 
 /// Bumped when the format changes; an older file is ignored.
-const VERSION: u32 = 8;
+const VERSION: u32 = 9;
 
 /// [`KeyParts`] kept encoded, so loading the state does not rebuild the
 /// parts of every stage on every run.

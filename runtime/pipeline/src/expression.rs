@@ -4,10 +4,13 @@
 //!
 //! References:
 //! - `stages.NAME.outputs.KEY`: an output a needed stage returned;
-//! - `stages.NAME.result`: `succeeded`, `cached`, `failed` or `skipped` (conditions only);
+//! - `stages.NAME.result`: `succeeded`, `cached`, `failed` or `skipped` (for a
+//!   notification's text, say);
 //! - `matrix.KEY`: this matrix entry's value;
 //! - `env.NAME`: cairn's own environment variable (conditions only);
-//! - `branch`: the checked-out git branch, empty when detached (conditions only).
+//! - `branch`: the checked-out git branch, empty when detached (conditions only);
+//! - `secrets.NAME`: a secret's value, in `http_auth` only (the host adds it
+//!   to requests; the stage never sees it).
 //!
 //! Conditions combine values with `==`, `!=`, `&&`, `||`, `!` and
 //! parentheses, string literals in single or double quotes, `true`, `false`,
@@ -34,6 +37,8 @@ pub enum Reference {
     Env(String),
     /// `branch`.
     Branch,
+    /// `secrets.NAME`.
+    Secret(String),
 }
 
 impl Reference {
@@ -55,9 +60,10 @@ impl Reference {
             ["matrix", key] => Ok(Reference::Matrix((*key).to_owned())),
             ["env", name] => Ok(Reference::Env((*name).to_owned())),
             ["branch"] => Ok(Reference::Branch),
+            ["secrets", name] => Ok(Reference::Secret((*name).to_owned())),
             _ => Err(format!(
                 "`{}` is not something an expression can read; use `stages.NAME.outputs.KEY`, \
-                 `stages.NAME.result`, `matrix.KEY`, `env.NAME` or `branch`",
+                 `stages.NAME.result`, `matrix.KEY`, `env.NAME`, `branch` or (in `http_auth`) `secrets.NAME`",
                 path.join(".")
             )),
         }
@@ -74,6 +80,7 @@ impl fmt::Display for Reference {
             Reference::Matrix(key) => write!(formatter, "matrix.{key}"),
             Reference::Env(name) => write!(formatter, "env.{name}"),
             Reference::Branch => formatter.write_str("branch"),
+            Reference::Secret(name) => write!(formatter, "secrets.{name}"),
         }
     }
 }

@@ -222,8 +222,12 @@ pub struct Stage {
     pub needs: Vec<String>,
     /// Secret names granted.
     pub secrets: Vec<String>,
-    /// `host:port` pairs granted.
+    /// `network` as written: HTTP origins and `host:port` pairs.
     pub network: Vec<String>,
+    /// `http_auth`: the `Authorization` value the host adds to requests
+    /// for an origin (keyed as [`cairn_core::Origin`] writes it), reading
+    /// `secrets.NAME` only.
+    pub http_auth: BTreeMap<String, Template>,
     /// The clock grant.
     pub clock: ClockGrant,
     /// The randomness grant.

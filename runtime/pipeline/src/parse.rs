@@ -17,8 +17,8 @@ use super::graph::Graph;
 use super::{
     ClockGrant, Diagnostic, InputGlob, Pipeline, RandomGrant, SourceFile, Stage, ToolName, Uses, did_you_mean,
 };
-use cairn_core::Limits;
 use cairn_core::units::{ByteSize, HumanDuration};
+use cairn_core::{Limits, NetworkEntry, Origin};
 
 const TOP_KEYS: &[&str] = &["pipeline", "defaults", "limits", "stages"];
 const LIMIT_KEYS: &[&str] = &["matrix", "stages"];
@@ -59,6 +59,7 @@ const STAGE_KEYS: &[&str] = &[
     "needs",
     "secrets",
     "network",
+    "http_auth",
     "clock",
     "random",
     "timeout",
@@ -136,6 +137,7 @@ struct RawStage {
     needs: Vec<Spanned<String>>,
     secrets: Vec<Spanned<String>>,
     network: Vec<Spanned<String>>,
+    http_auth: Vec<(String, Spanned<String>)>,
     clock: ClockGrant,
     random: RandomGrant,
     limits: Limits,
@@ -455,6 +457,10 @@ impl Checker<'_> {
             needs: list(self, "needs"),
             secrets: list(self, "secrets"),
             network: list(self, "network"),
+            http_auth: table
+                .get("http_auth")
+                .map(|value| self.scalar_table(value, "`http_auth`"))
+                .unwrap_or_default(),
             clock: match table.get("clock") {
                 Some(value) => self.choice(
                     value,
@@ -711,10 +717,13 @@ impl Checker<'_> {
                         Diagnostic::error(format!("`{reference}` can only be used in `if`"), span.clone())
                             .with_hint("a stage's inputs must be declared: set the value in `env` or `with` instead"),
                     ),
-                    Reference::StageResult(_) if !in_condition => checker.error(Diagnostic::error(
-                        format!("`{reference}` can only be used in `if`"),
-                        span.clone(),
-                    )),
+                    Reference::Secret(name) => checker.error(
+                        Diagnostic::error(format!("`{reference}` can only be used in `http_auth`"), span.clone())
+                            .with_hint(format!(
+                                "grant it with `secrets = [\"{name}\"]` and read it with `host.secret`, or let the \
+                                 host send it with `http_auth = {{ \"https://ORIGIN\" = \"Bearer ${{{{ secrets.{name} }}}}\" }}`"
+                            )),
+                    ),
                     _ => {}
                 }
                 if let Some(stage) = reference.stage() {
@@ -751,6 +760,8 @@ impl Checker<'_> {
                     })
                     .collect()
             };
+            let origins = self.network(&raw.network);
+            let http_auth = self.http_auth(&raw.http_auth, &origins);
             let args = templates(self, &raw.args.iter().collect::<Vec<_>>());
             let with_values = templates(self, &raw.with.iter().map(|(_, value)| value).collect::<Vec<_>>());
             let env_values = templates(self, &raw.env.iter().map(|(_, value)| value).collect::<Vec<_>>());
@@ -812,6 +823,7 @@ impl Checker<'_> {
                     needs: needs.clone(),
                     secrets: raw.secrets.iter().map(|secret| secret.get_ref().clone()).collect(),
                     network: raw.network.iter().map(|entry| entry.get_ref().clone()).collect(),
+                    http_auth: http_auth.clone(),
                     clock: raw.clock,
                     random: raw.random,
                     limits: raw.limits,
@@ -831,6 +843,84 @@ impl Checker<'_> {
             }
         }
         stages
+    }
+
+    /// Reads each `network` entry, reporting a malformed one at its place;
+    /// returns the HTTP origins granted.
+    fn network(&mut self, entries: &[Spanned<String>]) -> Vec<Origin> {
+        entries
+            .iter()
+            .filter_map(|entry| match NetworkEntry::parse(entry.get_ref()) {
+                Ok(NetworkEntry::Http(origin)) => Some(origin),
+                Ok(NetworkEntry::Socket(_)) => None,
+                Err(reason) => {
+                    self.error(
+                        Diagnostic::error(format!("`{}` cannot be granted", entry.get_ref()), entry.span())
+                            .with_hint(reason),
+                    );
+                    None
+                }
+            })
+            .collect()
+    }
+
+    /// `http_auth = { "https://origin" = "Bearer ${{ secrets.NAME }}" }`:
+    /// each origin must be one `network` grants, and each value may read
+    /// secrets only. Keyed by the origin written the way `network` reads it.
+    fn http_auth(&mut self, entries: &[(String, Spanned<String>)], granted: &[Origin]) -> BTreeMap<String, Template> {
+        let mut credentials = BTreeMap::new();
+        for (key, value) in entries {
+            let origin = match Origin::parse(key) {
+                Ok(origin) => origin,
+                Err(reason) => {
+                    self.error(
+                        Diagnostic::error(format!("`http_auth` key `{key}` is not an HTTP origin"), value.span())
+                            .with_hint(reason),
+                    );
+                    continue;
+                }
+            };
+            if !granted.contains(&origin) {
+                self.error(
+                    Diagnostic::error(
+                        format!("`http_auth` gives a credential for {origin}, which `network` does not grant"),
+                        value.span(),
+                    )
+                    .with_hint(format!("add `\"{origin}\"` to the stage's `network`")),
+                );
+                continue;
+            }
+            let template = match Template::parse(value.get_ref()) {
+                Ok(template) => template,
+                Err(error) => {
+                    self.error(Diagnostic::error(error.message.clone(), inner_span(value, &error)));
+                    continue;
+                }
+            };
+            let mut secrets = 0;
+            for reference in template.references() {
+                if matches!(reference, Reference::Secret(_)) {
+                    secrets += 1;
+                } else {
+                    self.error(Diagnostic::error(
+                        format!("`http_auth` can read secrets only, not `{reference}`"),
+                        value.span(),
+                    ));
+                }
+            }
+            if secrets == 0 {
+                self.error(
+                    Diagnostic::error(
+                        format!("the credential for {origin} reads no secret: it would be written in the pipeline"),
+                        value.span(),
+                    )
+                    .with_hint("write it as `\"Bearer ${{ secrets.NAME }}\"` and pass NAME's value as a secret"),
+                );
+                continue;
+            }
+            credentials.insert(origin.to_string(), template);
+        }
+        credentials
     }
 
     fn check_keys(&mut self, table: &DeTable<'_>, known: &[&str], context: &str) {

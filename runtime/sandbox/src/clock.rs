@@ -7,10 +7,16 @@ use std::time::Duration;
 use cairn_core::grants::Clock;
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtxBuilder};
 
-pub(crate) fn grant(builder: &mut WasiCtxBuilder, clock: Clock) {
+/// Installs `clock`. A stage granted the network keeps the real monotonic
+/// clock even when its wall clock is pinned: timeouts, retries and elapsed
+/// times over a network mean real time, and such a stage's result already
+/// depends on what the network answers (it is impure).
+pub(crate) fn grant(builder: &mut WasiCtxBuilder, clock: Clock, network: bool) {
     if let Clock::Pinned { source_date_epoch } = clock {
         builder.wall_clock(PinnedWallClock(Duration::from_secs(source_date_epoch)));
-        builder.monotonic_clock(SteppingMonotonicClock(AtomicU64::new(0)));
+        if !network {
+            builder.monotonic_clock(SteppingMonotonicClock(AtomicU64::new(0)));
+        }
     }
 }
 

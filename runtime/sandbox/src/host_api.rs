@@ -13,7 +13,10 @@ wasmtime::component::bindgen!({
     world: "cairn:stage/stage",
     imports: { "cairn:stage/tools.run": async },
     exports: { default: async },
-    with: { "wasi": wasmtime_wasi::p2::bindings },
+    with: {
+        "wasi:http": wasmtime_wasi_http::p2::bindings::http,
+        "wasi": wasmtime_wasi::p2::bindings,
+    },
 });
 
 pub(crate) use self::cairn::stage::host;

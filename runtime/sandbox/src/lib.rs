@@ -41,6 +41,7 @@ pub(crate) use failure::CAPTURED_FRAMES;
 pub use failure::StageFailure;
 pub use host_tools::{INSTALL_HINT as TOOL_SANDBOX_HINT, MAX_PROCESSES, ToolGrant, sandbox_path as tool_sandbox_path};
 pub use logs::CapturedLog;
+pub use network::{Trust, TrustError};
 pub use outputs::{OutputError, OutputTotals};
 pub use random::{Random, seed};
 pub use runtime::{LoadedComponent, Runtime, RuntimeError};
@@ -50,7 +51,9 @@ use cairn_core::observer::{Annotation, LogSource, StageObserver};
 use host_api::{HostApi, StagePre};
 use limits::MemoryLimiter;
 use logs::LogCapture;
+use network::{HttpClient, HttpGrant, HttpHooks};
 use secret_mask::SecretMask;
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 /// What the pipeline asks of a stage.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -92,9 +95,15 @@ pub struct Sandbox {
     pub inputs: BTreeMap<String, PathBuf>,
     /// Secret values by name, for `host.secret`; masked in every log line.
     pub secrets: BTreeMap<String, String>,
-    /// `host:port` pairs the stage may connect to. Any entry also gives its
-    /// host tools the network (a tool's grant is all or nothing).
+    /// HTTP origins (`https://host[:port][/path]`) the stage may send
+    /// requests to, and `host:port` pairs its sockets may connect to. Any
+    /// entry also gives its host tools the network (a tool's grant is all
+    /// or nothing).
     pub network: Vec<String>,
+    /// `Authorization` header values by origin (as written in `network`),
+    /// added by the host to the stage's requests for that origin. The stage
+    /// never sees them; they are masked like secrets.
+    pub http_auth: BTreeMap<String, String>,
     /// Host programs the stage may run through `cairn:stage/tools`.
     pub tools: Vec<ToolGrant>,
     /// Host folders shown read-write at a path of the caller's choosing:
@@ -124,6 +133,7 @@ impl Sandbox {
             inputs: BTreeMap::new(),
             secrets: BTreeMap::new(),
             network: Vec::new(),
+            http_auth: BTreeMap::new(),
             tools: Vec::new(),
             dirs: Vec::new(),
             clock: Clock::default(),
@@ -201,6 +211,18 @@ pub(crate) struct StageState {
     table: ResourceTable,
     limiter: MemoryLimiter,
     host: HostApi,
+    http: WasiHttpCtx,
+    http_hooks: HttpHooks,
+}
+
+impl WasiHttpView for StageState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.http_hooks,
+        }
+    }
 }
 
 impl WasiView for StageState {
@@ -219,10 +241,11 @@ pub(crate) struct ModuleState {
     limiter: MemoryLimiter,
 }
 
-/// Adds everything a stage may import: WASI 0.2, `cairn:stage/host` and
-/// `cairn:stage/tools`.
+/// Adds everything a stage may import: WASI 0.2 with `wasi:http`'s
+/// outgoing handler, `cairn:stage/host` and `cairn:stage/tools`.
 pub(crate) fn add_to_linker(linker: &mut Linker<StageState>) -> wasmtime::Result<()> {
     wasmtime_wasi::p2::add_to_linker_async(linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)?;
     host_api::host::add_to_linker::<StageState, HasSelf<HostApi>>(linker, |state| &mut state.host)?;
     host_api::tools::add_to_linker::<StageState, HasSelf<HostApi>>(linker, |state| &mut state.host)?;
     Ok(())
@@ -268,6 +291,7 @@ pub(crate) async fn run(
     entry: &Entry,
     sandbox: &Sandbox,
     scratch: &Path,
+    http_client: &Arc<HttpClient>,
     observer: Arc<dyn StageObserver>,
 ) -> Result<StageRun, SandboxError> {
     let scratch_error = scratch_error(scratch);
@@ -280,7 +304,7 @@ pub(crate) async fn run(
         .tempdir_in(scratch)
         .map_err(scratch_error)?;
 
-    let mask = Arc::new(SecretMask::new(&sandbox.secrets));
+    let mask = Arc::new(SecretMask::new(&masked_values(sandbox)));
     let capture = Arc::new(LogCapture::new(
         Arc::clone(&observer),
         Arc::clone(&mask),
@@ -305,9 +329,14 @@ pub(crate) async fn run(
         outputs.path(),
         tmp.path(),
     )?;
-    clock::grant(&mut builder, sandbox.clock);
+    clock::grant(&mut builder, sandbox.clock, !sandbox.network.is_empty());
     random::grant(&mut builder, sandbox.random);
-    network::grant(&mut builder, &sandbox.network, Arc::clone(&capture)).await?;
+    let origins = network::grant(&mut builder, &sandbox.network, Arc::clone(&capture)).await?;
+    let http_grant = HttpGrant {
+        credentials: http_credentials(sandbox, &origins)?,
+        origins,
+        max_bytes: sandbox.limits.max_output,
+    };
 
     let limiter = MemoryLimiter::new(sandbox.limits.memory);
     let limits = sandbox.limits;
@@ -329,6 +358,8 @@ pub(crate) async fn run(
                 wasi: builder.build(),
                 table: ResourceTable::new(),
                 limiter,
+                http: WasiHttpCtx::new(),
+                http_hooks: HttpHooks::new(http_grant, Arc::clone(http_client), Arc::clone(&capture)),
                 host: HostApi::new(
                     Arc::clone(&capture),
                     observer,
@@ -406,6 +437,46 @@ pub(crate) async fn run(
         duration,
         outputs,
     })
+}
+
+/// Every value the stage's words must not carry: granted secrets, and the
+/// credentials the host adds to its requests (named by their origin).
+fn masked_values(sandbox: &Sandbox) -> BTreeMap<String, String> {
+    let mut values = sandbox.secrets.clone();
+    for (origin, value) in &sandbox.http_auth {
+        values.insert(format!("the credential for {origin}"), value.clone());
+    }
+    values
+}
+
+/// The `http_auth` entries as origins: each must name an origin the stage
+/// is granted, so that a credential never goes anywhere else.
+fn http_credentials(
+    sandbox: &Sandbox,
+    granted: &[cairn_core::Origin],
+) -> Result<Vec<(cairn_core::Origin, String)>, SandboxError> {
+    sandbox
+        .http_auth
+        .iter()
+        .map(|(entry, value)| {
+            let error = |reason: String| SandboxError::Network {
+                entry: entry.clone(),
+                reason,
+            };
+            let origin = cairn_core::Origin::parse(entry).map_err(error)?;
+            if !granted.contains(&origin) {
+                return Err(error(format!(
+                    "`http_auth` names it, but `network` does not grant it: add `network = [\"{origin}\"]`"
+                )));
+            }
+            if http::HeaderValue::from_str(value).is_err() {
+                return Err(error(
+                    "its credential is not a valid header value (a line break or a control character?)".to_owned(),
+                ));
+            }
+            Ok((origin, value.clone()))
+        })
+        .collect()
 }
 
 /// Turns a failure to make something in `scratch` into the sandbox's error.

@@ -18,6 +18,7 @@ use wasmtime::{Config, Engine, OptLevel};
 
 use crate::compiled_cache::{Compiled, CompiledCache};
 use crate::errors::error_chain;
+use crate::network::{HttpClient, Trust};
 use crate::{Entry, ModuleState, Sandbox, SandboxError, StageRun, StageState};
 use cairn_component::{BinaryFormat, ComponentKind, Digest, LoadError, check_is_preview1_command};
 use cairn_core::cache_dir::{CacheDir, CacheDirError};
@@ -78,12 +79,19 @@ pub struct Runtime {
     compiled: Option<CompiledCache>,
     scratch: PathBuf,
     loaded: OnceMap<Digest, Arc<LoadedComponent>>,
+    http: Arc<HttpClient>,
     _ticker: EpochTicker,
 }
 
 impl Runtime {
-    /// A runtime keeping compiled components and scratch space in `cache`.
+    /// A runtime keeping compiled components and scratch space in `cache`,
+    /// whose HTTPS requests trust the platform's certificate authorities.
     pub fn new(cache: &CacheDir) -> Result<Self, RuntimeError> {
+        Self::with_trust(cache, Trust::default())
+    }
+
+    /// [`Runtime::new`], trusting `trust`'s authorities for HTTPS.
+    pub fn with_trust(cache: &CacheDir, trust: Trust) -> Result<Self, RuntimeError> {
         let engine = engine()?;
         let linkers = Linkers::new(&engine).map_err(|error| RuntimeError::Engine(error_chain(&error)))?;
         Ok(Self {
@@ -91,6 +99,7 @@ impl Runtime {
             scratch: cache.scratch()?,
             linkers,
             loaded: OnceMap::default(),
+            http: Arc::new(HttpClient::new(trust)),
             _ticker: EpochTicker::start(engine.clone())
                 .map_err(|error| RuntimeError::Engine(format!("cannot start the epoch thread: {error}")))?,
             engine,
@@ -123,7 +132,15 @@ impl Runtime {
         sandbox: &Sandbox,
         observer: Arc<dyn StageObserver>,
     ) -> Result<StageRun, SandboxError> {
-        crate::run(&self.engine, &component.entry, sandbox, &self.scratch, observer).await
+        crate::run(
+            &self.engine,
+            &component.entry,
+            sandbox,
+            &self.scratch,
+            &self.http,
+            observer,
+        )
+        .await
     }
 }
 

@@ -42,6 +42,17 @@ pub(crate) struct Cli {
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub(crate) verbose: u8,
 
+    /// Also trust this PEM file's certificate authorities for stages' HTTPS
+    /// requests (repeatable; the platform's are always trusted).
+    #[arg(
+        long = "ca-cert",
+        global = true,
+        value_name = "FILE",
+        env = "CAIRN_CA_CERT",
+        value_delimiter = ':'
+    )]
+    ca_certs: Vec<std::path::PathBuf>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -78,14 +89,20 @@ impl Cli {
     /// Runs the chosen subcommand.
     pub(crate) fn execute(self) -> anyhow::Result<Status> {
         let verbose = self.verbose;
+        let trust = || {
+            anyhow::Context::context(
+                cairn::Trust::with_ca_files(&self.ca_certs),
+                "--ca-cert (or CAIRN_CA_CERT)",
+            )
+        };
         match self.command {
-            Command::Run(arguments) => arguments.execute(verbose),
+            Command::Run(arguments) => arguments.execute(verbose, trust()?),
             Command::Validate(arguments) => arguments.execute(),
             Command::Graph(arguments) => arguments.execute(),
             Command::Init(arguments) => arguments.execute(),
             Command::Explain(arguments) => arguments.execute(),
             Command::Cache(command) => command.execute(),
-            Command::Stage(command) => command.execute(verbose),
+            Command::Stage(command) => command.execute(verbose, trust),
             Command::Publish(arguments) => arguments.execute(),
             Command::Lock(arguments) => arguments.execute(),
             Command::Login(arguments) => arguments.execute(),

@@ -69,7 +69,7 @@ pub(crate) struct RunArgs {
 }
 
 impl RunArgs {
-    pub(crate) fn execute(self, verbose: u8) -> anyhow::Result<Status> {
+    pub(crate) fn execute(self, verbose: u8, trust: cairn::Trust) -> anyhow::Result<Status> {
         let file = self.location.path();
         let cache = CacheDir::from_env()?;
         let (prepared, state) = run::prepare_with_state(&file, &self.stages, &cache)?;
@@ -111,6 +111,7 @@ impl RunArgs {
                 update: Update::Nothing,
                 registry: self.registry.settings(),
             },
+            trust,
             exiting: true,
         };
         let results = executor.block_on(async {

@@ -38,9 +38,13 @@ pub(crate) enum StageCommand {
 }
 
 impl StageCommand {
-    pub(crate) fn execute(self, verbose: u8) -> anyhow::Result<Status> {
+    pub(crate) fn execute(
+        self,
+        verbose: u8,
+        trust: impl FnOnce() -> anyhow::Result<cairn::Trust>,
+    ) -> anyhow::Result<Status> {
         match self {
-            StageCommand::Run(args) => args.execute(verbose),
+            StageCommand::Run(args) => args.execute(verbose, trust()?),
             StageCommand::Inspect(args) => args.execute(),
             StageCommand::Build(args) => args.execute(),
             StageCommand::New(args) => args.execute(),
@@ -102,8 +106,9 @@ pub(crate) struct RunArgs {
     #[arg(long = "secret", value_name = "NAME")]
     secrets: Vec<String>,
 
-    /// Allow connecting to HOST:PORT (repeatable); no network otherwise.
-    #[arg(long, value_name = "HOST:PORT")]
+    /// Allow HTTP requests to an origin (`https://host[:port][/path]`) or
+    /// sockets to HOST:PORT (repeatable); no network otherwise.
+    #[arg(long, value_name = "ORIGIN|HOST:PORT")]
     network: Vec<String>,
 
     /// The clock the stage reads.
@@ -148,7 +153,7 @@ pub(crate) struct RunArgs {
 }
 
 impl RunArgs {
-    fn execute(self, verbose: u8) -> anyhow::Result<Status> {
+    fn execute(self, verbose: u8, trust: cairn::Trust) -> anyhow::Result<Status> {
         let cache = CacheDir::from_env()?;
         let (bytes, default_name) = read_component(&self.component, &cache, &self.registry)?;
         let name = self.name.clone().unwrap_or(default_name);
@@ -196,6 +201,9 @@ impl RunArgs {
             inputs: self.inputs.into_iter().collect(),
             secrets,
             network: self.network,
+            // Credentials the stage never sees are a pipeline's grant,
+            // whose secrets cairn run resolves.
+            http_auth: BTreeMap::new(),
             // Host tools are granted by pipelines, where they are planned
             // and keyed; a lone component runs with none.
             tools: Vec::new(),
@@ -216,7 +224,7 @@ impl RunArgs {
             .build()
             .context("cannot start the async runtime")?;
         executor.block_on(async {
-            let runtime = Runtime::new(&cache)?;
+            let runtime = Runtime::with_trust(&cache, trust)?;
             let component = runtime
                 .load(bytes.into())
                 .await

@@ -4,8 +4,9 @@
 //!
 //! componentize-js is looked for in the folder's `node_modules` (its
 //! `package.json` pins it), then in each parent folder's, then on `PATH`.
-//! The `http` and `fetch-event` features are disabled: cairn does not offer
-//! `wasi:http`, and a stage has no use for incoming requests.
+//! `fetch` works (componentize-js's `http` feature, over `wasi:http`, which
+//! the host checks against the stage's granted origins); `fetch-event` is
+//! disabled: a stage has no use for incoming requests.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -55,7 +56,6 @@ pub(super) fn compile(folder: &Path, scratch: &Path) -> Result<Compiled, BuildEr
         "--world-name".into(),
         wit::WORLD.into(),
         "--disable".into(),
-        "http".into(),
         "fetch-event".into(),
         "--out".into(),
         output.clone().into(),

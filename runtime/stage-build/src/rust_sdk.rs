@@ -28,6 +28,7 @@ const SOURCES: &[(&str, &str)] = &[
     ("src/fs.rs", include_str!("../../../sdk/rust/src/fs.rs")),
     ("src/log.rs", include_str!("../../../sdk/rust/src/log.rs")),
     ("src/tools.rs", include_str!("../../../sdk/rust/src/tools.rs")),
+    ("src/http.rs", include_str!("../../../sdk/rust/src/http.rs")),
 ];
 
 /// The SDK's manifest: its own workspace, so that it builds wherever it is.

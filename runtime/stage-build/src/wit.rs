@@ -14,6 +14,7 @@ pub const FILES: &[(&str, &str)] = &[
     ("deps/io.wit", include_str!("../../../wit/deps/io.wit")),
     ("deps/random.wit", include_str!("../../../wit/deps/random.wit")),
     ("deps/sockets.wit", include_str!("../../../wit/deps/sockets.wit")),
+    ("deps/http.wit", include_str!("../../../wit/deps/http.wit")),
 ];
 
 /// The world stages target.

@@ -28,6 +28,7 @@
 use std::collections::BTreeMap;
 
 pub mod fs;
+pub mod http;
 mod log;
 pub mod tools;
 

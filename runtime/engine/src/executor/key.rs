@@ -18,6 +18,7 @@ impl StageExecutor {
                 .outputs
                 .get(stage)
                 .and_then(|outputs| outputs.get(key).cloned()),
+            Reference::StageResult(base) => upstream.results.get(base).cloned(),
             _ => None,
         };
         let render = |template: &Template| {
@@ -67,6 +68,11 @@ impl StageExecutor {
             env,
             secrets,
             network,
+            http_auth: stage
+                .http_auth
+                .iter()
+                .map(|(origin, credential)| (origin.clone(), credential.to_string()))
+                .collect(),
             clock: match stage.clock {
                 ClockGrant::Pinned => Clock::Pinned {
                     source_date_epoch: self.source_date_epoch,

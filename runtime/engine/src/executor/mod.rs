@@ -40,7 +40,7 @@ use cairn_core::observer::{Annotation, Level, LogLine, LogSource, StageObserver}
 use cairn_pipeline::{ClockGrant, Pipeline, Reference, Stage, Template, Uses};
 use cairn_report::{Event, Reporter, Status};
 use cairn_sandbox::runtime::{Runtime, RuntimeError};
-use cairn_sandbox::{Clock, Outcome, StageRun};
+use cairn_sandbox::{Clock, Outcome, StageRun, Trust};
 
 /// How a run uses the cache.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,21 +55,24 @@ pub struct CacheMode {
 /// a run where everything is cached never starts an engine.
 pub struct LazyRuntime {
     cache: CacheDir,
+    trust: Trust,
     cell: tokio::sync::OnceCell<Arc<Runtime>>,
 }
 
 impl LazyRuntime {
-    /// A runtime that will keep its state in `cache`.
-    pub fn new(cache: CacheDir) -> Self {
+    /// A runtime that will keep its state in `cache` and whose HTTPS
+    /// requests trust `trust`.
+    pub fn new(cache: CacheDir, trust: Trust) -> Self {
         Self {
             cache,
+            trust,
             cell: tokio::sync::OnceCell::new(),
         }
     }
 
     async fn get(&self) -> Result<Arc<Runtime>, RuntimeError> {
         self.cell
-            .get_or_try_init(|| async { Runtime::new(&self.cache).map(Arc::new) })
+            .get_or_try_init(|| async { Runtime::with_trust(&self.cache, self.trust.clone()).map(Arc::new) })
             .await
             .cloned()
     }

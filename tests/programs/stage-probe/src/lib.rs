@@ -15,6 +15,11 @@
 //! - `leak`: reads the secret `with.secret` and puts its value where
 //!   `with.place` says: `error`, `summary`, `output`, `output-name`,
 //!   `annotation`, `file`, `file-name` or `link` (under `/out`).
+//! - `fetch`: GETs each URL of `args` with the SDK's HTTP helper and shows
+//!   everything it got back: status, headers and body on stdout, in
+//!   `/out/fetch-N.txt` and as outputs `status.N` (or `error.N`); with
+//!   `with.secret = "NAME"` it also asks `host.secret` and prints every
+//!   environment variable, the way a stage hunting for a credential would.
 
 use cairn_sdk::{Annotation, Invocation, Level, Outcome, Stage, fs};
 
@@ -42,6 +47,7 @@ impl Stage for StageProbe {
                 Ok(Outcome::new().output("listed", names.join(",")))
             }
             "leak" => leak(&invocation),
+            "fetch" => fetch(&invocation),
             "big" => {
                 let size: usize = invocation
                     .config("size")
@@ -135,6 +141,39 @@ fn leak(invocation: &Invocation) -> cairn_sdk::Result<Outcome> {
         }
         other => Err(format!("unknown place `{other}`").into()),
     }
+}
+
+/// Shows all a stage can learn from its requests (see the module's doc).
+fn fetch(invocation: &Invocation) -> cairn_sdk::Result<Outcome> {
+    let mut outcome = Outcome::new().summary(format!("fetched {} URLs", invocation.args.len()));
+    if let Some(name) = invocation.config("secret") {
+        let found = cairn_sdk::secret(name);
+        println!("host.secret({name}) = {found:?}");
+        outcome = outcome.output("secret", found.unwrap_or_else(|| "none".to_owned()));
+        for (key, value) in std::env::vars() {
+            println!("env {key}={value}");
+        }
+    }
+    for (index, url) in invocation.args.iter().enumerate() {
+        let shown = match cairn_sdk::http::Request::get(url).send() {
+            Ok(response) => {
+                outcome = outcome.output(format!("status.{index}"), response.status);
+                let mut shown = format!("{} {}\n", response.status, response.url);
+                for (name, value) in &response.headers {
+                    shown.push_str(&format!("{name}: {value}\n"));
+                }
+                shown.push_str(&response.text());
+                shown
+            }
+            Err(error) => {
+                outcome = outcome.output(format!("error.{index}"), error.to_string());
+                format!("error: {error}")
+            }
+        };
+        println!("{shown}");
+        std::fs::write(fs::out().join(format!("fetch-{index}.txt")), &shown)?;
+    }
+    Ok(outcome)
 }
 
 cairn_sdk::export!(StageProbe);

@@ -1,31 +1,48 @@
-//! The network a stage sees: nothing, unless the pipeline lists
-//! `host:port` pairs in `network = [...]`.
+//! The network a stage sees: nothing, unless the pipeline lists entries in
+//! `network = [...]`.
 //!
-//! Grants are resolved to addresses once, before the stage starts, and every
-//! socket operation is checked against them. A refused connection is also
-//! logged with the line to add, since the stage itself usually reports no
-//! more than "permission denied".
+//! An HTTP origin (`https://deploy.example.com`) admits `wasi:http`
+//! requests to it ([`http`]); a `host:port` pair admits sockets. Socket
+//! grants are resolved to addresses once, before the stage starts, and every
+//! socket operation is checked against them. A refused connection or request
+//! is also logged with the line to add, since the stage itself usually
+//! reports no more than "permission denied".
+
+mod http;
+mod trust;
+
+pub(crate) use http::{HttpClient, HttpGrant, HttpHooks};
+pub use trust::{Trust, TrustError};
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use cairn_core::{NetworkEntry, Origin};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::sockets::SocketAddrUse;
 
 use super::SandboxError;
 use super::logs::LogCapture;
 
-/// Resolves `entries` (`host:port`) and installs them as the only addresses
-/// the stage may reach.
+/// Reads `entries`, resolves the `host:port` ones and installs them as the
+/// only addresses the stage's sockets may reach. Returns the HTTP origins,
+/// for [`HttpHooks`].
 pub(crate) async fn grant(
     builder: &mut WasiCtxBuilder,
     entries: &[String],
     capture: Arc<LogCapture>,
-) -> Result<(), SandboxError> {
+) -> Result<Vec<Origin>, SandboxError> {
     let mut allowed = HashSet::new();
+    let mut origins = Vec::new();
     for entry in entries {
-        allowed.extend(resolve(entry).await?);
+        match NetworkEntry::parse(entry).map_err(|reason| SandboxError::Network {
+            entry: entry.clone(),
+            reason,
+        })? {
+            NetworkEntry::Http(origin) => origins.push(origin),
+            NetworkEntry::Socket(address) => allowed.extend(resolve(&address).await?),
+        }
     }
     let allowed = Arc::new(allowed);
     // TCP and UDP stay enabled as protocols so that a refusal comes from the
@@ -55,7 +72,7 @@ pub(crate) async fn grant(
         }
         Box::pin(async move { permitted })
     });
-    Ok(())
+    Ok(origins)
 }
 
 async fn resolve(entry: &str) -> Result<Vec<SocketAddr>, SandboxError> {
@@ -63,14 +80,6 @@ async fn resolve(entry: &str) -> Result<Vec<SocketAddr>, SandboxError> {
         entry: entry.to_owned(),
         reason,
     };
-    let has_port = entry
-        .rsplit_once(':')
-        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
-    if !has_port {
-        return Err(error(
-            "it needs a port, like `example.com:443` or `[::1]:8080`".to_owned(),
-        ));
-    }
     let addresses: Vec<SocketAddr> = tokio::net::lookup_host(entry)
         .await
         .map_err(|lookup| error(format!("cannot resolve it: {lookup}")))?
