@@ -175,7 +175,7 @@ fn bad_usage_and_unloadable_components_exit_2_with_the_reason() {
         (vec!["stage", "run", "script.sh"], "not a WebAssembly file"),
         (
             vec!["stage", "run", "std:nope"],
-            "hint: the standard stages are std:archive, std:checksum, std:run, std:secret-scan, std:validate, std:wc",
+            "hint: the standard stages are std:archive, std:checksum, std:http, std:notify, std:run, std:sbom, std:secret-scan, std:template, std:upload, std:validate, std:wc",
         ),
         (
             vec!["stage", "run", PROBE_COMPONENT, "--memory", "lots"],
@@ -195,7 +195,7 @@ fn bad_usage_and_unloadable_components_exit_2_with_the_reason() {
         ),
         (
             vec!["stage", "run", PROBE_COMPONENT, "--network", "example.com"],
-            "needs a port",
+            "a host and port for sockets like `example.com:5432`",
         ),
         (vec!["stage", "frobnicate"], "unrecognized subcommand"),
     ] {

@@ -26,4 +26,5 @@ mod polyglot;
 mod registry;
 mod sandbox;
 mod std_delivery;
+mod std_manifests;
 mod wasi_preview1;

@@ -387,7 +387,7 @@ with = {{ url = "{chat_url}/hooks/deploys", text = "smoke test: ${{{{ stages.smo
 }
 
 #[test]
-fn std_upload_posts_multipart_and_refuses_a_server_error() {
+fn std_upload_and_std_notify_report_a_server_error() {
     let server = TestServer::http();
     let url = server.url();
     let dir = pipeline_dir(
@@ -404,6 +404,11 @@ uses = "std:upload"
 inputs = ["dist/**"]
 network = ["{url}"]
 with = {{ url = "{url}/status/500", from = "/src/dist" }}
+
+[stages.webhook-broken]
+uses = "std:notify"
+network = ["{url}"]
+with = {{ url = "{url}/status/500", status = "failed" }}
 "#
         ),
         &[("dist/a.txt", "alpha\n"), ("dist/sub/b.txt", "beta\n")],
@@ -425,6 +430,15 @@ with = {{ url = "{url}/status/500", from = "/src/dist" }}
     assert!(body.contains("alpha\n") && body.contains("beta\n"));
     let error = stage_error(&events, "rejected");
     assert!(error.contains("a.txt") && error.contains("500"), "{error}");
+    let error = stage_error(&events, "webhook-broken");
+    assert!(error.contains("the webhook answered 500"), "{error}");
+    let posted = server
+        .received()
+        .into_iter()
+        .find(|request| request.path == "/status/500" && request.method == "POST")
+        .expect("the notification");
+    let message: serde_json::Value = serde_json::from_slice(&posted.body).expect("JSON");
+    assert_eq!(message["text"], "❌ webhook-broken: failed");
 }
 
 #[test]
@@ -467,4 +481,45 @@ network = ["{url}"]
     assert_eq!(output(&events, "js", "status"), "200");
     assert_eq!(output(&events, "js", "version"), "1.2.3");
     assert_eq!(output(&events, "js", "refused"), "yes");
+}
+
+#[test]
+fn a_python_stage_requests_through_the_host() {
+    let server = TestServer::http();
+    let url = server.url();
+    let stage = format!(
+        r#"
+import cairn_stage as cairn
+import wit_world
+
+
+class WitWorld(wit_world.WitWorld):
+    def run(self, invocation):
+        response = cairn.request("POST", "{url}/status/201", headers={{"content-type": "text/plain"}}, body=b"from python")
+        health = cairn.request("GET", "{url}/health").json()
+        try:
+            cairn.request("GET", "http://127.0.0.1:9/elsewhere")
+            refused = "no"
+        except RuntimeError as error:
+            refused = "yes" if "refused by cairn" in str(error) else str(error)
+        return cairn.outcome("requested", status=response.status, version=health["version"], refused=refused)
+"#
+    );
+    let dir = pipeline_dir(
+        &format!(
+            r#"
+[stages.py]
+uses = "stage-py"
+network = ["{url}"]
+"#
+        ),
+        &[("stage-py/stage.py", &stage)],
+    );
+    let (finished, events) = run_json(dir.path(), &[]);
+    assert_eq!(finished.code, Some(0), "{finished:?}");
+    assert_eq!(output(&events, "py", "status"), "201");
+    assert_eq!(output(&events, "py", "version"), "1.2.3");
+    assert_eq!(output(&events, "py", "refused"), "yes");
+    let posted = server.received();
+    assert_eq!(posted[0].body, b"from python");
 }
