@@ -78,7 +78,9 @@ async fn serve(listener: std::net::TcpListener) {
         };
         tokio::spawn(async move {
             let service = hyper::service::service_fn(|_request| async {
-                Ok::<_, hyper::Error>(hyper::Response::new(Full::new(Bytes::from_static(br#"{"status":"ok"}"#))))
+                Ok::<_, hyper::Error>(hyper::Response::new(Full::new(Bytes::from_static(
+                    br#"{"status":"ok"}"#,
+                ))))
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), service)

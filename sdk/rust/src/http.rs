@@ -359,6 +359,20 @@ fn describe(code: &ErrorCode) -> (ErrorKind, String) {
     }
 }
 
+/// Reads `Name: value` lines (as `curl -H` takes them, one a line; blank
+/// lines skipped), the way standard stages take headers in `with`.
+pub fn header_lines(text: &str) -> Result<Vec<(String, String)>, String> {
+    text.lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| {
+            let (name, value) = line
+                .split_once(':')
+                .ok_or_else(|| format!("the header line `{line}` is not `Name: value`"))?;
+            Ok((name.trim().to_owned(), value.trim().to_owned()))
+        })
+        .collect()
+}
+
 fn method(name: &str) -> Method {
     match name {
         "GET" => Method::Get,

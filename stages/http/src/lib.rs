@@ -18,7 +18,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use cairn_sdk::http::{Request, Response};
+use cairn_sdk::http::{Request, Response, header_lines};
 use cairn_sdk::{Invocation, Outcome, Stage, fs};
 
 struct Http;
@@ -83,14 +83,8 @@ fn request(invocation: &Invocation) -> cairn_sdk::Result<Request> {
         .ok_or("std:http needs a URL: `with = { url = \"https://...\" }`")?;
     let mut request = Request::new(invocation.config("method").unwrap_or("GET"), url)
         .timeout(duration(invocation, "timeout")?.unwrap_or(Duration::from_secs(30)));
-    for line in invocation.config("headers").unwrap_or_default().lines() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let (name, value) = line
-            .split_once(':')
-            .ok_or_else(|| format!("`headers` line `{line}` is not `Name: value`"))?;
-        request = request.header(name.trim(), value.trim());
+    for (name, value) in header_lines(invocation.config("headers").unwrap_or_default())? {
+        request = request.header(&name, &value);
     }
     if let Some(body) = invocation.config("body") {
         request = request.body(body.as_bytes());

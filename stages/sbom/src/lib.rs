@@ -130,12 +130,7 @@ impl Stage for Sbom {
 }
 
 fn cargo(path: &Path, text: &str) -> cairn_sdk::Result<Vec<Component>> {
-    let lock: toml::Table = text.parse()?;
-    let packages = lock
-        .get("package")
-        .and_then(toml::Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+    let packages = toml_packages(text)?;
     Ok(packages
         .iter()
         // Packages without a source are the workspace's own.
@@ -261,12 +256,7 @@ fn requirements(path: &Path, text: &str) -> cairn_sdk::Result<Vec<Component>> {
 }
 
 fn poetry(path: &Path, text: &str) -> cairn_sdk::Result<Vec<Component>> {
-    let lock: toml::Table = text.parse()?;
-    let packages = lock
-        .get("package")
-        .and_then(toml::Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+    let packages = toml_packages(text)?;
     Ok(packages
         .iter()
         .map(|package| Component {
@@ -284,6 +274,16 @@ fn poetry(path: &Path, text: &str) -> cairn_sdk::Result<Vec<Component>> {
             source: path.display().to_string(),
         })
         .collect())
+}
+
+/// The `[[package]]` tables of a TOML lock file (Cargo's and Poetry's).
+fn toml_packages(text: &str) -> cairn_sdk::Result<Vec<toml::Value>> {
+    let lock: toml::Table = text.parse()?;
+    Ok(lock
+        .get("package")
+        .and_then(toml::Value::as_array)
+        .cloned()
+        .unwrap_or_default())
 }
 
 fn string(value: &toml::Value, key: &str) -> String {

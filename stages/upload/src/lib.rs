@@ -17,7 +17,7 @@
 
 use std::path::Path;
 
-use cairn_sdk::http::Request;
+use cairn_sdk::http::{Request, header_lines};
 use cairn_sdk::{Invocation, Outcome, Stage, fs};
 use sha2::{Digest as _, Sha256};
 
@@ -36,7 +36,7 @@ impl Stage for Upload {
             .ok_or("std:upload needs `with = { url = \"https://...\" }`")?
             .trim_end_matches('/');
         let from = fs::chosen_folder(invocation.config("from"))?;
-        let headers = headers(invocation.config("headers").unwrap_or_default())?;
+        let headers = header_lines(invocation.config("headers").unwrap_or_default())?;
         let files = read_files(&from)?;
         if files.is_empty() {
             return Err(format!("there is nothing to upload in {}", from.display()).into());
@@ -76,25 +76,13 @@ fn put_each(url: &str, headers: &[(String, String)], files: &[File]) -> cairn_sd
     let mut records = Vec::new();
     for (index, file) in files.iter().enumerate() {
         let target = format!("{url}/{}", encode_path(&file.relative));
-        let mut request = Request::put(&target)
+        let request = Request::put(&target)
             .header("content-type", "application/octet-stream")
             .body(file.contents.clone());
-        for (name, value) in headers {
-            request = request.header(name, value);
-        }
-        let response = request.send()?;
-        if !response.is_success() {
-            return Err(format!(
-                "uploading {} to {target}: the server answered {}: {}",
-                file.relative,
-                response.status,
-                response.text().trim()
-            )
-            .into());
-        }
-        cairn_sdk::info!("{} → {target} ({})", file.relative, response.status);
+        let status = send(request, headers, &format!("uploading {} to {target}", file.relative))?;
+        cairn_sdk::info!("{} → {target} ({status})", file.relative);
         cairn_sdk::progress(index as u64 + 1, files.len() as u64);
-        records.push(record(file, &target, response.status));
+        records.push(record(file, &target, status));
     }
     Ok(records)
 }
@@ -126,24 +114,30 @@ fn post_multipart(
         body.extend_from_slice(b"\r\n");
     }
     body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-    let mut request = Request::post(url)
+    let request = Request::post(url)
         .header("content-type", &format!("multipart/form-data; boundary={boundary}"))
         .body(body);
+    let status = send(request, headers, &format!("uploading {} files to {url}", files.len()))?;
+    cairn_sdk::info!("{} files → {url} ({status})", files.len());
+    Ok(files.iter().map(|file| record(file, url, status)).collect())
+}
+
+/// Sends `request` with the extra `headers`; anything but a 2xx answer is
+/// an error saying what was `doing` and what the server answered.
+fn send(mut request: Request, headers: &[(String, String)], doing: &str) -> cairn_sdk::Result<u16> {
     for (name, value) in headers {
         request = request.header(name, value);
     }
     let response = request.send()?;
     if !response.is_success() {
         return Err(format!(
-            "uploading {} files to {url}: the server answered {}: {}",
-            files.len(),
+            "{doing}: the server answered {}: {}",
             response.status,
             response.text().trim()
         )
         .into());
     }
-    cairn_sdk::info!("{} files → {url} ({})", files.len(), response.status);
-    Ok(files.iter().map(|file| record(file, url, response.status)).collect())
+    Ok(response.status)
 }
 
 fn record(file: &File, url: &str, status: u16) -> serde_json::Value {
@@ -154,18 +148,6 @@ fn record(file: &File, url: &str, status: u16) -> serde_json::Value {
         "sha256": hex(&Sha256::digest(&file.contents)),
         "status": status,
     })
-}
-
-fn headers(text: &str) -> cairn_sdk::Result<Vec<(String, String)>> {
-    text.lines()
-        .filter(|line| !line.trim().is_empty())
-        .map(|line| {
-            let (name, value) = line
-                .split_once(':')
-                .ok_or_else(|| format!("`headers` line `{line}` is not `Name: value`"))?;
-            Ok((name.trim().to_owned(), value.trim().to_owned()))
-        })
-        .collect()
 }
 
 /// A relative path as a URL path: each segment percent-encoded but for the
