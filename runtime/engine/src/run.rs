@@ -299,6 +299,7 @@ pub async fn execute(
             })
         })?;
     let state = Arc::new(RwLock::new(state));
+    let branch = crate::git::current_branch(&pipeline.root);
     let executor = Arc::new(StageExecutor {
         runtime: LazyRuntime::new(cache.clone(), settings.trust),
         pipeline: Arc::clone(&pipeline),
@@ -315,6 +316,7 @@ pub async fn execute(
         })?,
         output_root,
         secrets: settings.secrets,
+        branch: branch.clone(),
         reporter: Arc::clone(&reporter),
         source_date_epoch,
         mode: settings.cache,
@@ -331,9 +333,7 @@ pub async fn execute(
             .collect(),
         jobs: settings.options.jobs,
     });
-    let context = ConditionContext {
-        branch: crate::git::current_branch(&pipeline.root),
-    };
+    let context = ConditionContext { branch };
     let results = scheduler::run(
         &pipeline,
         &prepared.graph,

@@ -539,6 +539,8 @@ fn decide(
             Reference::Branch => context.branch.clone(),
             // Rejected outside `http_auth` when the pipeline is read.
             Reference::Secret(_) => None,
+            // Substituted when the pipeline is read.
+            Reference::Environment(_) => None,
             Reference::Matrix(key) => stage
                 .matrix
                 .iter()

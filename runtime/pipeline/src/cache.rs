@@ -9,18 +9,18 @@
 //! since the files they name can change without the text changing. Anything
 //! unexpected (a missing, corrupt or foreign entry) means a full check.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{LoadFailure, Pipeline, SourceFile, Stage, Uses, check, read, root_of};
+use super::{Environment, LoadFailure, Pipeline, SourceFile, Stage, Uses, check, read, root_of};
 use cairn_core::Digest;
 use cairn_core::cache_dir::{CacheDir, write_atomically};
 use cairn_stage_build::Language;
 
 /// Bumped when the entry's format (or any type in it) changes.
-const VERSION: u32 = 5;
+const VERSION: u32 = 6;
 
 /// What an entry holds besides the text it was checked from.
 #[derive(Serialize, Deserialize)]
@@ -29,6 +29,7 @@ struct Entry {
     identity: Digest,
     name: String,
     stages: Vec<Stage>,
+    environments: BTreeMap<String, Environment>,
 }
 
 /// [`super::load`], reusing the checked pipeline cached in `cache` when the
@@ -49,6 +50,7 @@ pub fn load_cached(path: &Path, cache: &CacheDir) -> Result<Pipeline, LoadFailur
             root,
             file: SourceFile::new(path, text),
             stages: entry.stages,
+            environments: entry.environments,
         });
     }
     let pipeline = check(path, text)?;
@@ -56,6 +58,7 @@ pub fn load_cached(path: &Path, cache: &CacheDir) -> Result<Pipeline, LoadFailur
         identity,
         name: pipeline.name.clone(),
         stages: pipeline.stages.clone(),
+        environments: pipeline.environments.clone(),
     };
     let saved = postcard::to_stdvec(&entry)
         .map_err(std::io::Error::other)

@@ -9,6 +9,8 @@
 //! - `matrix.KEY`: this matrix entry's value;
 //! - `env.NAME`: cairn's own environment variable (conditions only);
 //! - `branch`: the checked-out git branch, empty when detached (conditions only);
+//! - `environment.name`, `environment.url`: the stage's deployment
+//!   environment (stages with `environment` only);
 //! - `secrets.NAME`: a secret's value, in `http_auth` only (the host adds it
 //!   to requests; the stage never sees it).
 //!
@@ -39,6 +41,8 @@ pub enum Reference {
     Branch,
     /// `secrets.NAME`.
     Secret(String),
+    /// `environment.name` or `environment.url`.
+    Environment(String),
 }
 
 impl Reference {
@@ -61,9 +65,11 @@ impl Reference {
             ["env", name] => Ok(Reference::Env((*name).to_owned())),
             ["branch"] => Ok(Reference::Branch),
             ["secrets", name] => Ok(Reference::Secret((*name).to_owned())),
+            ["environment", field @ ("name" | "url")] => Ok(Reference::Environment((*field).to_owned())),
             _ => Err(format!(
                 "`{}` is not something an expression can read; use `stages.NAME.outputs.KEY`, \
-                 `stages.NAME.result`, `matrix.KEY`, `env.NAME`, `branch` or (in `http_auth`) `secrets.NAME`",
+                 `stages.NAME.result`, `matrix.KEY`, `env.NAME`, `branch`, `environment.name`, `environment.url` or (in `http_auth`) \
+                 `secrets.NAME`",
                 path.join(".")
             )),
         }
@@ -81,6 +87,7 @@ impl fmt::Display for Reference {
             Reference::Env(name) => write!(formatter, "env.{name}"),
             Reference::Branch => formatter.write_str("branch"),
             Reference::Secret(name) => write!(formatter, "secrets.{name}"),
+            Reference::Environment(field) => write!(formatter, "environment.{field}"),
         }
     }
 }

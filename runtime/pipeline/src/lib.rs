@@ -41,6 +41,36 @@ pub struct Pipeline {
     pub file: SourceFile,
     /// Every stage, matrix entries expanded, in the order of the file.
     pub stages: Vec<Stage>,
+    /// `[environments.NAME]`: where deploy stages deploy, by name.
+    pub environments: BTreeMap<String, Environment>,
+}
+
+/// A deployment environment (`[environments.NAME]`): what GitHub Actions
+/// calls one, the place a stage with `environment = "NAME"` deploys to.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Environment {
+    /// The table's key.
+    pub name: String,
+    /// `url`: what `${{ environment.url }}` reads.
+    pub url: Option<String>,
+    /// `secrets`: names only stages in this environment may be granted.
+    pub secrets: Vec<String>,
+    /// `branches`: the git branches a stage may deploy here from (globs
+    /// such as `release/*`); empty, any.
+    pub branches: Vec<String>,
+}
+
+impl Environment {
+    /// Whether a stage may deploy here from `branch` (`None`: not on a
+    /// branch, a detached checkout).
+    pub fn allows_branch(&self, branch: Option<&str>) -> bool {
+        self.branches.is_empty()
+            || branch.is_some_and(|branch| {
+                self.branches.iter().any(|pattern| {
+                    globset::Glob::new(pattern).is_ok_and(|glob| glob.compile_matcher().is_match(branch))
+                })
+            })
+    }
 }
 
 impl Pipeline {
@@ -247,6 +277,10 @@ pub struct Stage {
     pub tools: Vec<ToolName>,
     /// JUnit XML files the stage writes, relative to `/out` (`reports.junit`).
     pub junit: Vec<String>,
+    /// `environment`: the environment the stage deploys to. Such a stage
+    /// always runs, may be granted that environment's secrets, and refuses
+    /// to start from a branch the environment does not allow.
+    pub environment: Option<String>,
 }
 
 /// [`Limits`] as plain numbers (nanoseconds and bytes) in a cached

@@ -15,12 +15,18 @@ use toml::de::{DeTable, DeValue};
 use super::expression::{Condition, Reference, SyntaxError, Template};
 use super::graph::Graph;
 use super::{
-    ClockGrant, Diagnostic, InputGlob, Pipeline, RandomGrant, SourceFile, Stage, ToolName, Uses, did_you_mean,
+    ClockGrant, Diagnostic, Environment, InputGlob, Pipeline, RandomGrant, SourceFile, Stage, ToolName, Uses,
+    did_you_mean,
 };
 use cairn_core::units::{ByteSize, HumanDuration};
 use cairn_core::{Limits, NetworkEntry, Origin};
 
-const TOP_KEYS: &[&str] = &["pipeline", "defaults", "limits", "stages"];
+const TOP_KEYS: &[&str] = &["pipeline", "defaults", "limits", "environments", "stages"];
+const ENVIRONMENT_KEYS: &[&str] = &["url", "secrets", "branches", "requires", "approval", "rollback"];
+/// Keys of issue 15's continuous delivery that this cairn reads but does not
+/// act on yet: refused, so that no pipeline believes it is protected by
+/// them.
+const NOT_YET: &[&str] = &["requires", "approval", "rollback", "verify"];
 const LIMIT_KEYS: &[&str] = &["matrix", "stages"];
 
 /// Stages one matrix may expand to, unless `[limits] matrix` says more: as
@@ -74,6 +80,8 @@ const STAGE_KEYS: &[&str] = &[
     "run",
     "tools",
     "reports",
+    "environment",
+    "verify",
 ];
 const REPORT_KEYS: &[&str] = &["junit"];
 
@@ -147,6 +155,7 @@ struct RawStage {
     retries: u32,
     tools: Vec<Spanned<String>>,
     junit: Vec<String>,
+    environment: Option<Spanned<String>>,
 }
 
 struct Checker<'a> {
@@ -189,6 +198,7 @@ impl Checker<'_> {
                 stages: MAX_STAGES,
             },
         };
+        let environments = self.environments(document);
         let mut raw_stages = Vec::new();
         match document.get("stages") {
             // Said only when nothing else is wrong: a misspelled `[stage.x]`
@@ -212,7 +222,11 @@ impl Checker<'_> {
                 _ => self.error(self.type_error("`stages`", "a table of stages", value)),
             },
         }
-        let stages = self.expand(raw_stages);
+        let stages = self.expand(raw_stages, &environments);
+        let environments: BTreeMap<String, Environment> = environments
+            .into_iter()
+            .map(|(name, (environment, _))| (name, environment))
+            .collect();
         if stages.len() > limits.stages as usize {
             self.error(
                 Diagnostic::error(
@@ -231,6 +245,7 @@ impl Checker<'_> {
                 root: self.root.to_owned(),
                 file,
                 stages: Vec::new(),
+                environments,
             };
         }
         let graph = Graph::new(&stages);
@@ -249,6 +264,85 @@ impl Checker<'_> {
             root: self.root.to_owned(),
             file,
             stages,
+            environments,
+        }
+    }
+
+    /// `[environments.NAME]` tables, each with where it is written.
+    fn environments(&mut self, document: &DeTable<'_>) -> BTreeMap<String, (Environment, Range<usize>)> {
+        let mut environments = BTreeMap::new();
+        let Some(table) = self.table_at(document, "environments") else {
+            return environments;
+        };
+        for (key, value) in table {
+            let name = key.get_ref().to_string();
+            let DeValue::Table(settings) = value.get_ref() else {
+                self.error(self.type_error(&format!("`environments.{name}`"), "a table", value));
+                continue;
+            };
+            self.check_keys(settings, ENVIRONMENT_KEYS, &format!("in [environments.{name}]"));
+            self.not_yet(settings);
+            let url = settings
+                .get("url")
+                .and_then(|value| self.string(value, "`url`"))
+                .map(Spanned::into_inner);
+            let mut list = |key: &str| {
+                settings
+                    .get(key)
+                    .map(|value| self.string_list(value, &format!("`{key}`")))
+                    .unwrap_or_default()
+            };
+            let secrets = list("secrets");
+            let branches = list("branches");
+            for branch in &branches {
+                if let Err(error) = globset::Glob::new(branch.get_ref()) {
+                    self.error(Diagnostic::error(
+                        format!("`{}` is not a valid branch pattern: {}", branch.get_ref(), error.kind()),
+                        branch.span(),
+                    ));
+                }
+            }
+            let environment = Environment {
+                name: name.clone(),
+                url,
+                secrets: secrets.into_iter().map(Spanned::into_inner).collect(),
+                branches: branches.into_iter().map(Spanned::into_inner).collect(),
+            };
+            environments.insert(name, (environment, key.span()));
+        }
+        let mut owners: BTreeMap<&str, &str> = BTreeMap::new();
+        for (name, (environment, span)) in &environments {
+            for secret in &environment.secrets {
+                if let Some(other) = owners.insert(secret, name) {
+                    self.error(
+                        Diagnostic::error(
+                            format!("the secret `{secret}` belongs to both `{other}` and `{name}`"),
+                            span.clone(),
+                        )
+                        .with_hint("an environment's secrets are its own: give each environment a secret of its own"),
+                    );
+                }
+            }
+        }
+        environments
+    }
+
+    /// Refuses the continuous-delivery keys this cairn does not act on yet.
+    fn not_yet(&mut self, table: &DeTable<'_>) {
+        for (key, value) in table {
+            let key = key.get_ref().as_ref();
+            if NOT_YET.contains(&key) {
+                self.error(
+                    Diagnostic::error(
+                        format!("`{key}` is not supported by this version of cairn yet"),
+                        value.span(),
+                    )
+                    .with_hint(
+                        "environments, their secrets and branch rules work; promotion (`requires`), approval, \
+                             `verify` and rollback are not done: remove the key rather than rely on it",
+                    ),
+                );
+            }
         }
     }
 
@@ -322,6 +416,7 @@ impl Checker<'_> {
         };
         let context = format!("in stage `{}`", name.get_ref());
         self.check_keys(table, STAGE_KEYS, &context);
+        self.not_yet(table);
         let list = |checker: &mut Self, key: &str| {
             table
                 .get(key)
@@ -490,6 +585,9 @@ impl Checker<'_> {
                 .unwrap_or(defaults.retries),
             tools,
             junit,
+            environment: table
+                .get("environment")
+                .and_then(|value| self.string(value, "`environment`")),
             name,
         })
     }
@@ -649,7 +747,20 @@ impl Checker<'_> {
     }
 
     /// Expands matrices, resolves `needs`, and checks every reference.
-    fn expand(&mut self, raw_stages: Vec<RawStage>) -> Vec<Stage> {
+    fn expand(
+        &mut self,
+        raw_stages: Vec<RawStage>,
+        environments: &BTreeMap<String, (Environment, Range<usize>)>,
+    ) -> Vec<Stage> {
+        let owners: BTreeMap<&str, &str> = environments
+            .iter()
+            .flat_map(|(name, (environment, _))| {
+                environment
+                    .secrets
+                    .iter()
+                    .map(move |secret| (secret.as_str(), name.as_str()))
+            })
+            .collect();
         let names: BTreeSet<&str> = raw_stages.iter().map(|stage| stage.name.get_ref().as_str()).collect();
         let mut expanded_names: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for stage in &raw_stages {
@@ -703,6 +814,7 @@ impl Checker<'_> {
                     self.error(diagnostic);
                 }
             }
+            let environment = self.stage_environment(raw, environments);
             let matrix_keys: BTreeSet<&str> = raw.matrix.iter().map(|(key, _)| key.get_ref().as_str()).collect();
             let check_reference = |checker: &mut Self,
                                    reference: &Reference,
@@ -717,6 +829,23 @@ impl Checker<'_> {
                         Diagnostic::error(format!("`{reference}` can only be used in `if`"), span.clone())
                             .with_hint("a stage's inputs must be declared: set the value in `env` or `with` instead"),
                     ),
+                    Reference::Environment(field) => match environment {
+                        None => checker.error(
+                            Diagnostic::error(
+                                format!("`{reference}` is read by stage `{base}`, which has no `environment`"),
+                                span.clone(),
+                            )
+                            .with_hint("add `environment = \"NAME\"` to the stage"),
+                        ),
+                        Some(environment) if field == "url" && environment.url.is_none() => checker.error(
+                            Diagnostic::error(
+                                format!("environment `{}` has no `url` for `{reference}` to read", environment.name),
+                                span.clone(),
+                            )
+                            .with_hint(format!("add `url = \"https://...\"` to [environments.{}]", environment.name)),
+                        ),
+                        Some(_) => {}
+                    },
                     Reference::Secret(name) => checker.error(
                         Diagnostic::error(format!("`{reference}` can only be used in `http_auth`"), span.clone())
                             .with_hint(format!(
@@ -760,6 +889,32 @@ impl Checker<'_> {
                     })
                     .collect()
             };
+            let in_environment = raw.environment.as_ref().map(|name| name.get_ref().as_str());
+            let owned_secret = |checker: &mut Self, secret: &str, span: Range<usize>| {
+                if let Some(owner) = owners.get(secret)
+                    && in_environment != Some(*owner)
+                {
+                    checker.error(
+                        Diagnostic::error(
+                            format!("the secret `{secret}` belongs to environment `{owner}`, and stage `{base}` is not in it"),
+                            span,
+                        )
+                        .with_hint(format!("deploy from a stage with `environment = \"{owner}\"`")),
+                    );
+                }
+            };
+            for secret in &raw.secrets {
+                owned_secret(self, secret.get_ref(), secret.span());
+            }
+            for (_, credential) in &raw.http_auth {
+                if let Ok(template) = Template::parse(credential.get_ref()) {
+                    for reference in template.references() {
+                        if let Reference::Secret(secret) = reference {
+                            owned_secret(self, secret, credential.span());
+                        }
+                    }
+                }
+            }
             let origins = self.network(&raw.network);
             let http_auth = self.http_auth(&raw.http_auth, &origins);
             let args = templates(self, &raw.args.iter().collect::<Vec<_>>());
@@ -790,6 +945,10 @@ impl Checker<'_> {
                 let substitute = |template: &Template| {
                     template.substitute(&|reference| match reference {
                         Reference::Matrix(key) => entry.iter().find(|(k, _)| k == key).map(|(_, value)| value.clone()),
+                        Reference::Environment(field) => environment.and_then(|environment| match field.as_str() {
+                            "name" => Some(environment.name.clone()),
+                            _ => environment.url.clone(),
+                        }),
                         _ => None,
                     })
                 };
@@ -839,10 +998,50 @@ impl Checker<'_> {
                         })
                         .collect(),
                     junit: raw.junit.clone(),
+                    environment: environment.map(|environment| environment.name.clone()),
                 });
             }
         }
         stages
+    }
+
+    /// The environment a stage names, checked: it must exist, and a stage
+    /// there always runs, so `cache = true` contradicts it.
+    fn stage_environment<'e>(
+        &mut self,
+        raw: &RawStage,
+        environments: &'e BTreeMap<String, (Environment, Range<usize>)>,
+    ) -> Option<&'e Environment> {
+        let name = raw.environment.as_ref()?;
+        let Some((environment, _)) = environments.get(name.get_ref()) else {
+            let mut diagnostic = Diagnostic::error(
+                format!(
+                    "`environment` names `{}`, which is not an environment of this pipeline",
+                    name.get_ref()
+                ),
+                name.span(),
+            );
+            diagnostic = match did_you_mean(name.get_ref(), environments.keys().map(String::as_str)) {
+                Some(close) => diagnostic.with_hint(format!("did you mean `{close}`?")),
+                None => diagnostic.with_hint(format!("declare it: `[environments.{}]`", name.get_ref())),
+            };
+            self.error(diagnostic);
+            return None;
+        };
+        if raw.cache == Some(true) {
+            self.error(
+                Diagnostic::error(
+                    format!(
+                        "stage `{}` deploys to `{}`, so it always runs: `cache = true` cannot hold",
+                        raw.name.get_ref(),
+                        environment.name
+                    ),
+                    name.span(),
+                )
+                .with_hint("remove `cache = true`"),
+            );
+        }
+        Some(environment)
     }
 
     /// Reads each `network` entry, reporting a malformed one at its place;

@@ -89,7 +89,11 @@ impl StageExecutor {
             tool_sandbox: if tools.is_empty() { None } else { self.tools.sandbox },
         };
         let key = parts.key();
-        let not_reused = if !every_need_succeeded {
+        let not_reused = if let Some(environment) = &stage.environment {
+            Some(format!(
+                "it deploys to environment `{environment}`, and a stage in an environment always runs"
+            ))
+        } else if !every_need_succeeded {
             Some("it runs after a stage it needs did not succeed".to_owned())
         } else {
             match (stage.cache, parts.impurity()) {

@@ -101,6 +101,8 @@ pub struct StageExecutor {
     pub output_root: OutputRoot,
     /// Secret values.
     pub secrets: Secrets,
+    /// The checked-out git branch, for environments' `branches`.
+    pub branch: Option<String>,
     /// Where events go.
     pub reporter: Arc<dyn Reporter>,
     /// What the pinned clock reads.
@@ -209,6 +211,9 @@ impl Executor for StageExecutor {
     async fn execute(self: Arc<Self>, index: usize, upstream: Upstream) -> StageResult {
         let started = Instant::now();
         let stage = &self.pipeline.stages[index];
+        if let Err(error) = self.check_branch(stage) {
+            return self.fail(stage, error, 0, started, None);
+        }
         let observer: Arc<dyn StageObserver> = Arc::new(self.observer(stage));
         let component = match self.component(index, &upstream) {
             Ok(component) => component,
@@ -303,6 +308,36 @@ impl StageExecutor {
             stage: stage.name.clone(),
             reporter: Arc::clone(&self.reporter),
         }
+    }
+
+    /// A stage in an environment starts only from a branch the
+    /// environment allows, as GitHub Actions' deployment branch rules.
+    fn check_branch(&self, stage: &Stage) -> Result<(), StageError> {
+        let Some(environment) = stage
+            .environment
+            .as_ref()
+            .and_then(|name| self.pipeline.environments.get(name))
+        else {
+            return Ok(());
+        };
+        if environment.allows_branch(self.branch.as_deref()) {
+            return Ok(());
+        }
+        let here = match &self.branch {
+            Some(branch) => format!("from the branch `{branch}`"),
+            None => "from a checkout on no branch".to_owned(),
+        };
+        Err(StageError::with_hint(
+            format!(
+                "environment `{}` is deployed to from {} only; this run is {here}",
+                environment.name,
+                environment.branches.join(", ")
+            ),
+            format!(
+                "deploy from an allowed branch, or add it to `branches` in [environments.{}]",
+                environment.name
+            ),
+        ))
     }
 
     fn fail(
