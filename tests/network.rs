@@ -523,3 +523,35 @@ network = ["{url}"]
     let posted = server.received();
     assert_eq!(posted[0].body, b"from python");
 }
+
+#[test]
+fn an_artifact_larger_than_the_stages_memory_is_uploaded_streamed() {
+    let server = TestServer::http();
+    let url = server.url();
+    let dir = pipeline_dir(
+        &format!(
+            r#"
+[stages.deploy]
+uses = "std:upload"
+inputs = ["dist/**"]
+network = ["{url}"]
+memory = "16MiB"
+with = {{ url = "{url}/releases", from = "/src/dist" }}
+"#
+        ),
+        &[],
+    );
+    let artifact: Vec<u8> = (0..40u32 << 20).map(|index| (index % 251) as u8).collect();
+    std::fs::create_dir_all(dir.path().join("dist")).expect("mkdir");
+    std::fs::write(dir.path().join("dist/image.bin"), &artifact).expect("write the artifact");
+    let (finished, events) = run_json(dir.path(), &[]);
+    assert_eq!(finished.code, Some(0), "{finished:?}");
+    assert_eq!(output(&events, "deploy", "bytes"), (40u64 << 20).to_string());
+    let put = server
+        .received()
+        .into_iter()
+        .find(|request| request.method == "PUT")
+        .expect("the upload");
+    assert_eq!(put.path, "/releases/image.bin");
+    assert!(put.body == artifact, "the artifact arrived whole");
+}

@@ -17,13 +17,15 @@
 //! ```
 
 use std::fmt;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::bindings::wasi::http::outgoing_handler;
 use crate::bindings::wasi::http::types::{
     ErrorCode, Fields, IncomingBody, Method, OutgoingBody, OutgoingRequest, RequestOptions, Scheme,
 };
-use crate::bindings::wasi::io::streams::StreamError;
+use crate::bindings::wasi::io::streams::{OutputStream, StreamError};
 
 /// How many redirects [`Request::send`] follows before giving up.
 const MAX_REDIRECTS: usize = 10;
@@ -34,9 +36,26 @@ pub struct Request {
     method: String,
     url: String,
     headers: Vec<(String, String)>,
-    body: Vec<u8>,
+    body: Payload,
     timeout: Option<Duration>,
     follow_redirects: bool,
+}
+
+/// What a request sends: bytes in memory, or a file streamed from where it
+/// is (an artifact may be larger than the stage's memory).
+#[derive(Clone, Debug)]
+enum Payload {
+    Bytes(Vec<u8>),
+    File { path: PathBuf, size: u64 },
+}
+
+impl Payload {
+    fn len(&self) -> u64 {
+        match self {
+            Payload::Bytes(bytes) => bytes.len() as u64,
+            Payload::File { size, .. } => *size,
+        }
+    }
 }
 
 /// A response, its body read whole.
@@ -122,7 +141,7 @@ impl Request {
             method: method.to_ascii_uppercase(),
             url: url.to_owned(),
             headers: Vec::new(),
-            body: Vec::new(),
+            body: Payload::Bytes(Vec::new()),
             timeout: None,
             follow_redirects: true,
         }
@@ -151,8 +170,17 @@ impl Request {
 
     /// Sets the body (and its `content-length`).
     pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
-        self.body = body.into();
+        self.body = Payload::Bytes(body.into());
         self
+    }
+
+    /// Sends the file at `path` as the body, read in chunks as it goes
+    /// out, never whole into memory; its size is the `content-length`.
+    pub fn body_file(mut self, path: impl AsRef<Path>) -> std::io::Result<Self> {
+        let path = path.as_ref().to_owned();
+        let size = std::fs::metadata(&path)?.len();
+        self.body = Payload::File { path, size };
+        Ok(self)
     }
 
     /// Bounds the wait for the connection and for the response's first
@@ -181,7 +209,7 @@ impl Request {
                         || (response.status != 307 && response.status != 308 && request.method == "POST")
                     {
                         request.method = "GET".to_owned();
-                        request.body.clear();
+                        request.body = Payload::Bytes(Vec::new());
                     }
                     request.url = resolve(&request.url, &location);
                 }
@@ -205,7 +233,7 @@ impl Request {
             .iter()
             .map(|(name, value)| (name.to_ascii_lowercase(), value.as_bytes().to_vec()))
             .collect();
-        if !self.body.is_empty() || matches!(self.method.as_str(), "POST" | "PUT" | "PATCH") {
+        if self.body.len() > 0 || matches!(self.method.as_str(), "POST" | "PUT" | "PATCH") {
             headers.push(("content-length".to_owned(), self.body.len().to_string().into_bytes()));
         }
         let fields = Fields::from_list(&headers)
@@ -270,30 +298,51 @@ impl Request {
     }
 
     fn write_body(&self, body: OutgoingBody) -> Result<(), Error> {
-        if !self.body.is_empty() {
+        if self.body.len() > 0 {
             let stream = body
                 .write()
                 .map_err(|()| self.error(ErrorKind::Other, "the body cannot be written".to_owned()))?;
-            let mut rest = self.body.as_slice();
-            while !rest.is_empty() {
-                let ready = stream
-                    .check_write()
-                    .map_err(|error| self.stream_failed("sending the body", error))?;
-                if ready == 0 {
-                    stream.subscribe().block();
-                    continue;
+            match &self.body {
+                Payload::Bytes(bytes) => self.write_all(&stream, bytes)?,
+                Payload::File { path, .. } => {
+                    let unreadable = |error: std::io::Error| {
+                        self.error(ErrorKind::Invalid, format!("reading {}: {error}", path.display()))
+                    };
+                    let mut file = std::fs::File::open(path).map_err(unreadable)?;
+                    let mut chunk = vec![0; 256 * 1024];
+                    loop {
+                        let read = file.read(&mut chunk).map_err(unreadable)?;
+                        if read == 0 {
+                            break;
+                        }
+                        self.write_all(&stream, &chunk[..read])?;
+                    }
                 }
-                let length = rest.len().min(usize::try_from(ready).unwrap_or(usize::MAX));
-                stream
-                    .write(&rest[..length])
-                    .map_err(|error| self.stream_failed("sending the body", error))?;
-                rest = &rest[length..];
             }
             stream
                 .blocking_flush()
                 .map_err(|error| self.stream_failed("sending the body", error))?;
         }
         OutgoingBody::finish(body, None).map_err(|code| self.failed(&code))
+    }
+
+    /// Writes `bytes` as fast as the host takes them.
+    fn write_all(&self, stream: &OutputStream, mut bytes: &[u8]) -> Result<(), Error> {
+        while !bytes.is_empty() {
+            let ready = stream
+                .check_write()
+                .map_err(|error| self.stream_failed("sending the body", error))?;
+            if ready == 0 {
+                stream.subscribe().block();
+                continue;
+            }
+            let length = bytes.len().min(usize::try_from(ready).unwrap_or(usize::MAX));
+            stream
+                .write(&bytes[..length])
+                .map_err(|error| self.stream_failed("sending the body", error))?;
+            bytes = &bytes[length..];
+        }
+        Ok(())
     }
 
     fn read_body(&self, incoming: &IncomingBody) -> Result<Vec<u8>, Error> {

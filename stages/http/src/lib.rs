@@ -90,8 +90,9 @@ fn request(invocation: &Invocation) -> cairn_sdk::Result<Request> {
         request = request.body(body.as_bytes());
     }
     if let Some(file) = invocation.config("body_file") {
-        let body = std::fs::read(file).map_err(|error| format!("cannot read `body_file` {file}: {error}"))?;
-        request = request.body(body);
+        request = request
+            .body_file(file)
+            .map_err(|error| format!("cannot read `body_file` {file}: {error}"))?;
     }
     Ok(request)
 }

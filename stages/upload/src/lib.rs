@@ -15,7 +15,7 @@
 //! path, URL, size, sha256 and status); outputs `files`, `bytes` and
 //! `manifest_sha256` (the digest of that manifest).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use cairn_sdk::http::{Request, header_lines};
 use cairn_sdk::{Invocation, Outcome, Stage, fs};
@@ -26,7 +26,9 @@ struct Upload;
 /// One file to send.
 struct File {
     relative: String,
-    contents: Vec<u8>,
+    path: PathBuf,
+    size: u64,
+    sha256: String,
 }
 
 impl Stage for Upload {
@@ -48,7 +50,7 @@ impl Stage for Upload {
         };
         let manifest = serde_json::to_vec_pretty(&serde_json::Value::Array(records))?;
         std::fs::write(fs::out().join("uploaded.json"), &manifest)?;
-        let bytes: usize = files.iter().map(|file| file.contents.len()).sum();
+        let bytes: u64 = files.iter().map(|file| file.size).sum();
         Ok(Outcome::new()
             .summary(format!(
                 "{} file{} ({bytes} bytes) uploaded to {url}",
@@ -65,9 +67,19 @@ fn read_files(from: &Path) -> cairn_sdk::Result<Vec<File>> {
     fs::files_under(from)?
         .into_iter()
         .map(|path| {
-            let contents = std::fs::read(&path).map_err(|error| format!("reading {}: {error}", path.display()))?;
+            // Digested in chunks: an artifact may be larger than the
+            // stage's memory, and `put` streams it from the file too.
+            let unreadable = |error: std::io::Error| format!("reading {}: {error}", path.display());
+            let mut file = std::fs::File::open(&path).map_err(unreadable)?;
+            let mut digest = Sha256::new();
+            let size = std::io::copy(&mut file, &mut digest).map_err(unreadable)?;
             let relative = path.strip_prefix(from).unwrap_or(&path).to_string_lossy().into_owned();
-            Ok(File { relative, contents })
+            Ok(File {
+                relative,
+                sha256: hex(&digest.finalize()),
+                size,
+                path,
+            })
         })
         .collect()
 }
@@ -78,7 +90,8 @@ fn put_each(url: &str, headers: &[(String, String)], files: &[File]) -> cairn_sd
         let target = format!("{url}/{}", encode_path(&file.relative));
         let request = Request::put(&target)
             .header("content-type", "application/octet-stream")
-            .body(file.contents.clone());
+            .body_file(&file.path)
+            .map_err(|error| format!("reading {}: {error}", file.path.display()))?;
         let status = send(request, headers, &format!("uploading {} to {target}", file.relative))?;
         cairn_sdk::info!("{} → {target} ({status})", file.relative);
         cairn_sdk::progress(index as u64 + 1, files.len() as u64);
@@ -93,11 +106,12 @@ fn post_multipart(
     files: &[File],
 ) -> cairn_sdk::Result<Vec<serde_json::Value>> {
     // The boundary is derived from the contents, so the same files make the
-    // same request; it cannot occur in them by construction of the digest.
+    // same request; 128 bits of their digest do not occur in them by chance.
+    // (The form is built in memory: `put` is the mode for large artifacts.)
     let mut digest = Sha256::new();
     for file in files {
         digest.update(file.relative.as_bytes());
-        digest.update(&file.contents);
+        digest.update(file.sha256.as_bytes());
     }
     let boundary = format!("cairn-{}", &hex(&digest.finalize())[..32]);
     let mut body = Vec::new();
@@ -110,7 +124,9 @@ fn post_multipart(
             )
             .as_bytes(),
         );
-        body.extend_from_slice(&file.contents);
+        body.extend_from_slice(
+            &std::fs::read(&file.path).map_err(|error| format!("reading {}: {error}", file.path.display()))?,
+        );
         body.extend_from_slice(b"\r\n");
     }
     body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
@@ -144,8 +160,8 @@ fn record(file: &File, url: &str, status: u16) -> serde_json::Value {
     serde_json::json!({
         "path": file.relative,
         "url": url,
-        "size": file.contents.len(),
-        "sha256": hex(&Sha256::digest(&file.contents)),
+        "size": file.size,
+        "sha256": file.sha256,
         "status": status,
     })
 }
