@@ -454,7 +454,7 @@ fn masked_values(sandbox: &Sandbox) -> BTreeMap<String, String> {
 fn http_credentials(
     sandbox: &Sandbox,
     granted: &[cairn_core::Origin],
-) -> Result<Vec<(cairn_core::Origin, String)>, SandboxError> {
+) -> Result<Vec<(cairn_core::Origin, http::HeaderValue)>, SandboxError> {
     sandbox
         .http_auth
         .iter()
@@ -469,12 +469,12 @@ fn http_credentials(
                     "`http_auth` names it, but `network` does not grant it: add `network = [\"{origin}\"]`"
                 )));
             }
-            if http::HeaderValue::from_str(value).is_err() {
-                return Err(error(
-                    "its credential is not a valid header value (a line break or a control character?)".to_owned(),
-                ));
-            }
-            Ok((origin, value.clone()))
+            // The value is never echoed: it holds a secret.
+            let mut header = http::HeaderValue::from_str(value).map_err(|_| {
+                error("its credential is not a valid header value (a line break or a control character?)".to_owned())
+            })?;
+            header.set_sensitive(true);
+            Ok((origin, header))
         })
         .collect()
 }

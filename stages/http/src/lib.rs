@@ -33,44 +33,35 @@ impl Stage for Http {
         loop {
             attempt += 1;
             let begun = Instant::now();
-            let result = request.send();
-            let elapsed = begun.elapsed();
-            let verdict = match &result {
-                Ok(response) => check.verdict(response),
+            let (response, why) = match request.send() {
+                Ok(response) => match check.verdict(&response) {
+                    Ok(()) => return finish(&check, &response, begun.elapsed(), attempt),
+                    Err(why) => (Some(response), why),
+                },
                 Err(error) if !error.is_transient() => return Err(error.to_string().into()),
-                Err(error) => Err(error.to_string()),
+                Err(error) => (None, error.to_string()),
             };
-            match verdict {
-                Ok(()) => {
-                    let Ok(response) = result else {
-                        unreachable!("a verdict of Ok comes from a response")
-                    };
-                    return finish(&check, &response, elapsed, attempt);
+            let within_deadline = check
+                .deadline
+                .is_none_or(|deadline| started.elapsed() + pause < deadline);
+            let attempts_left = match check.retries {
+                Some(retries) => attempt <= retries,
+                None => check.deadline.is_some(),
+            };
+            if !(within_deadline && attempts_left) {
+                if let (Some(response), Some(name)) = (&response, &check.save_body) {
+                    std::fs::write(fs::out().join(name), &response.body)?;
                 }
-                Err(why) => {
-                    let within_deadline = check
-                        .deadline
-                        .is_none_or(|deadline| started.elapsed() + pause < deadline);
-                    let attempts_left = match check.retries {
-                        Some(retries) => attempt <= retries,
-                        None => check.deadline.is_some(),
-                    };
-                    if !(within_deadline && attempts_left) {
-                        if let (Ok(response), Some(name)) = (&result, &check.save_body) {
-                            std::fs::write(fs::out().join(name), &response.body)?;
-                        }
-                        let tries = if attempt == 1 {
-                            String::new()
-                        } else {
-                            format!(" (after {attempt} attempts in {:.1}s)", started.elapsed().as_secs_f64())
-                        };
-                        return Err(format!("{why}{tries}").into());
-                    }
-                    cairn_sdk::warn!("attempt {attempt}: {why}; retrying in {:.1}s", pause.as_secs_f64());
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(Duration::from_secs(30));
-                }
+                let tries = if attempt == 1 {
+                    String::new()
+                } else {
+                    format!(" (after {attempt} attempts in {:.1}s)", started.elapsed().as_secs_f64())
+                };
+                return Err(format!("{why}{tries}").into());
             }
+            cairn_sdk::warn!("attempt {attempt}: {why}; retrying in {:.1}s", pause.as_secs_f64());
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_secs(30));
         }
     }
 }

@@ -71,8 +71,9 @@ impl HttpClient {
 pub(crate) struct HttpGrant {
     /// The origins (and path prefixes) it may reach.
     pub(crate) origins: Vec<Origin>,
-    /// `Authorization` values the host adds to requests an origin admits.
-    pub(crate) credentials: Vec<(Origin, String)>,
+    /// `Authorization` values the host adds to requests an origin admits,
+    /// marked sensitive (hyper never logs them).
+    pub(crate) credentials: Vec<(Origin, HeaderValue)>,
     /// The stage's output bound, which responses count against.
     pub(crate) max_bytes: ByteSize,
 }
@@ -88,20 +89,9 @@ pub(crate) struct HttpHooks {
 
 impl HttpHooks {
     pub(crate) fn new(grant: HttpGrant, client: Arc<HttpClient>, capture: Arc<LogCapture>) -> Self {
-        let credentials = grant
-            .credentials
-            .into_iter()
-            .filter_map(|(origin, value)| {
-                // Checked by the pipeline; a value that is not a header
-                // value is dropped rather than echoed in an error.
-                let mut value = HeaderValue::from_str(&value).ok()?;
-                value.set_sensitive(true);
-                Some((origin, value))
-            })
-            .collect();
         Self {
             origins: grant.origins.into(),
-            credentials,
+            credentials: grant.credentials.into(),
             client,
             capture,
             budget: Arc::new(Budget {
@@ -197,15 +187,14 @@ impl WasiHttpHooks for HttpHooks {
 /// private CA is missing.
 fn transport_error(error: &hyper_util::client::legacy::Error, uri: &http::Uri, capture: &LogCapture) -> HttpError {
     let mut chain = Vec::new();
+    let mut tls = false;
     let mut source: Option<&dyn std::error::Error> = Some(error);
     while let Some(cause) = source {
         chain.push(cause.to_string());
+        tls |= is_tls(cause);
         source = cause.source();
     }
     let text = chain.join(": ");
-    let tls = chain
-        .iter()
-        .any(|cause| cause.contains("certificate") || cause.contains("tls") || cause.contains("TLS"));
     let origin = Origin::of(uri).map_or_else(|| uri.to_string(), |origin| origin.to_string());
     if tls {
         capture.sandbox_notice(&format!(
@@ -228,6 +217,19 @@ fn transport_error(error: &hyper_util::client::legacy::Error, uri: &http::Uri, c
         return HttpError::ConnectionRefused;
     }
     HttpError::HttpProtocolError
+}
+
+/// Whether `error` is rustls's, bare or wrapped in I/O errors (as the TLS
+/// stream and the connector report it; an I/O error's `source` skips the
+/// error it wraps, so the chain alone never shows it).
+fn is_tls(error: &(dyn std::error::Error + 'static)) -> bool {
+    if error.is::<rustls::Error>() {
+        return true;
+    }
+    error
+        .downcast_ref::<std::io::Error>()
+        .and_then(std::io::Error::get_ref)
+        .is_some_and(|inner| is_tls(inner))
 }
 
 /// How many response bytes a stage may still receive.
