@@ -14,6 +14,7 @@ mod ci_examples;
 mod cli_pipeline;
 mod cli_stage;
 mod components;
+mod deploy;
 mod environments;
 mod hermetic;
 mod host_tools;

@@ -11,7 +11,9 @@
 //! - `/slow`: answers after 30 s;
 //! - `/not-json`: 200 with a body that is not JSON;
 //! - `/auth`: 200 when `Authorization` is the server's expected value, else 401;
-//! - any `PUT` or `POST`: 201 (the body is recorded).
+//! - any `PUT` or `POST`: 201 (the body is recorded); a `GET` of a path
+//!   something was `PUT` at answers the last body put there, as an
+//!   artifact server or a static site would.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -99,7 +101,23 @@ struct Settings {
 impl TestServer {
     /// Plain HTTP.
     pub fn http() -> Self {
-        Self::start(None, Settings::default())
+        Self::http_at("127.0.0.1:0")
+    }
+
+    /// Plain HTTP on `address`: a server taken down and brought back
+    /// binds the address it had.
+    pub fn http_at(address: &str) -> Self {
+        let listener = std::net::TcpListener::bind(address).expect("a loopback port");
+        Self::start_on(listener, None, Settings::default())
+    }
+
+    /// The body last `PUT` at `path`, if any.
+    pub fn stored(&self, path: &str) -> Option<Vec<u8>> {
+        self.received()
+            .into_iter()
+            .rev()
+            .find(|request| request.method == "PUT" && request.path == path)
+            .map(|request| request.body)
     }
 
     /// HTTPS with `ca`'s server certificate.
@@ -129,6 +147,10 @@ impl TestServer {
 
     fn start(tls: Option<tokio_rustls::TlsAcceptor>, settings: Settings) -> Self {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free loopback port");
+        Self::start_on(listener, tls, settings)
+    }
+
+    fn start_on(listener: std::net::TcpListener, tls: Option<tokio_rustls::TlsAcceptor>, settings: Settings) -> Self {
         listener.set_nonblocking(true).expect("a non-blocking listener");
         let address = listener.local_addr().expect("the port");
         let received = Arc::new(Mutex::new(Vec::new()));
@@ -271,6 +293,22 @@ async fn respond(request: Request<Incoming>, state: State) -> Result<Response<Fu
             }
         }
         ("PUT" | "POST", _) => reply(201, "stored"),
+        ("GET", _) => {
+            let stored = received
+                .lock()
+                .expect("not poisoned")
+                .iter()
+                .rev()
+                .find(|request| request.method == "PUT" && request.path == path)
+                .map(|request| request.body.clone());
+            match stored {
+                Some(body) => Response::builder()
+                    .status(200)
+                    .body(Full::new(Bytes::from(body)))
+                    .expect("a response"),
+                None => reply(404, "no such route"),
+            }
+        }
         _ => reply(404, "no such route"),
     })
 }

@@ -133,6 +133,35 @@ pub enum Event {
         #[serde(skip_serializing_if = "Option::is_none")]
         tests: Option<TestCounts>,
     },
+    /// Something happened to a deployment: it waits for its environment,
+    /// started, ended, or is rolled back.
+    Deployment {
+        /// The environment.
+        environment: String,
+        /// The deployment's number in the history, once it has one.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        deployment: Option<u64>,
+        /// `waiting`, `started`, `succeeded`, `failed`, `rejected`,
+        /// `rolling_back` or `rolled_back`.
+        status: &'static str,
+        /// What happened, in words.
+        message: String,
+    },
+    /// A deployment waits for a person's decision.
+    ApprovalRequested {
+        /// The environment.
+        environment: String,
+        /// The run, as `cairn approve` takes it.
+        run: String,
+        /// What would go out, a line per artifact, with what it replaces.
+        changes: Vec<String>,
+        /// The command that approves.
+        approve: String,
+        /// The command that rejects.
+        reject: String,
+        /// How long the run waits, in milliseconds.
+        timeout_ms: u64,
+    },
     /// The run ended.
     PipelineFinished {
         /// `succeeded`, `failed` or `interrupted`.

@@ -187,10 +187,12 @@ pub fn gc(cache: &CacheDir, max_size: ByteSize) -> Result<GcReport, StoreError> 
             }
         }
     }
-    // Roots (pulled components) compete with actions for space, by last use.
+    // Roots (pulled components, deployed outputs) compete with actions for
+    // space, by last use; a root that is a tree keeps its files too.
     for (path, digest) in roots(&store) {
         let used = fs::metadata(&path).and_then(|metadata| metadata.modified());
-        actions.push((used.unwrap_or(SystemTime::UNIX_EPOCH), path, 0, vec![digest]));
+        let blobs = tree_blobs(&store, &digest).unwrap_or_else(|| vec![digest]);
+        actions.push((used.unwrap_or(SystemTime::UNIX_EPOCH), path, 0, blobs));
     }
     let mut references: HashMap<Digest, usize> = HashMap::new();
     for (_, _, _, blobs) in &actions {
@@ -242,7 +244,8 @@ pub fn gc(cache: &CacheDir, max_size: ByteSize) -> Result<GcReport, StoreError> 
     Ok(report)
 }
 
-/// Removes everything cairn keeps, except the cache's own marker files.
+/// Removes everything cairn can recompute, except the cache's own marker
+/// files; the deployment history is a record, not a cache, and stays.
 pub fn clear(cache: &CacheDir) -> Result<u64, StoreError> {
     let before = stats(cache).map_err(StoreError::io(cache.root()))?.total();
     let store = Store::open_exclusive(cache)?;
@@ -272,7 +275,18 @@ pub fn clear(cache: &CacheDir) -> Result<u64, StoreError> {
 
 /// Every blob an action entry needs: its outputs tree, the files in it, and its log.
 fn references(store: &Store, entry: &ActionEntry) -> Option<Vec<Digest>> {
-    let tree = Tree::load(store, &entry.outputs).ok()?;
+    let mut blobs = tree_blobs(store, &entry.outputs)?;
+    if entry.has_log {
+        blobs.push(entry.log);
+    }
+    let unique: HashSet<Digest> = blobs.drain(..).collect();
+    Some(unique.into_iter().collect())
+}
+
+/// A tree's blob and the blobs of its files; `None` when `digest` is not
+/// a tree in the store.
+fn tree_blobs(store: &Store, digest: &Digest) -> Option<Vec<Digest>> {
+    let tree = Tree::load(store, digest).ok()?;
     let mut blobs: Vec<Digest> = tree
         .entries()
         .iter()
@@ -281,12 +295,8 @@ fn references(store: &Store, entry: &ActionEntry) -> Option<Vec<Digest>> {
             _ => None,
         })
         .collect();
-    blobs.push(entry.outputs);
-    if entry.has_log {
-        blobs.push(entry.log);
-    }
-    let unique: HashSet<Digest> = blobs.drain(..).collect();
-    Some(unique.into_iter().collect())
+    blobs.push(*digest);
+    Some(blobs)
 }
 
 /// Every root and the blob it keeps.

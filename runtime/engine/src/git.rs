@@ -1,11 +1,43 @@
 //! The little cairn reads from git: the checked-out branch, for `if`
-//! conditions. Read from `.git/HEAD` directly, without running git.
+//! conditions and environments' branch rules, and the commit, for the
+//! deployment history. Read from `.git` directly, without running git.
 
 use std::path::Path;
 
 /// The branch checked out in the repository containing `dir`, or `None` when
 /// there is no repository or HEAD is detached.
 pub fn current_branch(dir: &Path) -> Option<String> {
+    let head = std::fs::read_to_string(git_dir(dir)?.join("HEAD")).ok()?;
+    head.trim().strip_prefix("ref: refs/heads/").map(str::to_owned)
+}
+
+/// The commit checked out in the repository containing `dir`: HEAD's
+/// target, through a loose or packed ref.
+pub fn current_commit(dir: &Path) -> Option<String> {
+    let git_dir = git_dir(dir)?;
+    let head = std::fs::read_to_string(git_dir.join("HEAD")).ok()?;
+    let Some(reference) = head.trim().strip_prefix("ref: ") else {
+        return Some(head.trim().to_owned());
+    };
+    if let Ok(commit) = std::fs::read_to_string(git_dir.join(reference)) {
+        return Some(commit.trim().to_owned());
+    }
+    // A worktree keeps its refs in the common folder, as does `pack-refs`.
+    let common = std::fs::read_to_string(git_dir.join("commondir"))
+        .map(|common| git_dir.join(common.trim()))
+        .unwrap_or(git_dir);
+    if let Ok(commit) = std::fs::read_to_string(common.join(reference)) {
+        return Some(commit.trim().to_owned());
+    }
+    let packed = std::fs::read_to_string(common.join("packed-refs")).ok()?;
+    packed.lines().find_map(|line| {
+        let (commit, name) = line.split_once(' ')?;
+        (name == reference).then(|| commit.to_owned())
+    })
+}
+
+/// The `.git` folder of the repository containing `dir`.
+fn git_dir(dir: &Path) -> Option<std::path::PathBuf> {
     let dir = dir.canonicalize().ok()?;
     for folder in dir.ancestors() {
         let dot_git = folder.join(".git");
@@ -19,8 +51,7 @@ pub fn current_branch(dir: &Path) -> Option<String> {
         } else {
             continue;
         };
-        let head = std::fs::read_to_string(git_dir.join("HEAD")).ok()?;
-        return head.trim().strip_prefix("ref: refs/heads/").map(str::to_owned);
+        return Some(git_dir);
     }
     None
 }
@@ -39,7 +70,18 @@ mod tests {
             current_branch(&dir.path().join("sub/dir")).as_deref(),
             Some("release/1.2")
         );
+        std::fs::create_dir_all(dir.path().join(".git/refs/heads/release")).expect("mkdir");
+        std::fs::write(dir.path().join(".git/refs/heads/release/1.2"), "abc123\n").expect("write");
+        assert_eq!(current_commit(dir.path()).as_deref(), Some("abc123"));
+        std::fs::remove_file(dir.path().join(".git/refs/heads/release/1.2")).expect("rm");
+        std::fs::write(
+            dir.path().join(".git/packed-refs"),
+            "# pack-refs\ndef456 refs/heads/release/1.2\n",
+        )
+        .expect("write");
+        assert_eq!(current_commit(dir.path()).as_deref(), Some("def456"), "packed");
         std::fs::write(dir.path().join(".git/HEAD"), "0123456789abcdef\n").expect("write");
         assert_eq!(current_branch(dir.path()), None, "detached");
+        assert_eq!(current_commit(dir.path()).as_deref(), Some("0123456789abcdef"));
     }
 }

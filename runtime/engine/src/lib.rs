@@ -11,11 +11,13 @@
 
 pub mod cache_maintenance;
 pub mod component_source;
+pub mod deploy;
 pub mod executor;
 pub mod explain;
 pub mod git;
 pub mod host_tools;
 pub mod junit;
+pub mod monitor;
 pub mod output_dir;
 pub mod run;
 pub mod scheduler;

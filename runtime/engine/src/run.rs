@@ -12,6 +12,9 @@ use std::sync::{Arc, PoisonError, RwLock};
 use tracing::Instrument;
 
 use crate::component_source::{ComponentRef, ComponentSources, FileComponentError, SourceError, file_component};
+use crate::deploy::approval::Approvals;
+use crate::deploy::history::History;
+use crate::deploy::{DeploySettings, Deployments, RunInfo, Tracking, rollback_selection};
 use crate::executor::{CacheMode, LazyRuntime, StageExecutor};
 use crate::output_dir::OutputRoot;
 use crate::scheduler::{self, ConditionContext, Options, RunResults};
@@ -66,6 +69,9 @@ pub enum RunError {
     /// A stage's host tools cannot be granted.
     #[error(transparent)]
     Tools(#[from] crate::host_tools::ToolsError),
+    /// A rollback cannot be done (nothing to go back to, outputs gone).
+    #[error("cannot roll back: {0}")]
+    Rollback(String),
     /// `SOURCE_DATE_EPOCH` is set to something that is not a number.
     #[error("SOURCE_DATE_EPOCH is `{0}`, not a number of seconds since 1970")]
     SourceDateEpoch(String),
@@ -160,7 +166,15 @@ fn input_globs(pipeline: &Pipeline) -> Vec<&str> {
 fn select(pipeline: Pipeline, workspace: Workspace, targets: &[String]) -> Result<Prepared, RunError> {
     let graph =
         Graph::new(&pipeline.stages).map_err(|cycle| RunError::Selection(format!("cycle: {}", cycle.join(" → "))))?;
-    let selected = scheduler::select(&pipeline, &graph, targets).map_err(RunError::Selection)?;
+    let mut selected = scheduler::select(&pipeline, &graph, targets).map_err(RunError::Selection)?;
+    if targets.is_empty() {
+        // Stages that answer `cairn monitor`'s changes run when named only.
+        for (index, selected) in selected.iter_mut().enumerate() {
+            if pipeline.is_handler(index) {
+                *selected = false;
+            }
+        }
+    }
     let warnings = input_warnings(&pipeline, &workspace);
     Ok(Prepared {
         pipeline: Arc::new(pipeline),
@@ -243,6 +257,25 @@ pub struct RunSettings {
     /// run built is then left for the operating system to take back, not
     /// freed piece by piece.
     pub exiting: bool,
+    /// Approvals given up front, and whether to wait for a busy environment.
+    pub deploy: DeploySettings,
+    /// `cairn rollback`: redeploy an environment's recorded artifacts
+    /// instead of running the pipeline.
+    pub rollback: Option<RollbackRequest>,
+    /// What `${{ monitor.* }}` reads (`cairn monitor`'s handlers).
+    pub monitor: std::collections::BTreeMap<String, String>,
+    /// Stages run even when their result could be reused.
+    pub always_run: Vec<String>,
+}
+
+/// `cairn rollback ENV [--to ID]`.
+#[derive(Clone, Debug)]
+pub struct RollbackRequest {
+    /// The environment.
+    pub environment: String,
+    /// The deployment to go back to; by default the newest successful one
+    /// before the newest.
+    pub to: Option<u64>,
 }
 
 /// Brings `cairn.lock` in line with the pipeline's remote components (the
@@ -270,7 +303,7 @@ async fn resolve_remote(
 /// scheduler then dispatches stages without a thread hand-off each time,
 /// which is most of its cost otherwise.
 pub async fn execute(
-    prepared: Prepared,
+    mut prepared: Prepared,
     mut state: WorkspaceState,
     settings: RunSettings,
     cache: CacheDir,
@@ -280,14 +313,59 @@ pub async fn execute(
     let exiting = settings.exiting;
     let source_date_epoch = source_date_epoch()?;
     let pipeline = Arc::clone(&prepared.pipeline);
+    let store = Arc::new(Store::open(&cache).map_err(RunError::Cache)?);
+    let scratch = cache.scratch().map_err(|error| {
+        RunError::Cache(StoreError::Io {
+            path: cache.root().to_owned(),
+            source: std::io::Error::other(error.to_string()),
+        })
+    })?;
+    if let Some(unknown) = settings
+        .deploy
+        .approve
+        .iter()
+        .find(|name| !pipeline.environments.contains_key(*name))
+    {
+        let hint = pipeline::did_you_mean(unknown, pipeline.environments.keys().map(String::as_str))
+            .map(|close| format!("; did you mean `{close}`?"))
+            .unwrap_or_default();
+        return Err(RunError::Selection(format!(
+            "--approve names `{unknown}`, which is not an environment of this pipeline{hint}"
+        )));
+    }
+    let branch = crate::git::current_branch(&pipeline.root);
+    let deployments = Arc::new(Deployments::new(
+        History::open(&cache, &pipeline.name),
+        Approvals::open(&cache),
+        Arc::clone(&pipeline),
+        RunInfo {
+            id: RunInfo::new_id(),
+            branch: branch.clone(),
+        },
+        settings.deploy.clone(),
+        Arc::clone(&reporter),
+        Arc::clone(&store),
+        scratch.clone(),
+    ));
+    let reporter: Arc<dyn Reporter> = Arc::new(Tracking {
+        inner: reporter,
+        deployments: Arc::clone(&deployments),
+    });
+    if let Some(request) = &settings.rollback {
+        prepared.selected = plan_rollback(&pipeline, &deployments, request)?;
+    }
+    let pinned: Vec<bool> = pipeline
+        .stages
+        .iter()
+        .map(|stage| deployments.pinned(&stage.name).is_some())
+        .collect();
     // Before anything slow (fetching, building): a tool missing from this
     // host is a mistake to report at once.
     let tools = tracing::debug_span!("find the host tools")
         .in_scope(|| crate::host_tools::resolve(&pipeline, &prepared.selected, &cache))?;
-    let store = Arc::new(Store::open(&cache).map_err(RunError::Cache)?);
     let remote = resolve_remote(&pipeline, &store, &settings.remote).await?;
     let sources = ComponentSources::new(cache.clone()).with_remote(remote, Arc::clone(&store));
-    let components = component_refs(&prepared, &sources, &mut state).await?;
+    let components = component_refs(&prepared, &pinned, &sources, &mut state).await?;
     let input_digests = tracing::debug_span!("hash the inputs").in_scope(|| hash_inputs(&prepared, &mut state))?;
     let output_root = pipeline.root.join(OUTPUT_FOLDER);
     let output_root = prepare_output_root(&output_root)
@@ -299,7 +377,6 @@ pub async fn execute(
             })
         })?;
     let state = Arc::new(RwLock::new(state));
-    let branch = crate::git::current_branch(&pipeline.root);
     let executor = Arc::new(StageExecutor {
         runtime: LazyRuntime::new(cache.clone(), settings.trust),
         pipeline: Arc::clone(&pipeline),
@@ -308,12 +385,7 @@ pub async fn execute(
         input_digests,
         store,
         state: Arc::clone(&state),
-        scratch: cache.scratch().map_err(|error| {
-            RunError::Cache(StoreError::Io {
-                path: cache.root().to_owned(),
-                source: std::io::Error::other(error.to_string()),
-            })
-        })?,
+        scratch,
         output_root,
         secrets: settings.secrets,
         branch: branch.clone(),
@@ -321,6 +393,9 @@ pub async fn execute(
         source_date_epoch,
         mode: settings.cache,
         tools,
+        deployments: Arc::clone(&deployments),
+        monitor: settings.monitor.clone(),
+        always_run: settings.always_run.clone(),
     });
     reporter.event(&Event::PipelineStarted {
         pipeline: pipeline.name.clone(),
@@ -333,8 +408,13 @@ pub async fn execute(
             .collect(),
         jobs: settings.options.jobs,
     });
-    let context = ConditionContext { branch };
-    let results = scheduler::run(
+    let context = ConditionContext {
+        branch,
+        monitor: settings.monitor.clone(),
+    };
+    let mut interrupt = std::pin::pin!(interrupt);
+    deployments.start_pass(&prepared.selected);
+    let mut results = scheduler::run(
         &pipeline,
         &prepared.graph,
         &prepared.selected,
@@ -342,10 +422,52 @@ pub async fn execute(
         reporter.as_ref(),
         settings.options,
         &context,
-        interrupt,
+        interrupt.as_mut(),
     )
     .instrument(tracing::debug_span!("run the stages"))
     .await;
+    // `rollback = "auto"`: a deployment whose verification failed gives
+    // way to the one before it, verified again; the run still fails.
+    for (environment, failed) in deployments.auto_rollbacks() {
+        if results.interrupted {
+            break;
+        }
+        let target = match deployments.plan_rollback(&environment, None, Some(failed), true) {
+            Ok(target) => target,
+            Err(error) => {
+                deployments.event(
+                    &environment,
+                    Some(failed),
+                    "failed",
+                    format!("verification failed and there is no rolling back: {error}"),
+                );
+                continue;
+            }
+        };
+        deployments.event(
+            &environment,
+            Some(failed),
+            "rolling_back",
+            format!("verification failed: rolling back to #{}", target.id),
+        );
+        let pinned: Vec<String> = target.artifacts.iter().map(|artifact| artifact.stage.clone()).collect();
+        let selected = rollback_selection(&pipeline, &environment, &pinned);
+        deployments.start_pass(&selected);
+        let rollback = scheduler::run(
+            &pipeline,
+            &prepared.graph,
+            &selected,
+            Arc::clone(&executor),
+            reporter.as_ref(),
+            settings.options,
+            &context,
+            interrupt.as_mut(),
+        )
+        .instrument(tracing::debug_span!("roll back", environment))
+        .await;
+        results.duration += rollback.duration;
+        results.interrupted |= rollback.interrupted;
+    }
     let saved = tracing::debug_span!("save the workspace state")
         .in_scope(|| state.write().unwrap_or_else(PoisonError::into_inner).save());
     if let Err(error) = saved {
@@ -360,6 +482,35 @@ pub async fn execute(
         std::mem::forget((executor, prepared, pipeline, state));
     }
     Ok(results)
+}
+
+/// Plans `cairn rollback`: the environment's stages, with the artifacts
+/// the chosen deployment recorded pinned in place of their stages.
+fn plan_rollback(
+    pipeline: &Pipeline,
+    deployments: &Deployments,
+    request: &RollbackRequest,
+) -> Result<Vec<bool>, RunError> {
+    let environment = &request.environment;
+    if !pipeline.environments.contains_key(environment) {
+        let hint = pipeline::did_you_mean(environment, pipeline.environments.keys().map(String::as_str))
+            .map(|close| format!("; did you mean `{close}`?"))
+            .unwrap_or_default();
+        return Err(RunError::Selection(format!(
+            "the pipeline has no environment `{environment}`{hint}"
+        )));
+    }
+    let target = deployments
+        .plan_rollback(environment, request.to, None, false)
+        .map_err(|error| RunError::Rollback(error.to_string()))?;
+    let pinned: Vec<String> = target.artifacts.iter().map(|artifact| artifact.stage.clone()).collect();
+    if let Some(missing) = pinned.iter().find(|stage| pipeline.stage(stage).is_none()) {
+        return Err(RunError::Rollback(format!(
+            "deployment #{} deployed the outputs of `{missing}`, which the pipeline no longer has",
+            target.id
+        )));
+    }
+    Ok(rollback_selection(pipeline, environment, &pinned))
 }
 
 /// The digest of every workspace file some selected stage reads: remembered
@@ -384,13 +535,15 @@ fn hash_inputs(prepared: &Prepared, state: &mut WorkspaceState) -> Result<Vec<Op
 /// whose stamp is unchanged since it was last digested is not even read.
 async fn component_refs(
     prepared: &Prepared,
+    pinned: &[bool],
     sources: &ComponentSources,
     state: &mut WorkspaceState,
 ) -> Result<Vec<Option<ComponentRef>>, RunError> {
     let mut known: HashMap<Uses, ComponentRef> = HashMap::new();
     let mut components = Vec::with_capacity(prepared.pipeline.stages.len());
-    for (stage, selected) in prepared.pipeline.stages.iter().zip(&prepared.selected) {
-        if !selected {
+    for ((stage, selected), pinned) in prepared.pipeline.stages.iter().zip(&prepared.selected).zip(pinned) {
+        // A rollback's pinned stages are restored, never run.
+        if !selected || *pinned {
             components.push(None);
             continue;
         }

@@ -167,6 +167,8 @@ pub struct Options {
 pub struct ConditionContext {
     /// The checked-out git branch, if any.
     pub branch: Option<String>,
+    /// What `monitor.*` reads, in a stage `cairn monitor` runs for a change.
+    pub monitor: BTreeMap<String, String>,
 }
 
 /// The results of a run, by stage index; `None` for stages not selected.
@@ -541,6 +543,7 @@ fn decide(
             Reference::Secret(_) => None,
             // Substituted when the pipeline is read.
             Reference::Environment(_) => None,
+            Reference::Monitor(field) => context.monitor.get(field).cloned(),
             Reference::Matrix(key) => stage
                 .matrix
                 .iter()

@@ -12,7 +12,10 @@
 //! - `environment.name`, `environment.url`: the stage's deployment
 //!   environment (stages with `environment` only);
 //! - `secrets.NAME`: a secret's value, in `http_auth` only (the host adds it
-//!   to requests; the stage never sees it).
+//!   to requests; the stage never sees it);
+//! - `monitor.check`, `monitor.status`, `monitor.error`: in a stage another
+//!   stage's `on_change` names, the check `cairn monitor` saw change, whether
+//!   it is now `passing` or `failing`, and why it failed.
 //!
 //! Conditions combine values with `==`, `!=`, `&&`, `||`, `!` and
 //! parentheses, string literals in single or double quotes, `true`, `false`,
@@ -43,6 +46,8 @@ pub enum Reference {
     Secret(String),
     /// `environment.name` or `environment.url`.
     Environment(String),
+    /// `monitor.check`, `monitor.status` or `monitor.error`.
+    Monitor(String),
 }
 
 impl Reference {
@@ -66,10 +71,11 @@ impl Reference {
             ["branch"] => Ok(Reference::Branch),
             ["secrets", name] => Ok(Reference::Secret((*name).to_owned())),
             ["environment", field @ ("name" | "url")] => Ok(Reference::Environment((*field).to_owned())),
+            ["monitor", field @ ("check" | "status" | "error")] => Ok(Reference::Monitor((*field).to_owned())),
             _ => Err(format!(
                 "`{}` is not something an expression can read; use `stages.NAME.outputs.KEY`, \
-                 `stages.NAME.result`, `matrix.KEY`, `env.NAME`, `branch`, `environment.name`, `environment.url` or (in `http_auth`) \
-                 `secrets.NAME`",
+                 `stages.NAME.result`, `matrix.KEY`, `env.NAME`, `branch`, `environment.name`, `environment.url`, \
+                 `monitor.check|status|error` or (in `http_auth`) `secrets.NAME`",
                 path.join(".")
             )),
         }
@@ -88,6 +94,7 @@ impl fmt::Display for Reference {
             Reference::Branch => formatter.write_str("branch"),
             Reference::Secret(name) => write!(formatter, "secrets.{name}"),
             Reference::Environment(field) => write!(formatter, "environment.{field}"),
+            Reference::Monitor(field) => write!(formatter, "monitor.{field}"),
         }
     }
 }

@@ -58,7 +58,22 @@ pub struct Environment {
     /// `branches`: the git branches a stage may deploy here from (globs
     /// such as `release/*`); empty, any.
     pub branches: Vec<String>,
+    /// `requires`: environments whose successful deployments are the only
+    /// artifacts this one accepts (promotion: production takes what staging
+    /// was shown to run, byte for byte).
+    pub requires: Vec<String>,
+    /// `approval`: a person decides each deployment before it starts.
+    pub approval: bool,
+    /// `approval_timeout`: how long a deployment waits for that decision
+    /// before it fails as not approved.
+    pub approval_timeout: std::time::Duration,
+    /// `rollback = "auto"`: a failed `verify` stage redeploys the previous
+    /// successful deployment.
+    pub auto_rollback: bool,
 }
+
+/// How long a deployment waits for approval when the file does not say.
+pub const DEFAULT_APPROVAL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600);
 
 impl Environment {
     /// Whether a stage may deploy here from `branch` (`None`: not on a
@@ -281,6 +296,22 @@ pub struct Stage {
     /// always runs, may be granted that environment's secrets, and refuses
     /// to start from a branch the environment does not allow.
     pub environment: Option<String>,
+    /// `verify`: a check of its environment's deployment, whose failure
+    /// fails the deployment (and, with `rollback = "auto"`, rolls it back).
+    pub verify: bool,
+    /// `on_change`: the stages `cairn monitor` runs when this check goes
+    /// from passing to failing or back (expanded names).
+    pub on_change: Vec<String>,
+}
+
+impl Pipeline {
+    /// Whether some stage's `on_change` names stage `index`: such a stage
+    /// answers `cairn monitor`'s changes and does not run in `cairn run`
+    /// unless named.
+    pub fn is_handler(&self, index: usize) -> bool {
+        let name = &self.stages[index].name;
+        self.stages.iter().any(|stage| stage.on_change.contains(name))
+    }
 }
 
 /// [`Limits`] as plain numbers (nanoseconds and bytes) in a cached

@@ -15,18 +15,22 @@ use toml::de::{DeTable, DeValue};
 use super::expression::{Condition, Reference, SyntaxError, Template};
 use super::graph::Graph;
 use super::{
-    ClockGrant, Diagnostic, Environment, InputGlob, Pipeline, RandomGrant, SourceFile, Stage, ToolName, Uses,
-    did_you_mean,
+    ClockGrant, DEFAULT_APPROVAL_TIMEOUT, Diagnostic, Environment, InputGlob, Pipeline, RandomGrant, SourceFile, Stage,
+    ToolName, Uses, did_you_mean,
 };
 use cairn_core::units::{ByteSize, HumanDuration};
 use cairn_core::{Limits, NetworkEntry, Origin};
 
 const TOP_KEYS: &[&str] = &["pipeline", "defaults", "limits", "environments", "stages"];
-const ENVIRONMENT_KEYS: &[&str] = &["url", "secrets", "branches", "requires", "approval", "rollback"];
-/// Keys of issue 15's continuous delivery that this cairn reads but does not
-/// act on yet: refused, so that no pipeline believes it is protected by
-/// them.
-const NOT_YET: &[&str] = &["requires", "approval", "rollback", "verify"];
+const ENVIRONMENT_KEYS: &[&str] = &[
+    "url",
+    "secrets",
+    "branches",
+    "requires",
+    "approval",
+    "approval_timeout",
+    "rollback",
+];
 const LIMIT_KEYS: &[&str] = &["matrix", "stages"];
 
 /// Stages one matrix may expand to, unless `[limits] matrix` says more: as
@@ -82,6 +86,7 @@ const STAGE_KEYS: &[&str] = &[
     "reports",
     "environment",
     "verify",
+    "on_change",
 ];
 const REPORT_KEYS: &[&str] = &["junit"];
 
@@ -156,6 +161,8 @@ struct RawStage {
     tools: Vec<Spanned<String>>,
     junit: Vec<String>,
     environment: Option<Spanned<String>>,
+    verify: Option<Spanned<bool>>,
+    on_change: Vec<Spanned<String>>,
 }
 
 struct Checker<'a> {
@@ -272,7 +279,7 @@ impl Checker<'_> {
     fn environments(&mut self, document: &DeTable<'_>) -> BTreeMap<String, (Environment, Range<usize>)> {
         let mut environments = BTreeMap::new();
         let Some(table) = self.table_at(document, "environments") else {
-            return environments;
+            return BTreeMap::new();
         };
         for (key, value) in table {
             let name = key.get_ref().to_string();
@@ -281,7 +288,6 @@ impl Checker<'_> {
                 continue;
             };
             self.check_keys(settings, ENVIRONMENT_KEYS, &format!("in [environments.{name}]"));
-            self.not_yet(settings);
             let url = settings
                 .get("url")
                 .and_then(|value| self.string(value, "`url`"))
@@ -294,6 +300,7 @@ impl Checker<'_> {
             };
             let secrets = list("secrets");
             let branches = list("branches");
+            let requires = list("requires");
             for branch in &branches {
                 if let Err(error) = globset::Glob::new(branch.get_ref()) {
                     self.error(Diagnostic::error(
@@ -302,14 +309,72 @@ impl Checker<'_> {
                     ));
                 }
             }
+            let approval = settings
+                .get("approval")
+                .is_some_and(|value| self.boolean(value, "`approval`"));
+            let approval_timeout = match settings.get("approval_timeout") {
+                Some(value) => {
+                    if !approval {
+                        self.error(
+                            Diagnostic::error(
+                                format!("[environments.{name}] sets `approval_timeout` but asks for no approval"),
+                                value.span(),
+                            )
+                            .with_hint("add `approval = true`, or remove `approval_timeout`"),
+                        );
+                    }
+                    self.parsed::<HumanDuration>(value, "`approval_timeout`")
+                        .map_or(DEFAULT_APPROVAL_TIMEOUT, |duration| duration.0)
+                }
+                None => DEFAULT_APPROVAL_TIMEOUT,
+            };
+            let auto_rollback = settings
+                .get("rollback")
+                .is_some_and(|value| self.choice(value, "`rollback`", &[("auto", true), ("manual", false)]));
             let environment = Environment {
                 name: name.clone(),
                 url,
                 secrets: secrets.into_iter().map(Spanned::into_inner).collect(),
                 branches: branches.into_iter().map(Spanned::into_inner).collect(),
+                requires: Vec::new(),
+                approval,
+                approval_timeout,
+                auto_rollback,
             };
-            environments.insert(name, (environment, key.span()));
+            environments.insert(name, (environment, key.span(), requires));
         }
+        let names: Vec<String> = environments.keys().cloned().collect();
+        let environments: BTreeMap<String, (Environment, Range<usize>)> = environments
+            .into_iter()
+            .map(|(name, (mut environment, span, requires))| {
+                for required in requires {
+                    if *required.get_ref() == name {
+                        self.error(Diagnostic::error(
+                            format!("environment `{name}` requires itself"),
+                            required.span(),
+                        ));
+                    } else if !names.contains(required.get_ref()) {
+                        let mut diagnostic = Diagnostic::error(
+                            format!(
+                                "`requires` names `{}`, which is not an environment of this pipeline",
+                                required.get_ref()
+                            ),
+                            required.span(),
+                        );
+                        diagnostic = match did_you_mean(required.get_ref(), names.iter().map(String::as_str)) {
+                            Some(close) => diagnostic.with_hint(format!("did you mean `{close}`?")),
+                            None => {
+                                diagnostic.with_hint(format!("declare it: `[environments.{}]`", required.get_ref()))
+                            }
+                        };
+                        self.error(diagnostic);
+                    } else {
+                        environment.requires.push(required.into_inner());
+                    }
+                }
+                (name, (environment, span))
+            })
+            .collect();
         let mut owners: BTreeMap<&str, &str> = BTreeMap::new();
         for (name, (environment, span)) in &environments {
             for secret in &environment.secrets {
@@ -325,25 +390,6 @@ impl Checker<'_> {
             }
         }
         environments
-    }
-
-    /// Refuses the continuous-delivery keys this cairn does not act on yet.
-    fn not_yet(&mut self, table: &DeTable<'_>) {
-        for (key, value) in table {
-            let key = key.get_ref().as_ref();
-            if NOT_YET.contains(&key) {
-                self.error(
-                    Diagnostic::error(
-                        format!("`{key}` is not supported by this version of cairn yet"),
-                        value.span(),
-                    )
-                    .with_hint(
-                        "environments, their secrets and branch rules work; promotion (`requires`), approval, \
-                             `verify` and rollback are not done: remove the key rather than rely on it",
-                    ),
-                );
-            }
-        }
     }
 
     fn defaults(&mut self, table: &DeTable<'_>) -> Defaults {
@@ -416,7 +462,6 @@ impl Checker<'_> {
         };
         let context = format!("in stage `{}`", name.get_ref());
         self.check_keys(table, STAGE_KEYS, &context);
-        self.not_yet(table);
         let list = |checker: &mut Self, key: &str| {
             table
                 .get(key)
@@ -588,6 +633,10 @@ impl Checker<'_> {
             environment: table
                 .get("environment")
                 .and_then(|value| self.string(value, "`environment`")),
+            verify: table
+                .get("verify")
+                .map(|value| Spanned::new(value.span(), self.boolean(value, "`verify`"))),
+            on_change: list(self, "on_change"),
             name,
         })
     }
@@ -791,9 +840,14 @@ impl Checker<'_> {
             .map(|stage| stage.name.get_ref().as_str())
             .collect();
 
+        let handlers: BTreeSet<&str> = raw_stages
+            .iter()
+            .flat_map(|stage| stage.on_change.iter().map(|name| name.get_ref().as_str()))
+            .collect();
         let mut stages = Vec::new();
         for raw in &raw_stages {
             let base = raw.name.get_ref();
+            let on_change = self.on_change(raw, &expanded_names, &names);
             let mut needs = Vec::new();
             let mut needed_bases = BTreeSet::new();
             for need in &raw.needs {
@@ -846,6 +900,15 @@ impl Checker<'_> {
                         ),
                         Some(_) => {}
                     },
+                    Reference::Monitor(_) if !handlers.contains(base.as_str()) => checker.error(
+                        Diagnostic::error(
+                            format!("`{reference}` is read by stage `{base}`, which no `on_change` names"),
+                            span.clone(),
+                        )
+                        .with_hint(format!(
+                            "`cairn monitor` fills it in for the stages a check names in `on_change = [\"{base}\"]`"
+                        )),
+                    ),
                     Reference::Secret(name) => checker.error(
                         Diagnostic::error(format!("`{reference}` can only be used in `http_auth`"), span.clone())
                             .with_hint(format!(
@@ -999,10 +1062,45 @@ impl Checker<'_> {
                         .collect(),
                     junit: raw.junit.clone(),
                     environment: environment.map(|environment| environment.name.clone()),
+                    verify: raw.verify.as_ref().is_some_and(|verify| *verify.get_ref()),
+                    on_change: on_change.clone(),
                 });
             }
         }
         stages
+    }
+
+    /// A stage's `on_change`, each name expanded to its matrix entries and
+    /// checked: it must name another stage.
+    fn on_change(
+        &mut self,
+        raw: &RawStage,
+        expanded_names: &BTreeMap<String, Vec<String>>,
+        names: &BTreeSet<&str>,
+    ) -> Vec<String> {
+        let base = raw.name.get_ref();
+        let mut handlers = Vec::new();
+        for handler in &raw.on_change {
+            let target = handler.get_ref();
+            if target == base {
+                self.error(Diagnostic::error(
+                    format!("stage `{base}` names itself in `on_change`"),
+                    handler.span(),
+                ));
+            } else if let Some(expanded) = expanded_names.get(target) {
+                handlers.extend(expanded.iter().cloned());
+            } else {
+                let mut diagnostic = Diagnostic::error(
+                    format!("`on_change` names `{target}`, which is not a stage of this pipeline"),
+                    handler.span(),
+                );
+                if let Some(close) = did_you_mean(target, names.iter().copied()) {
+                    diagnostic = diagnostic.with_hint(format!("did you mean `{close}`?"));
+                }
+                self.error(diagnostic);
+            }
+        }
+        handlers
     }
 
     /// The environment a stage names, checked: it must exist, and a stage
@@ -1012,6 +1110,21 @@ impl Checker<'_> {
         raw: &RawStage,
         environments: &'e BTreeMap<String, (Environment, Range<usize>)>,
     ) -> Option<&'e Environment> {
+        if let Some(verify) = &raw.verify
+            && *verify.get_ref()
+            && raw.environment.is_none()
+        {
+            self.error(
+                Diagnostic::error(
+                    format!(
+                        "stage `{}` verifies a deployment, but deploys to no environment",
+                        raw.name.get_ref()
+                    ),
+                    verify.span(),
+                )
+                .with_hint("add `environment = \"NAME\"`: `verify` checks that environment's deployment"),
+            );
+        }
         let name = raw.environment.as_ref()?;
         let Some((environment, _)) = environments.get(name.get_ref()) else {
             let mut diagnostic = Diagnostic::error(

@@ -25,6 +25,47 @@ pub fn shown(source: LogSource, level: Level, verbose: bool) -> bool {
     verbose || source != LogSource::Host || level >= Level::Info
 }
 
+/// The lines a person reads for a deployment's events (shared by the live
+/// view and the plain lines); `None` for other events.
+pub fn deployment_lines(event: &Event) -> Option<(String, Style)> {
+    match event {
+        Event::Deployment {
+            environment,
+            deployment,
+            status,
+            message,
+        } => {
+            let number = deployment.map(|id| format!(" #{id}")).unwrap_or_default();
+            let style = match *status {
+                "failed" | "rejected" => Style::Error,
+                "succeeded" | "rolled_back" => Style::Success,
+                _ => Style::Hint,
+            };
+            Some((format!("[{environment}] deployment{number}: {message}"), style))
+        }
+        Event::ApprovalRequested {
+            environment,
+            run,
+            changes,
+            approve,
+            reject,
+            timeout_ms,
+        } => {
+            let mut text = format!("[{environment}] waiting for approval to deploy (run {run}):");
+            for change in changes {
+                text.push_str(&format!("\n[{environment}]   {change}"));
+            }
+            text.push_str(&format!(
+                "\n[{environment}] approve with `{approve}` or reject with `{reject}` (from any terminal of this \
+                 machine); it times out in {}",
+                elapsed(std::time::Duration::from_millis(*timeout_ms))
+            ));
+            Some((text, Style::Hint))
+        }
+        _ => None,
+    }
+}
+
 /// Receives the events of a run, in order, from any thread.
 pub trait Reporter: Send + Sync {
     /// Handles one event; must return quickly.

@@ -187,6 +187,11 @@ impl Reporter for LiveReporter {
                 }
                 self.print(self.summary.render(event).trim_end());
             }
+            Event::Deployment { .. } | Event::ApprovalRequested { .. } => {
+                if let Some((text, style)) = super::deployment_lines(event) {
+                    self.print(&paint(&text, style));
+                }
+            }
         }
     }
 }

@@ -151,6 +151,11 @@ impl Reporter for PlainReporter {
                 self.write(&text, *status == Status::Cached);
             }
             Event::PipelineFinished { .. } => self.line(self.summary.render(event).trim_end()),
+            Event::Deployment { .. } | Event::ApprovalRequested { .. } => {
+                if let Some((text, style)) = super::deployment_lines(event) {
+                    self.line(&paint(&text, style));
+                }
+            }
         }
     }
 

@@ -3,6 +3,7 @@
 
 mod args;
 mod cache;
+mod deploy;
 mod pipeline;
 mod registry;
 mod stage;
@@ -83,6 +84,18 @@ enum Command {
     Login(registry::LoginArgs),
     /// Forget the credentials for a registry.
     Logout(registry::LogoutArgs),
+    /// Approve a deployment that waits for a person (from any terminal of the machine).
+    Approve(deploy::ApproveArgs),
+    /// Reject a deployment that waits for a person.
+    Reject(deploy::ApproveArgs),
+    /// List the deployments of the pipeline's environments, newest first.
+    Deployments(deploy::DeploymentsArgs),
+    /// Show one deployment: what went out, who approved it, how it was verified.
+    ShowDeployment(deploy::ShowDeploymentArgs),
+    /// Redeploy an earlier deployment's exact outputs to an environment.
+    Rollback(Box<deploy::RollbackArgs>),
+    /// Run check stages on a schedule, and their `on_change` stages when one changes.
+    Monitor(Box<deploy::MonitorArgs>),
 }
 
 impl Cli {
@@ -107,6 +120,12 @@ impl Cli {
             Command::Lock(arguments) => arguments.execute(),
             Command::Login(arguments) => arguments.execute(),
             Command::Logout(arguments) => arguments.execute(),
+            Command::Approve(arguments) => arguments.execute(true),
+            Command::Reject(arguments) => arguments.execute(false),
+            Command::Deployments(arguments) => arguments.execute(),
+            Command::ShowDeployment(arguments) => arguments.execute(),
+            Command::Rollback(arguments) => arguments.execute(verbose, trust()?),
+            Command::Monitor(arguments) => arguments.execute(verbose, trust()?),
         }
     }
 }

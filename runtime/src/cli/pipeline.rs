@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 
 use cairn::CacheDir;
+use cairn::deploy::DeploySettings;
 use cairn::executor::CacheMode;
 use cairn::oci::resolve::{ResolveOptions, Update};
 use cairn::pipeline::{self, Graph, GraphFormat};
@@ -29,9 +30,8 @@ pub(crate) struct RunArgs {
     #[command(flatten)]
     location: PipelineLocation,
 
-    /// Run at most N stages at once (default: the number of CPUs).
-    #[arg(short = 'j', long, value_name = "N")]
-    jobs: Option<usize>,
+    #[command(flatten)]
+    execution: ExecutionArgs,
 
     /// Stop at the first failure: start no more stages (running ones finish).
     /// By default stages that do not depend on a failed one still run.
@@ -43,14 +43,6 @@ pub(crate) struct RunArgs {
     #[arg(long, hide = true, conflicts_with = "fail_fast")]
     keep_going: bool,
 
-    /// Print one JSON object per event on stdout instead of the terminal view.
-    #[arg(long)]
-    json: bool,
-
-    /// Read secret values from FILE (`NAME=value` lines) before the environment.
-    #[arg(long, value_name = "FILE")]
-    secrets_file: Option<PathBuf>,
-
     /// Run every stage, reusing nothing from the cache (results are still stored).
     #[arg(long, conflicts_with = "check")]
     no_cache: bool,
@@ -59,13 +51,6 @@ pub(crate) struct RunArgs {
     /// come out different: nondeterminism is reported, not hidden.
     #[arg(long)]
     check: bool,
-
-    /// Fail if cairn.lock would change (a component not pinned, or pinned but unused): for CI.
-    #[arg(long)]
-    locked: bool,
-
-    #[command(flatten)]
-    registry: RegistryArgs,
 }
 
 impl RunArgs {
@@ -76,36 +61,85 @@ impl RunArgs {
         for warning in &prepared.warnings {
             eprint!("{}", prepared.pipeline.file.render(warning));
         }
-        let secrets = match &self.secrets_file {
-            Some(path) => Secrets::from_file(path)?,
-            None => Secrets::from_env(),
+        let mode = CacheMode {
+            read: !self.no_cache,
+            check: self.check,
         };
-        let jobs = self
-            .jobs
+        let settings = self.execution.settings(trust, mode, self.fail_fast)?;
+        self.execution.run(prepared, state, settings, cache, verbose)
+    }
+}
+
+/// How a command that runs stages runs them: shared by `run`, `rollback`
+/// and `monitor`.
+#[derive(Debug, Args)]
+pub(crate) struct ExecutionArgs {
+    /// Run at most N stages at once (default: the number of CPUs).
+    #[arg(short = 'j', long, value_name = "N")]
+    jobs: Option<usize>,
+
+    /// Print one JSON object per event on stdout instead of the terminal view.
+    #[arg(long)]
+    pub(crate) json: bool,
+
+    /// Read secret values from FILE (`NAME=value` lines) before the environment.
+    #[arg(long, value_name = "FILE")]
+    secrets_file: Option<PathBuf>,
+
+    /// Approve deployments to ENV up front (repeatable): for automation
+    /// that has already decided. Recorded as approved by you with --approve.
+    #[arg(long = "approve", value_name = "ENV")]
+    approve: Vec<String>,
+
+    /// Fail at once, instead of waiting, when another run is deploying the
+    /// same environment.
+    #[arg(long)]
+    no_wait: bool,
+
+    /// Fail if cairn.lock would change (a component not pinned, or pinned but unused): for CI.
+    #[arg(long)]
+    locked: bool,
+
+    #[command(flatten)]
+    registry: RegistryArgs,
+}
+
+impl ExecutionArgs {
+    fn jobs(&self) -> usize {
+        self.jobs
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from))
-            .max(1);
-        let reporter: Arc<dyn Reporter> = if self.json {
+            .max(1)
+    }
+
+    /// The reporter for this terminal (or `--json`).
+    pub(crate) fn reporter(&self, verbose: u8) -> Arc<dyn Reporter> {
+        if self.json {
             Arc::new(JsonReporter::default())
         } else if std::io::stderr().is_terminal() {
             Arc::new(LiveReporter::new(verbose > 0))
         } else {
             Arc::new(PlainReporter::new(verbose > 0))
+        }
+    }
+
+    /// The settings of one run (secrets read now).
+    pub(crate) fn settings(
+        &self,
+        trust: cairn::Trust,
+        cache: CacheMode,
+        fail_fast: bool,
+    ) -> anyhow::Result<RunSettings> {
+        let secrets = match &self.secrets_file {
+            Some(path) => Secrets::from_file(path)?,
+            None => Secrets::from_env(),
         };
-        let executor = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(jobs.max(2))
-            .enable_all()
-            .build()
-            .context("cannot start the async runtime")?;
-        let settings = RunSettings {
+        Ok(RunSettings {
             options: Options {
-                jobs,
-                fail_fast: self.fail_fast,
+                jobs: self.jobs(),
+                fail_fast,
             },
             secrets,
-            cache: CacheMode {
-                read: !self.no_cache,
-                check: self.check,
-            },
+            cache,
             remote: ResolveOptions {
                 locked: self.locked,
                 update: Update::Nothing,
@@ -113,15 +147,39 @@ impl RunArgs {
             },
             trust,
             exiting: true,
-        };
+            deploy: DeploySettings {
+                approve: self.approve.clone(),
+                no_wait: self.no_wait,
+                interactive: !self.json && std::io::stdin().is_terminal() && std::io::stderr().is_terminal(),
+            },
+            rollback: None,
+            monitor: Default::default(),
+            always_run: Vec::new(),
+        })
+    }
+
+    /// The async runtime runs go on.
+    pub(crate) fn async_runtime(&self) -> anyhow::Result<tokio::runtime::Runtime> {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(self.jobs().max(2))
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")
+    }
+
+    /// Runs a prepared pipeline to its exit status.
+    pub(crate) fn run(
+        &self,
+        prepared: run::Prepared,
+        state: cairn::state::WorkspaceState,
+        settings: RunSettings,
+        cache: CacheDir,
+        verbose: u8,
+    ) -> anyhow::Result<Status> {
+        let reporter = self.reporter(verbose);
+        let executor = self.async_runtime()?;
         let results = executor.block_on(async {
-            let interrupt = async {
-                // If the handler cannot be installed, never interrupt.
-                if tokio::signal::ctrl_c().await.is_err() {
-                    std::future::pending::<()>().await;
-                }
-            };
-            let run = run::execute(prepared, state, settings, cache, reporter, interrupt);
+            let run = run::execute(prepared, state, settings, cache, reporter, ctrl_c());
             anyhow::Ok(tokio::spawn(run).await.context("the run's task failed")??)
         })?;
         // Nothing is left running: no need to wait for each worker to stop.
@@ -133,6 +191,13 @@ impl RunArgs {
         } else {
             Status::StageFailed
         })
+    }
+}
+
+/// Resolves at Ctrl-C; never, if the handler cannot be installed.
+pub(crate) async fn ctrl_c() {
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 

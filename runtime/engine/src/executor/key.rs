@@ -19,6 +19,7 @@ impl StageExecutor {
                 .get(stage)
                 .and_then(|outputs| outputs.get(key).cloned()),
             Reference::StageResult(base) => upstream.results.get(base).cloned(),
+            Reference::Monitor(field) => self.monitor.get(field).cloned(),
             _ => None,
         };
         let render = |template: &Template| {
@@ -89,7 +90,9 @@ impl StageExecutor {
             tool_sandbox: if tools.is_empty() { None } else { self.tools.sandbox },
         };
         let key = parts.key();
-        let not_reused = if let Some(environment) = &stage.environment {
+        let not_reused = if self.always_run.contains(&stage.name) {
+            Some("`cairn monitor` runs its checks every round".to_owned())
+        } else if let Some(environment) = &stage.environment {
             Some(format!(
                 "it deploys to environment `{environment}`, and a stage in an environment always runs"
             ))

@@ -25,6 +25,7 @@ use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Instant;
 
 use crate::component_source::{ComponentRef, FileComponentError, file_component};
+use crate::deploy::Deployments;
 use crate::host_tools::StageTools;
 use crate::output_dir::{self, OutputRoot};
 use crate::scheduler::{Executor, StageError, StageResult, Upstream};
@@ -111,6 +112,14 @@ pub struct StageExecutor {
     pub mode: CacheMode,
     /// The host tools each stage is granted, found and identified.
     pub tools: StageTools,
+    /// The run's deployments: environments entered, recorded, rolled back.
+    pub deployments: Arc<Deployments>,
+    /// What `${{ monitor.* }}` reads, when `cairn monitor` runs a stage
+    /// because a check changed.
+    pub monitor: BTreeMap<String, String>,
+    /// Stages that run even when their result could be reused (`cairn
+    /// monitor`'s checks).
+    pub always_run: Vec<String>,
 }
 
 /// A stage's request, resolved, with its key.
@@ -211,7 +220,13 @@ impl Executor for StageExecutor {
     async fn execute(self: Arc<Self>, index: usize, upstream: Upstream) -> StageResult {
         let started = Instant::now();
         let stage = &self.pipeline.stages[index];
+        if self.deployments.pinned(&stage.name).is_some() {
+            return self.restore_pinned(stage, started);
+        }
         if let Err(error) = self.check_branch(stage) {
+            return self.fail(stage, error, 0, started, None);
+        }
+        if let Err(error) = self.deployments.enter(stage, &upstream).await {
             return self.fail(stage, error, 0, started, None);
         }
         let observer: Arc<dyn StageObserver> = Arc::new(self.observer(stage));
@@ -260,6 +275,9 @@ impl Executor for StageExecutor {
         }
         let started = Instant::now();
         let stage = &self.pipeline.stages[index];
+        if self.deployments.pinned(&stage.name).is_some() {
+            return None;
+        }
         let component = self.component(index, upstream).ok()?;
         let prepared = self.prepare(index, &component, upstream).ok()?;
         if !prepared.cacheable() {
@@ -307,6 +325,27 @@ impl StageExecutor {
         StageEvents {
             stage: stage.name.clone(),
             reporter: Arc::clone(&self.reporter),
+        }
+    }
+
+    /// A rollback's stand-in for a stage whose outputs a deployment
+    /// recorded: those outputs, restored from the store, not a run.
+    fn restore_pinned(&self, stage: &Stage, started: Instant) -> StageResult {
+        match self.deployments.restore_pinned(&stage.name) {
+            Ok(artifact) => StageResult {
+                status: Status::Cached,
+                outputs: Arc::new(artifact.outputs),
+                summary: Some(format!("the recorded outputs {}, restored", artifact.digest)),
+                error: None,
+                hint: None,
+                reason: None,
+                attempts: 0,
+                duration: started.elapsed(),
+                key: None,
+                outputs_digest: Some(artifact.digest),
+                tests: None,
+            },
+            Err(error) => self.fail(stage, error, 0, started, None),
         }
     }
 

@@ -29,6 +29,9 @@ impl StageExecutor {
         let placement = Placement {
             src: snapshot.as_ref().map(|snapshot| snapshot.path().to_owned()),
             needed: Box::new(|need| {
+                if let Some(folder) = self.deployments.pinned_dir(need) {
+                    return Some(folder);
+                }
                 let folder = self.output_root.join(need);
                 (upstream.outputs.contains_key(need) && folder.is_dir()).then_some(folder)
             }),
