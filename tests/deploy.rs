@@ -774,12 +774,16 @@ fn the_deploy_example_goes_to_production_and_back() {
 #[test]
 fn mistakes_in_delivery_commands_are_named() {
     let server = TestServer::http();
-    let dir = pipeline_dir(&pipeline(&server.url(), "1h"), &[("site/index.html", "<p>healthy</p>\n")]);
+    let dir = pipeline_dir(
+        &pipeline(&server.url(), "1h"),
+        &[("site/index.html", "<p>healthy</p>\n")],
+    );
     let typo = finish(cairn(dir.path()).args(["run", "--approve", "prodution"]));
     assert_eq!(typo.code, Some(2), "{typo:?}");
     assert!(
-        typo.stderr
-            .contains("--approve names `prodution`, which is not an environment of this pipeline; did you mean `production`?"),
+        typo.stderr.contains(
+            "--approve names `prodution`, which is not an environment of this pipeline; did you mean `production`?"
+        ),
         "{}",
         typo.stderr
     );
@@ -794,10 +798,18 @@ fn mistakes_in_delivery_commands_are_named() {
     );
     let unknown = finish(cairn(dir.path()).args(["rollback", "qa"]));
     assert_eq!(unknown.code, Some(2), "{unknown:?}");
-    assert!(unknown.stderr.contains("the pipeline has no environment `qa`"), "{}", unknown.stderr);
+    assert!(
+        unknown.stderr.contains("the pipeline has no environment `qa`"),
+        "{}",
+        unknown.stderr
+    );
     let missing = finish(cairn(dir.path()).args(["show-deployment", "7"]));
     assert_eq!(missing.code, Some(2), "{missing:?}");
-    assert!(missing.stderr.contains("there is no deployment #7 of pipeline"), "{}", missing.stderr);
+    assert!(
+        missing.stderr.contains("there is no deployment #7 of pipeline"),
+        "{}",
+        missing.stderr
+    );
     let listed = finish(cairn(dir.path()).args(["deployments", "qa"]));
     assert_eq!(listed.code, Some(2), "{listed:?}");
     assert!(listed.stderr.contains("has no environment `qa`"), "{}", listed.stderr);

@@ -312,6 +312,12 @@ impl Pipeline {
         let name = &self.stages[index].name;
         self.stages.iter().any(|stage| stage.on_change.contains(name))
     }
+
+    /// The environment `stage` deploys to, if any: what decides its branch
+    /// rule, its secrets and whether its run is a deployment.
+    pub fn environment_of(&self, stage: &Stage) -> Option<&Environment> {
+        stage.environment.as_ref().and_then(|name| self.environments.get(name))
+    }
 }
 
 /// [`Limits`] as plain numbers (nanoseconds and bytes) in a cached

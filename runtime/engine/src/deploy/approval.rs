@@ -261,7 +261,10 @@ mod tests {
         drop(pending);
         assert!(approvals.waiting().is_empty(), "the request goes with the wait");
         assert!(
-            fs::read_dir(dir.path().join("approvals-v1")).expect("the folder").next().is_none(),
+            fs::read_dir(dir.path().join("approvals-v1"))
+                .expect("the folder")
+                .next()
+                .is_none(),
             "and so does the decision"
         );
     }

@@ -277,11 +277,7 @@ impl Deployments {
     /// environment and run (lock, promotion, approval, record), and records
     /// what this stage takes from outside the environment.
     pub async fn enter(&self, stage: &Stage, upstream: &Upstream) -> Result<(), StageError> {
-        let Some(environment) = stage
-            .environment
-            .as_ref()
-            .and_then(|name| self.pipeline.environments.get(name))
-        else {
+        let Some(environment) = self.pipeline.environment_of(stage) else {
             return Ok(());
         };
         let artifacts = self.artifacts_of(stage, upstream);

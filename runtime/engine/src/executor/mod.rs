@@ -352,11 +352,7 @@ impl StageExecutor {
     /// A stage in an environment starts only from a branch the
     /// environment allows, as GitHub Actions' deployment branch rules.
     fn check_branch(&self, stage: &Stage) -> Result<(), StageError> {
-        let Some(environment) = stage
-            .environment
-            .as_ref()
-            .and_then(|name| self.pipeline.environments.get(name))
-        else {
+        let Some(environment) = self.pipeline.environment_of(stage) else {
             return Ok(());
         };
         if environment.allows_branch(self.branch.as_deref()) {
