@@ -310,7 +310,7 @@ fn json_events_follow_the_documented_schema() {
             &annotation["severity"]
         ),
         (
-            &serde_json::json!("/src/file.txt"),
+            &serde_json::json!("file.txt"),
             &serde_json::json!(3),
             &serde_json::json!(7),
             &serde_json::json!("warn")

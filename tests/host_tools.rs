@@ -488,7 +488,7 @@ fn junit_reports_become_counts_and_annotations() {
         .into_iter()
         .find(|event| event["stage"] == "failing")
         .expect("the failed case is annotated");
-    assert_eq!(annotation["path"], "/src/tests/test_math.py");
+    assert_eq!(annotation["path"], "tests/test_math.py");
     assert_eq!(annotation["line"], 7);
     assert_eq!(
         annotation["message"],

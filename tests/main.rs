@@ -22,6 +22,7 @@ mod hostile;
 mod limits;
 mod log_bound;
 mod network;
+mod observe;
 mod pipeline_errors;
 mod pipelines;
 mod polyglot;

@@ -112,7 +112,7 @@ with = { shcema = "/src/schema.json" }
     assert_eq!(statuses["strict"], "failed");
     let found = annotations_of(&events, "schema");
     assert_eq!(found.len(), 1, "{found:#?}");
-    assert_eq!(found[0]["path"], "/src/config/bad.toml");
+    assert_eq!(found[0]["path"], "config/bad.toml");
     assert_eq!(found[0]["line"], 2);
     assert!(
         found[0]["message"]

@@ -32,6 +32,7 @@ impl Executor for Nothing {
             key: None,
             outputs_digest: None,
             tests: None,
+            phases: Vec::new(),
         }
     }
 }

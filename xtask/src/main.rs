@@ -104,6 +104,11 @@ fn requirements() -> Vec<Requirement> {
             install: Install::Debian("python3-pip"),
         },
         Requirement {
+            purpose: "the HTML report tests (headless Chromium)",
+            present: || on_path("chromium"),
+            install: Install::Debian("chromium"),
+        },
+        Requirement {
             purpose: "the Rust CI example (clippy)",
             present: || succeeds(Command::new("cargo").args(["clippy", "--version"])),
             install: Install::Rustup("clippy"),

@@ -10,7 +10,7 @@ use crate::digest::Digest;
 use crate::observer::{Level, LogSource};
 
 /// How a stage ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// It ran and succeeded.
@@ -132,6 +132,16 @@ pub enum Event {
         /// The test cases its JUnit reports (`reports.junit`) counted.
         #[serde(skip_serializing_if = "Option::is_none")]
         tests: Option<TestCounts>,
+        /// Where its time went, step by step (for traces and reports).
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        phases: Vec<Phase>,
+    },
+    /// The test cases a stage's JUnit reports (`reports.junit`) listed.
+    StageTests {
+        /// The stage.
+        stage: String,
+        /// The cases, in the order of the reports.
+        cases: Vec<TestCase>,
     },
     /// Something happened to a deployment: it waits for its environment,
     /// started, ended, or is rolled back.
@@ -179,8 +189,97 @@ pub enum Event {
     },
 }
 
+/// One step of a stage's execution: the spans a trace draws inside the
+/// stage's own, so a slow stage shows whether hashing, restoring, compiling
+/// or the stage itself took the time.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Phase {
+    /// `deployment` (waiting for the environment's lock and approval),
+    /// `key`, `restore`, `inputs`, `compile`, `sandbox`, `instantiate`,
+    /// `run`, `store` or `publish`.
+    pub name: std::borrow::Cow<'static, str>,
+    /// When it began, in microseconds after the stage began.
+    pub start_us: u64,
+    /// How long it took, in microseconds.
+    pub duration_us: u64,
+}
+
+/// Measures a stage's [`Phase`]s as it goes: each mark closes the phase
+/// that ran since the previous one.
+#[derive(Debug)]
+pub struct PhaseClock {
+    started: std::time::Instant,
+    last: std::time::Instant,
+    phases: Vec<Phase>,
+}
+
+impl PhaseClock {
+    /// A clock for a stage that began at `started`.
+    pub fn new(started: std::time::Instant) -> Self {
+        Self {
+            started,
+            last: started,
+            phases: Vec::new(),
+        }
+    }
+
+    /// Closes the phase `name`, which ran from the last mark until now.
+    pub fn mark(&mut self, name: &'static str) {
+        let now = std::time::Instant::now();
+        self.push(name, now - self.last);
+        self.last = now;
+    }
+
+    /// Closes the phase `name`, which took `duration` of the time since the
+    /// last mark (the rest belongs to the next mark).
+    pub fn split(&mut self, name: &'static str, duration: std::time::Duration) {
+        let duration = duration.min(std::time::Instant::now() - self.last);
+        self.push(name, duration);
+        self.last += duration;
+    }
+
+    fn push(&mut self, name: &'static str, duration: std::time::Duration) {
+        self.phases.push(Phase {
+            name: std::borrow::Cow::Borrowed(name),
+            start_us: (self.last - self.started).as_micros() as u64,
+            duration_us: duration.as_micros() as u64,
+        });
+    }
+
+    /// The time since the last mark.
+    pub fn since_mark(&self) -> std::time::Duration {
+        self.last.elapsed()
+    }
+
+    /// When the stage began.
+    pub fn started(&self) -> std::time::Instant {
+        self.started
+    }
+
+    /// The phases measured.
+    pub fn finish(self) -> Vec<Phase> {
+        self.phases
+    }
+}
+
+/// One test case a stage's JUnit report listed.
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+pub struct TestCase {
+    /// The case's name.
+    pub name: String,
+    /// Its class or file, as the report names it.
+    pub classname: String,
+    /// How long it took, in seconds.
+    pub time_s: f64,
+    /// `passed`, `failed` or `skipped`.
+    pub result: String,
+    /// Why it failed.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub message: Option<String>,
+}
+
 /// How many test cases a stage's JUnit reports counted, by result.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct TestCounts {
     /// Cases that passed.
     pub passed: u64,

@@ -79,6 +79,13 @@ fn host_tools_note(stage: &cairn_pipeline::Stage) -> String {
     text
 }
 
+/// Why `name` ran in the run `state` holds last, as [`explain`] says it.
+pub fn why_it_ran(store: &Store, state: &WorkspaceState, name: &str) -> Option<String> {
+    let record = state.stage(name)?;
+    let last = record.last.as_ref()?;
+    Some(explain_stage(store, name, last, record.previous.as_ref()))
+}
+
 fn explain_stage(store: &Store, name: &str, last: &RunRecord, previous: Option<&RunRecord>) -> String {
     let mut text = String::new();
     let key = last.key.short();

@@ -36,6 +36,21 @@ pub fn current_commit(dir: &Path) -> Option<String> {
     })
 }
 
+/// Where `dir` is in its repository, as a prefix for repository paths:
+/// `""` at the top (or outside any repository), `"services/api/"` below it.
+pub fn repository_prefix(dir: &Path) -> String {
+    let Ok(dir) = dir.canonicalize() else {
+        return String::new();
+    };
+    let Some(top) = dir.ancestors().find(|folder| folder.join(".git").exists()) else {
+        return String::new();
+    };
+    match dir.strip_prefix(top) {
+        Ok(relative) if !relative.as_os_str().is_empty() => format!("{}/", relative.display()),
+        _ => String::new(),
+    }
+}
+
 /// The `.git` folder of the repository containing `dir`.
 fn git_dir(dir: &Path) -> Option<std::path::PathBuf> {
     let dir = dir.canonicalize().ok()?;

@@ -9,7 +9,7 @@
 
 use std::path::Path;
 
-use cairn_core::events::TestCounts;
+use cairn_core::events::{TestCase, TestCounts};
 use cairn_core::observer::{Annotation, Level};
 
 /// The largest report read; a bigger one is a warning.
@@ -17,6 +17,9 @@ const MAX_REPORT: u64 = 64 * 1024 * 1024;
 
 /// The most failed cases turned into annotations per stage.
 const MAX_FAILURE_ANNOTATIONS: usize = 200;
+
+/// The most cases kept, for cairn's own JUnit report (`--junit`).
+const MAX_CASES: usize = 10_000;
 
 /// The longest failure message kept in an annotation.
 const MAX_MESSAGE: usize = 500;
@@ -28,6 +31,8 @@ pub struct TestReport {
     pub counts: TestCounts,
     /// One per failed case (up to a bound).
     pub failures: Vec<Annotation>,
+    /// Every case (up to a bound), for `--junit`.
+    pub cases: Vec<TestCase>,
     /// Reports that could not be read, and why.
     pub warnings: Vec<String>,
 }
@@ -82,15 +87,33 @@ fn read_one(text: &str, report: &mut TestReport) -> Result<(), String> {
         let outcome = case.children().find(|child| {
             child.has_tag_name("failure") || child.has_tag_name("error") || child.has_tag_name("skipped")
         });
-        match outcome {
-            Some(node) if node.has_tag_name("skipped") => report.counts.skipped += 1,
+        let result = match outcome {
+            Some(node) if node.has_tag_name("skipped") => {
+                report.counts.skipped += 1;
+                "skipped"
+            }
             Some(node) => {
                 report.counts.failed += 1;
                 if report.failures.len() < MAX_FAILURE_ANNOTATIONS {
                     report.failures.push(failure_annotation(case, node));
                 }
+                "failed"
             }
-            None => report.counts.passed += 1,
+            None => {
+                report.counts.passed += 1;
+                "passed"
+            }
+        };
+        if report.cases.len() < MAX_CASES {
+            report.cases.push(TestCase {
+                name: case.attribute("name").unwrap_or("(unnamed)").to_owned(),
+                classname: case.attribute("classname").unwrap_or_default().to_owned(),
+                time_s: case.attribute("time").and_then(|time| time.parse().ok()).unwrap_or(0.0),
+                result: result.to_owned(),
+                message: outcome
+                    .filter(|node| !node.has_tag_name("skipped"))
+                    .map(|node| bounded(node.attribute("message").or(node.text()).unwrap_or_default())),
+            });
         }
     }
     Ok(())
@@ -214,6 +237,9 @@ mod tests {
             }
         );
         assert_eq!(report.counts.to_string(), "1 passed, 2 failed, 1 skipped");
+        let results: Vec<&str> = report.cases.iter().map(|case| case.result.as_str()).collect();
+        assert_eq!(results, ["passed", "failed", "skipped", "failed"]);
+        assert_eq!(report.cases[1].message.as_deref(), Some("assert 1 == 2"));
         let first = &report.failures[0];
         assert_eq!((first.path.as_str(), first.line), ("/src/tests/test_math.py", 7));
         assert_eq!(first.message, "test tests.test_math.test_sub failed: assert 1 == 2");

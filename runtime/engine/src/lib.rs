@@ -20,6 +20,7 @@ pub mod junit;
 pub mod monitor;
 pub mod output_dir;
 pub mod run;
+pub mod runs;
 pub mod scheduler;
 pub mod secrets;
 pub mod stage_key;

@@ -109,6 +109,8 @@ pub async fn monitor(
             .collect();
         let mut round_settings = settings()?;
         round_settings.always_run = check_names.clone();
+        // The rounds are recorded in the monitor's own history, not as runs.
+        round_settings.history = None;
         let results = run::execute(
             prepared,
             state,
@@ -157,6 +159,7 @@ pub async fn monitor(
                 &stage.on_change,
             );
             let mut handler_settings = settings()?;
+            handler_settings.history = None;
             handler_settings.monitor = BTreeMap::from([
                 ("check".to_owned(), check.stage.clone()),
                 ("status".to_owned(), check.status().to_owned()),

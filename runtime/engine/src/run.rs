@@ -17,6 +17,7 @@ use crate::deploy::history::History;
 use crate::deploy::{DeploySettings, Deployments, RunInfo, Tracking, rollback_selection};
 use crate::executor::{CacheMode, LazyRuntime, StageExecutor};
 use crate::output_dir::OutputRoot;
+use crate::runs::{Retention, RunHistory};
 use crate::scheduler::{self, ConditionContext, Options, RunResults};
 use crate::secrets::Secrets;
 use crate::state::{WalkHints, WorkspaceState};
@@ -27,7 +28,8 @@ use cairn_core::cache_dir::CacheDir;
 use cairn_oci::OciError;
 use cairn_oci::resolve::{self, RemoteComponents, ResolveOptions};
 use cairn_pipeline::{self as pipeline, Diagnostic, Graph, LoadFailure, Pipeline, Uses};
-use cairn_report::{Event, Reporter};
+use cairn_report::record::{Recorder, RunHeader, RunRecord, StageRecord};
+use cairn_report::{Event, Reporter, Status};
 use cairn_sandbox::Trust;
 
 /// Why a run could not start.
@@ -266,6 +268,9 @@ pub struct RunSettings {
     pub monitor: std::collections::BTreeMap<String, String>,
     /// Stages run even when their result could be reused.
     pub always_run: Vec<String>,
+    /// Keep the run in the history, trimmed to this (`None`: not kept, as
+    /// `cairn monitor`'s rounds, which it records itself).
+    pub history: Option<Retention>,
 }
 
 /// `cairn rollback ENV [--to ID]`.
@@ -334,12 +339,37 @@ pub async fn execute(
         )));
     }
     let branch = crate::git::current_branch(&pipeline.root);
+    let run_id = RunInfo::new_id();
+    let recorder = Arc::new(Recorder::new(
+        reporter,
+        RunHeader {
+            id: run_id.clone(),
+            command: if settings.rollback.is_some() { "rollback" } else { "run" }.to_owned(),
+            file: std::fs::canonicalize(&pipeline.file.name)
+                .unwrap_or_else(|_| pipeline.file.name.clone())
+                .display()
+                .to_string(),
+            commit: crate::git::current_commit(&pipeline.root),
+            branch: branch.clone(),
+            stages: pipeline
+                .stages
+                .iter()
+                .map(|stage| StageRecord {
+                    name: stage.name.clone(),
+                    needs: stage.needs.clone(),
+                    environment: stage.environment.clone(),
+                    ..StageRecord::default()
+                })
+                .collect(),
+        },
+    ));
+    let reporter: Arc<dyn Reporter> = Arc::clone(&recorder) as Arc<dyn Reporter>;
     let deployments = Arc::new(Deployments::new(
         History::open(&cache, &pipeline.name),
         Approvals::open(&cache),
         Arc::clone(&pipeline),
         RunInfo {
-            id: RunInfo::new_id(),
+            id: run_id,
             branch: branch.clone(),
         },
         settings.deploy.clone(),
@@ -383,7 +413,7 @@ pub async fn execute(
         components,
         workspace: Arc::clone(&prepared.workspace),
         input_digests,
-        store,
+        store: Arc::clone(&store),
         state: Arc::clone(&state),
         scratch,
         output_root,
@@ -396,6 +426,7 @@ pub async fn execute(
         deployments: Arc::clone(&deployments),
         monitor: settings.monitor.clone(),
         always_run: settings.always_run.clone(),
+        repository_prefix: crate::git::repository_prefix(&pipeline.root).into(),
     });
     reporter.event(&Event::PipelineStarted {
         pipeline: pipeline.name.clone(),
@@ -475,6 +506,20 @@ pub async fn execute(
     }
     reporter.event(&results.finished_event());
     reporter.flush();
+    results.record = recorder.record().map(|mut record| {
+        explain_record(
+            &mut record,
+            &pipeline,
+            &store,
+            &state.read().unwrap_or_else(PoisonError::into_inner),
+        );
+        record
+    });
+    if let (Some(retention), Some(record)) = (settings.history, &results.record)
+        && let Err(error) = RunHistory::open(&cache).save(record, retention)
+    {
+        tracing::warn!(%error, "cannot keep this run in the history");
+    }
     if exiting {
         // Freeing a workspace of many files and a pipeline of many stages
         // takes a millisecond or two of a core the process is about to
@@ -482,6 +527,32 @@ pub async fn execute(
         std::mem::forget((executor, prepared, pipeline, state));
     }
     Ok(results)
+}
+
+/// Says in each stage's record why it ran or was reused: for one that
+/// ran, what changed since its previous run (as `cairn explain` does).
+/// A reused stage's test cases are read again from the reports it published.
+fn explain_record(record: &mut RunRecord, pipeline: &Pipeline, store: &Store, state: &WorkspaceState) {
+    for stage in &mut record.stages {
+        if stage.status == Some(Status::Cached)
+            && let Some(declared) = pipeline.stage(&stage.name)
+            && !declared.junit.is_empty()
+        {
+            let published = pipeline.root.join(OUTPUT_FOLDER).join(&stage.name);
+            stage.cases = crate::junit::read(&published, &declared.junit).cases;
+        }
+        stage.why = match stage.status {
+            Some(Status::Cached) => Some(match stage.key {
+                Some(key) => format!("reused: a result for its key ({}) was already stored", key.short()),
+                None => "reused: the outputs a deployment recorded, restored".to_owned(),
+            }),
+            Some(Status::Succeeded) => crate::explain::why_it_ran(store, state, &stage.name),
+            Some(Status::Failed) if stage.key.is_some() => {
+                Some("it ran (no result was stored for its key) and failed".to_owned())
+            }
+            _ => None,
+        };
+    }
 }
 
 /// Plans `cairn rollback`: the environment's stages, with the artifacts

@@ -14,7 +14,7 @@ use rayon::prelude::*;
 use tokio::task::JoinSet;
 
 use cairn_core::Digest;
-use cairn_core::events::TestCounts;
+use cairn_core::events::{Phase, TestCounts};
 use cairn_pipeline::{Graph, Pipeline, Reference, Stage};
 use cairn_report::{Event, Reporter, Status};
 
@@ -43,6 +43,8 @@ pub struct StageResult {
     pub outputs_digest: Option<Digest>,
     /// What its JUnit reports counted.
     pub tests: Option<TestCounts>,
+    /// Where its time went.
+    pub phases: Vec<Phase>,
 }
 
 impl StageResult {
@@ -60,6 +62,7 @@ impl StageResult {
             key: None,
             outputs_digest: None,
             tests: None,
+            phases: Vec::new(),
         }
     }
 
@@ -71,6 +74,7 @@ impl StageResult {
             error: Some(error.message),
             hint: error.hint,
             tests: error.tests,
+            phases: Vec::new(),
             attempts,
             duration,
             ..Self::skipped("")
@@ -180,6 +184,8 @@ pub struct RunResults {
     pub duration: Duration,
     /// Whether the run was interrupted before it finished.
     pub interrupted: bool,
+    /// The run as kept in the history, once it has ended.
+    pub record: Option<cairn_report::record::RunRecord>,
 }
 
 impl RunResults {
@@ -442,6 +448,7 @@ impl<'a> Books<'a> {
             key: result.key,
             outputs_digest: result.outputs_digest,
             tests: result.tests,
+            phases: result.phases.clone(),
         });
         self.results[index] = Some(result);
         for &dependent in &self.graph.dependents[index] {
@@ -473,6 +480,7 @@ impl<'a> Books<'a> {
             stages: self.results,
             duration,
             interrupted,
+            record: None,
         }
     }
 }

@@ -1,4 +1,5 @@
-//! `--json`: one JSON object per line on stdout, for machines.
+//! `--json`: one JSON object per line on stdout, for machines, each with
+//! the time it happened.
 
 use std::io::Write;
 use std::sync::Mutex;
@@ -11,9 +12,21 @@ pub struct JsonReporter {
     stdout: Mutex<()>,
 }
 
+/// An event with its time (RFC 3339, UTC, milliseconds) as `"time"`.
+#[derive(serde::Serialize)]
+struct Stamped<'a> {
+    #[serde(flatten)]
+    event: &'a Event,
+    time: String,
+}
+
 impl Reporter for JsonReporter {
     fn event(&self, event: &Event) {
-        let Ok(line) = serde_json::to_string(event) else {
+        let stamped = Stamped {
+            event,
+            time: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+        };
+        let Ok(line) = serde_json::to_string(&stamped) else {
             return;
         };
         // One lock per line so lines from concurrent stages never interleave.

@@ -5,9 +5,11 @@
 //! object per line for machines. The JSON form is a stable interface: its
 //! fields are documented in the README and only ever added to.
 
+pub mod export;
 mod json;
 mod live;
 mod plain;
+pub mod record;
 mod style;
 mod summary;
 
@@ -23,6 +25,16 @@ use cairn_core::observer::{Level, LogSource};
 /// `info`, which only `-v` shows.
 pub fn shown(source: LogSource, level: Level, verbose: bool) -> bool {
     verbose || source != LogSource::Host || level >= Level::Info
+}
+
+/// Where an annotation points, as editors and terminals link it:
+/// `path`, `path:line` or `path:line:column`.
+pub fn place(path: &str, line: u32, column: Option<u32>) -> String {
+    match (line, column) {
+        (0, _) => path.to_owned(),
+        (line, None) => format!("{path}:{line}"),
+        (line, Some(column)) => format!("{path}:{line}:{column}"),
+    }
 }
 
 /// The lines a person reads for a deployment's events (shared by the live

@@ -122,9 +122,9 @@ impl Reporter for LiveReporter {
                 stage,
                 path,
                 line,
+                column,
                 severity,
                 message,
-                ..
             } => {
                 let style = if *severity >= Level::Error {
                     Style::Error
@@ -132,8 +132,9 @@ impl Reporter for LiveReporter {
                     Style::Warn
                 };
                 self.print(&format!(
-                    "  {} {path}:{line}: {}: {message}",
+                    "  {} {}: {}: {message}",
                     paint(stage, Style::Bold),
+                    super::place(path, *line, *column),
                     paint(severity.as_str(), style)
                 ));
             }
@@ -181,6 +182,7 @@ impl Reporter for LiveReporter {
                 };
                 self.print(&line);
             }
+            Event::StageTests { .. } => {}
             Event::PipelineFinished { .. } => {
                 for (_, running) in stages.drain() {
                     running.bar.finish_and_clear();

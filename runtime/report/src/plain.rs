@@ -93,7 +93,7 @@ impl Reporter for PlainReporter {
                     _ => self.line(&format!("[{stage}] {text}")),
                 }
             }
-            Event::StageProgress { .. } => {}
+            Event::StageProgress { .. } | Event::StageTests { .. } => {}
             Event::StageAnnotation {
                 stage,
                 path,
@@ -102,11 +102,7 @@ impl Reporter for PlainReporter {
                 severity,
                 message,
             } => {
-                let place = match (line, column) {
-                    (0, _) => path.clone(),
-                    (line, None) => format!("{path}:{line}"),
-                    (line, Some(column)) => format!("{path}:{line}:{column}"),
-                };
+                let place = super::place(path, *line, *column);
                 self.line(&format!("[{stage}] {place}: {severity}: {message}"));
             }
             Event::StageFinished {

@@ -194,6 +194,9 @@ pub struct StageRun {
     pub output_totals: OutputTotals,
     /// From instantiation to return.
     pub duration: Duration,
+    /// The part of `duration` instantiating took (all of it when the stage
+    /// never got past instantiating).
+    pub instantiation: Duration,
     outputs: tempfile::TempDir,
 }
 
@@ -343,6 +346,7 @@ pub(crate) async fn run(
     let watched = (outputs.path().to_owned(), tmp.path().to_owned());
     let running = Arc::new(host_tools::Running::default());
     let started = Instant::now();
+    let instantiated = std::sync::OnceLock::new();
     let (result, annotations, dropped_annotations) = match entry {
         Entry::Module(pre) => {
             let state = ModuleState {
@@ -350,7 +354,7 @@ pub(crate) async fn run(
                 limiter,
             };
             let mut store = new_store(engine, state, |state| &mut state.limiter);
-            let result = supervise(call_module(pre, &mut store), limits, watched).await;
+            let result = supervise(call_module(pre, &mut store, &instantiated), limits, watched).await;
             (result, Vec::new(), 0)
         }
         Entry::Component(entry) => {
@@ -388,7 +392,12 @@ pub(crate) async fn run(
                 ),
             };
             let mut store = new_store(engine, state, |state| &mut state.limiter);
-            let result = supervise(call(entry, &mut store, &sandbox.invocation), limits, watched).await;
+            let result = supervise(
+                call(entry, &mut store, &sandbox.invocation, &instantiated),
+                limits,
+                watched,
+            )
+            .await;
             let state = store.into_data();
             (result, state.host.annotations, state.host.dropped_annotations)
         }
@@ -396,6 +405,7 @@ pub(crate) async fn run(
     // However the stage ended (a bound, a trap), no tool it started lives on.
     running.kill_all();
     let duration = started.elapsed();
+    let instantiation = instantiated.get().map_or(duration, |at| at.duration_since(started));
     drop(tmp);
 
     let (result, output_totals) = match result {
@@ -435,6 +445,7 @@ pub(crate) async fn run(
         dropped_annotations,
         output_totals,
         duration,
+        instantiation,
         outputs,
     })
 }
@@ -626,6 +637,7 @@ async fn call(
     entry: &ComponentEntry,
     store: &mut Store<StageState>,
     invocation: &Invocation,
+    instantiated: &std::sync::OnceLock<Instant>,
 ) -> Result<Outcome, StageFailure> {
     match entry {
         ComponentEntry::Stage(pre) => {
@@ -633,6 +645,7 @@ async fn call(
                 .instantiate_async(&mut *store)
                 .await
                 .map_err(StageFailure::from_wasmtime)?;
+            let _ = instantiated.set(Instant::now());
             let request = host_api::types::Invocation {
                 stage: invocation.stage.clone(),
                 args: invocation.args.clone(),
@@ -659,6 +672,7 @@ async fn call(
                 .instantiate_async(&mut *store)
                 .await
                 .map_err(StageFailure::from_wasmtime)?;
+            let _ = instantiated.set(Instant::now());
             match command.wasi_cli_run().call_run(&mut *store).await {
                 Ok(Ok(())) => Ok(Outcome::default()),
                 Ok(Err(())) => Err(StageFailure::Exit(1)),
@@ -676,11 +690,13 @@ async fn call(
 async fn call_module(
     pre: &wasmtime::InstancePre<ModuleState>,
     store: &mut Store<ModuleState>,
+    instantiated: &std::sync::OnceLock<Instant>,
 ) -> Result<Outcome, StageFailure> {
     let instance = pre
         .instantiate_async(&mut *store)
         .await
         .map_err(StageFailure::from_wasmtime)?;
+    let _ = instantiated.set(Instant::now());
     let start = instance
         .get_typed_func::<(), ()>(&mut *store, "_start")
         .map_err(StageFailure::from_wasmtime)?;

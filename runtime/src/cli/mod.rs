@@ -4,6 +4,7 @@
 mod args;
 mod cache;
 mod deploy;
+mod history;
 mod pipeline;
 mod registry;
 mod stage;
@@ -68,6 +69,12 @@ enum Command {
     Graph(pipeline::GraphArgs),
     /// Write a commented starter cairn.toml.
     Init(pipeline::InitArgs),
+    /// List the recorded runs of the pipeline, newest first.
+    Runs(history::RunsArgs),
+    /// Show a recorded run, or one of its stages' log, outputs and timings.
+    Show(history::ShowArgs),
+    /// Write a recorded run as one self-contained HTML page.
+    Report(history::ReportArgs),
     /// Say why a stage ran or was cached in the last run.
     Explain(cache::ExplainArgs),
     /// Look into and after the cache.
@@ -113,6 +120,9 @@ impl Cli {
             Command::Validate(arguments) => arguments.execute(),
             Command::Graph(arguments) => arguments.execute(),
             Command::Init(arguments) => arguments.execute(),
+            Command::Runs(arguments) => arguments.execute(),
+            Command::Show(arguments) => arguments.execute(),
+            Command::Report(arguments) => arguments.execute(),
             Command::Explain(arguments) => arguments.execute(),
             Command::Cache(command) => command.execute(),
             Command::Stage(command) => command.execute(verbose, trust),

@@ -19,6 +19,7 @@ use cairn::scheduler::Options;
 use cairn::secrets::Secrets;
 
 use super::args::{PipelineLocation, RegistryArgs};
+use super::history::ExportArgs;
 use super::{Status, terminal};
 
 #[derive(Debug, Args)]
@@ -102,6 +103,9 @@ pub(crate) struct ExecutionArgs {
 
     #[command(flatten)]
     registry: RegistryArgs,
+
+    #[command(flatten)]
+    export: ExportArgs,
 }
 
 impl ExecutionArgs {
@@ -155,6 +159,7 @@ impl ExecutionArgs {
             rollback: None,
             monitor: Default::default(),
             always_run: Vec::new(),
+            history: Some(cairn::runs::Retention::from_env()?),
         })
     }
 
@@ -184,6 +189,9 @@ impl ExecutionArgs {
         })?;
         // Nothing is left running: no need to wait for each worker to stop.
         executor.shutdown_background();
+        if let Some(record) = &results.record {
+            self.export.write(record, self.json)?;
+        }
         Ok(if results.interrupted {
             Status::Interrupted
         } else if results.succeeded() {

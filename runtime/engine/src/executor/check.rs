@@ -14,14 +14,15 @@ impl StageExecutor {
         upstream: Upstream,
         hit: Hit,
         observer: Arc<dyn StageObserver>,
-        started: Instant,
+        clock: &mut PhaseClock,
     ) -> StageResult {
+        let started = clock.started();
         let expected = match &hit {
             Hit::Published { produced, .. } => produced.outputs,
             Hit::Stored(entry) => entry.outputs,
         };
         let ran = match self
-            .run(stage, component, &prepared, &upstream, Arc::clone(&observer))
+            .run(stage, component, &prepared, &upstream, Arc::clone(&observer), clock)
             .await
         {
             Ok(ran) => ran,

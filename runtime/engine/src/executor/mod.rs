@@ -36,7 +36,7 @@ use crate::workspace::Workspace;
 use cairn_cas::{ActionEntry, Entry, EntryKind, Materialize, Store, StoreError, Tree, TreeError};
 use cairn_core::Digest;
 use cairn_core::cache_dir::CacheDir;
-use cairn_core::events::TestCounts;
+use cairn_core::events::{PhaseClock, TestCounts};
 use cairn_core::observer::{Annotation, Level, LogLine, LogSource, StageObserver};
 use cairn_pipeline::{ClockGrant, Pipeline, Reference, Stage, Template, Uses};
 use cairn_report::{Event, Reporter, Status};
@@ -120,6 +120,9 @@ pub struct StageExecutor {
     /// Stages that run even when their result could be reused (`cairn
     /// monitor`'s checks).
     pub always_run: Vec<String>,
+    /// Where the workspace is in its repository, for the paths annotations
+    /// name (`services/api/` or empty).
+    pub repository_prefix: Arc<str>,
 }
 
 /// A stage's request, resolved, with its key.
@@ -195,6 +198,7 @@ impl Produced {
         StageResult {
             status,
             tests: TestCounts::from_outputs(&self.outcome.outputs),
+            phases: Vec::new(),
             outputs: Arc::new(self.outcome.outputs),
             summary: self.outcome.summary,
             error: None,
@@ -218,55 +222,10 @@ struct Ran {
 
 impl Executor for StageExecutor {
     async fn execute(self: Arc<Self>, index: usize, upstream: Upstream) -> StageResult {
-        let started = Instant::now();
-        let stage = &self.pipeline.stages[index];
-        if self.deployments.pinned(&stage.name).is_some() {
-            return self.restore_pinned(stage, started);
-        }
-        if let Err(error) = self.check_branch(stage) {
-            return self.fail(stage, error, 0, started, None);
-        }
-        if let Err(error) = self.deployments.enter(stage, &upstream).await {
-            return self.fail(stage, error, 0, started, None);
-        }
-        let observer: Arc<dyn StageObserver> = Arc::new(self.observer(stage));
-        let component = match self.component(index, &upstream) {
-            Ok(component) => component,
-            Err(error) => return self.fail(stage, error, 0, started, None),
-        };
-        let prepared = match self.prepare(index, &component, &upstream) {
-            Ok(prepared) => prepared,
-            Err(error) => return self.fail(stage, error, 0, started, None),
-        };
-        let hit = if prepared.cacheable() && self.mode.read {
-            self.lookup(stage, &prepared)
-        } else {
-            None
-        };
-        let hit = match hit {
-            Some(Hit::Stored(entry)) if !self.mode.check => match self.restore(stage, &entry).await {
-                Ok(()) => Some(Hit::Stored(entry)),
-                Err(error) => {
-                    observer.log(&notice(format!(
-                        "the cached outputs of this stage could not be restored ({error}); running it again"
-                    )));
-                    self.store.remove_action(&prepared.key);
-                    None
-                }
-            },
-            other => other,
-        };
-        match hit {
-            Some(hit) if !self.mode.check => self.report_reused(stage, &prepared, hit, observer.as_ref(), started),
-            Some(hit) => {
-                self.check(stage, &component, prepared, upstream, hit, observer, started)
-                    .await
-            }
-            None => match self.run(stage, &component, &prepared, &upstream, observer).await {
-                Ok(ran) => self.publish(stage, prepared, ran, started),
-                Err((error, attempts)) => self.fail(stage, error, attempts, started, Some(prepared.key)),
-            },
-        }
+        let mut clock = PhaseClock::new(Instant::now());
+        let mut result = self.execute_measured(index, upstream, &mut clock).await;
+        result.phases = clock.finish();
+        result
     }
 
     fn reuse(&self, index: usize, upstream: &Upstream) -> Option<StageResult> {
@@ -290,6 +249,69 @@ impl Executor for StageExecutor {
 }
 
 impl StageExecutor {
+    /// Runs or reuses one stage, marking its phases on `clock`.
+    async fn execute_measured(&self, index: usize, upstream: Upstream, clock: &mut PhaseClock) -> StageResult {
+        let started = clock.started();
+        let stage = &self.pipeline.stages[index];
+        if self.deployments.pinned(&stage.name).is_some() {
+            return self.restore_pinned(stage, started);
+        }
+        if let Err(error) = self.check_branch(stage) {
+            return self.fail(stage, error, 0, started, None);
+        }
+        if let Err(error) = self.deployments.enter(stage, &upstream).await {
+            return self.fail(stage, error, 0, started, None);
+        }
+        if stage.environment.is_some() {
+            clock.mark("deployment");
+        }
+        let observer: Arc<dyn StageObserver> = Arc::new(self.observer(stage));
+        let component = match self.component(index, &upstream) {
+            Ok(component) => component,
+            Err(error) => return self.fail(stage, error, 0, started, None),
+        };
+        let prepared = match self.prepare(index, &component, &upstream) {
+            Ok(prepared) => prepared,
+            Err(error) => return self.fail(stage, error, 0, started, None),
+        };
+        let hit = if prepared.cacheable() && self.mode.read {
+            self.lookup(stage, &prepared)
+        } else {
+            None
+        };
+        clock.mark("key");
+        let hit = match hit {
+            Some(Hit::Stored(entry)) if !self.mode.check => {
+                match self.restore(stage, &entry).await.inspect(|()| clock.mark("restore")) {
+                    Ok(()) => Some(Hit::Stored(entry)),
+                    Err(error) => {
+                        observer.log(&notice(format!(
+                            "the cached outputs of this stage could not be restored ({error}); running it again"
+                        )));
+                        self.store.remove_action(&prepared.key);
+                        None
+                    }
+                }
+            }
+            other => other,
+        };
+        match hit {
+            Some(hit) if !self.mode.check => self.report_reused(stage, &prepared, hit, observer.as_ref(), started),
+            Some(hit) => {
+                self.check(stage, &component, prepared, upstream, hit, observer, clock)
+                    .await
+            }
+            None => match self.run(stage, &component, &prepared, &upstream, observer, clock).await {
+                Ok(ran) => {
+                    let result = self.publish(stage, prepared, ran, started);
+                    clock.mark("publish");
+                    result
+                }
+                Err((error, attempts)) => self.fail(stage, error, attempts, started, Some(prepared.key)),
+            },
+        }
+    }
+
     /// The stage's component: resolved when the run was planned, or, for
     /// `in:STAGE/PATH`, the file that stage published, digested by stamp
     /// like a `.wasm` file of the workspace.
@@ -325,6 +347,7 @@ impl StageExecutor {
         StageEvents {
             stage: stage.name.clone(),
             reporter: Arc::clone(&self.reporter),
+            prefix: Arc::clone(&self.repository_prefix),
         }
     }
 
@@ -344,6 +367,7 @@ impl StageExecutor {
                 key: None,
                 outputs_digest: Some(artifact.digest),
                 tests: None,
+                phases: Vec::new(),
             },
             Err(error) => self.fail(stage, error, 0, started, None),
         }
@@ -429,6 +453,21 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 struct StageEvents {
     stage: String,
     reporter: Arc<dyn Reporter>,
+    /// Where the workspace is in its repository (`repository_path`).
+    prefix: Arc<str>,
+}
+
+/// The path a person finds a file at, for a path a stage saw: `/src/x` is
+/// the workspace's `x` (below `prefix` in the repository), `/in/STAGE/x`
+/// what `STAGE` published to `cairn-out/STAGE/x`; anything else as seen.
+fn repository_path(prefix: &str, seen: &str) -> String {
+    if let Some(path) = seen.strip_prefix("/src/") {
+        format!("{prefix}{path}")
+    } else if let Some(path) = seen.strip_prefix("/in/") {
+        format!("{prefix}{}/{path}", crate::workspace::OUTPUT_FOLDER)
+    } else {
+        seen.to_owned()
+    }
 }
 
 impl StageObserver for StageEvents {
@@ -452,7 +491,7 @@ impl StageObserver for StageEvents {
     fn annotate(&self, annotation: &Annotation) {
         self.reporter.event(&Event::StageAnnotation {
             stage: self.stage.clone(),
-            path: annotation.path.clone(),
+            path: repository_path(&self.prefix, &annotation.path),
             line: annotation.line,
             column: annotation.column,
             severity: annotation.severity,

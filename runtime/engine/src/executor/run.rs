@@ -12,6 +12,7 @@ impl StageExecutor {
         prepared: &Prepared,
         upstream: &Upstream,
         observer: Arc<dyn StageObserver>,
+        clock: &mut PhaseClock,
     ) -> Result<Ran, (StageError, u32)> {
         let failed = |error: StageError| (error, 1);
         if let Some(reason) = &prepared.not_reused {
@@ -26,6 +27,7 @@ impl StageExecutor {
             .snapshot_inputs(&prepared.inputs)
             .await
             .map_err(|error| failed(error.into()))?;
+        clock.mark("inputs");
         let placement = Placement {
             src: snapshot.as_ref().map(|snapshot| snapshot.path().to_owned()),
             needed: Box::new(|need| {
@@ -58,6 +60,7 @@ impl StageExecutor {
             .load(bytes)
             .await
             .map_err(|error| failed(format!("cannot load its component: {error}").into()))?;
+        clock.mark("compile");
         for attempt in 1..=stage.retries + 1 {
             self.reporter.event(&Event::StageStarted {
                 stage: stage.name.clone(),
@@ -67,7 +70,11 @@ impl StageExecutor {
                 .run(&loaded, &sandbox, Arc::clone(&observer))
                 .await
                 .map_err(|error| (error.to_string().into(), attempt))?;
-            let tests = read_test_reports(stage, &mut run, observer.as_ref());
+            let sandbox_setup = clock.since_mark().saturating_sub(run.duration);
+            clock.split("sandbox", sandbox_setup);
+            clock.split("instantiate", run.instantiation);
+            clock.mark("run");
+            let tests = read_test_reports(stage, &mut run, observer.as_ref(), self.reporter.as_ref());
             match &run.result {
                 Ok(outcome) => {
                     let mut outcome = outcome.clone();
@@ -78,10 +85,12 @@ impl StageExecutor {
                             None => counts.to_string(),
                         });
                     }
-                    return self
+                    let stored = self
                         .store_outputs(run, outcome, attempt)
                         .await
                         .map_err(|error| (error.into(), attempt));
+                    clock.mark("store");
+                    return stored;
                 }
                 Err(failure) if attempt <= stage.retries => {
                     observer.log(&notice(format!("attempt {attempt} {failure}; retrying")));
@@ -177,7 +186,12 @@ impl StageExecutor {
 /// each unreadable report becomes a warning in its log, each failed case an
 /// annotation kept with its run. `None` when it names none, or none could
 /// be read.
-fn read_test_reports(stage: &Stage, run: &mut StageRun, observer: &dyn StageObserver) -> Option<TestCounts> {
+fn read_test_reports(
+    stage: &Stage,
+    run: &mut StageRun,
+    observer: &dyn StageObserver,
+    reporter: &dyn Reporter,
+) -> Option<TestCounts> {
     if stage.junit.is_empty() {
         return None;
     }
@@ -188,6 +202,12 @@ fn read_test_reports(stage: &Stage, run: &mut StageRun, observer: &dyn StageObse
     for failure in report.failures {
         observer.annotate(&failure);
         run.annotations.push(failure);
+    }
+    if !report.cases.is_empty() {
+        reporter.event(&Event::StageTests {
+            stage: stage.name.clone(),
+            cases: report.cases,
+        });
     }
     (report.warnings.len() < stage.junit.len()).then_some(report.counts)
 }

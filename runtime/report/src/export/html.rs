@@ -1,0 +1,18 @@
+//! `cairn report`: one self-contained HTML file of a run, to open from
+//! `file://` or attach to a ticket. Its styles and script are inline and
+//! it fetches nothing; the run's record is embedded as JSON and drawn by
+//! the script (graph, timeline by job slot, each stage's details).
+
+use crate::record::RunRecord;
+
+/// The page, with `/*RECORD*/` where the record goes.
+const TEMPLATE: &str = include_str!("report.html");
+
+/// The report of `record`.
+pub fn render(record: &RunRecord) -> Result<String, serde_json::Error> {
+    let json = serde_json::to_string(record)?;
+    // Inside a <script> element, `</` could end it early and `<!--` open a
+    // comment: JSON allows both escaped.
+    let json = json.replace("</", "<\\/").replace("<!--", "<\\u0021--");
+    Ok(TEMPLATE.replacen("/*RECORD*/", &json, 1))
+}
