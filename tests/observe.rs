@@ -45,6 +45,7 @@ fn every_run_is_recorded_listed_shown_and_exported() {
     let trace = out.path().join("trace.json");
     let junit = out.path().join("junit.xml");
     let sarif = out.path().join("run.sarif");
+    let quality = out.path().join("codequality.json");
     let (finished, events) = run_json_with(
         command,
         &[
@@ -54,6 +55,8 @@ fn every_run_is_recorded_listed_shown_and_exported() {
             junit.to_str().expect("utf-8"),
             "--sarif",
             sarif.to_str().expect("utf-8"),
+            "--codequality",
+            quality.to_str().expect("utf-8"),
         ],
     );
     assert_eq!(finished.code, Some(1), "{finished:?}");
@@ -186,6 +189,20 @@ fn every_run_is_recorded_listed_shown_and_exported() {
         (&location["region"]["startLine"], &location["region"]["startColumn"]),
         (&3.into(), &7.into())
     );
+
+    // GitLab's code quality report: the same finding.
+    let quality: serde_json::Value = serde_json::from_str(&read(&quality)).expect("code quality is JSON");
+    let issue = &quality[0];
+    assert_eq!(
+        (
+            &issue["location"]["path"],
+            &issue["location"]["lines"]["begin"],
+            &issue["severity"]
+        ),
+        (&"file.txt".into(), &3.into(), &"minor".into()),
+        "{quality:#}"
+    );
+    assert_eq!(issue["fingerprint"].as_str().map(str::len), Some(32));
 
     // GitHub Actions: workflow commands (on stderr beside --json) and the summary.
     assert!(

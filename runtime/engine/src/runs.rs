@@ -245,14 +245,21 @@ impl RunHistory {
     pub fn list(&self) -> (Vec<RunSummary>, Vec<RunsError>) {
         let mut runs = Vec::new();
         let mut broken = Vec::new();
-        for id in self.stems().into_iter().rev() {
-            let path = self.folder.join(format!("{id}{SUMMARY}"));
-            match read_json::<RunSummary>(&path) {
+        for (_, summary) in self.summaries() {
+            match summary {
                 Ok(summary) => runs.push(summary),
                 Err(error) => broken.push(error),
             }
         }
         (runs, broken)
+    }
+
+    /// Each kept run's stem and summary, newest first.
+    fn summaries(&self) -> impl Iterator<Item = (String, Result<RunSummary, RunsError>)> + '_ {
+        self.stems().into_iter().rev().map(|stem| {
+            let summary = read_json::<RunSummary>(&self.folder.join(format!("{stem}{SUMMARY}")));
+            (stem, summary)
+        })
     }
 
     /// The run `id` (or the one run whose id begins with it), or the newest
@@ -275,13 +282,15 @@ impl RunHistory {
                     }
                 }
             }
-            None => {
-                let (runs, _) = self.list();
-                runs.into_iter()
-                    .find(|run| file.is_none_or(|file| run.file == file))
-                    .map(|run| format!("{:013}_{}", run.started_ms, run.id))
-                    .ok_or(RunsError::Empty)?
-            }
+            None => self
+                .summaries()
+                .find(|(_, summary)| {
+                    summary
+                        .as_ref()
+                        .is_ok_and(|run| file.is_none_or(|file| run.file == file))
+                })
+                .map(|(stem, _)| stem)
+                .ok_or(RunsError::Empty)?,
         };
         let path = self.folder.join(format!("{id}{RECORD}"));
         let record: RunRecord = read_json(&path)?;

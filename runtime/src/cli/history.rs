@@ -11,7 +11,7 @@ use anyhow::Context;
 use clap::Args;
 
 use cairn::CacheDir;
-use cairn::report::export::{github, html, junit, sarif, trace};
+use cairn::report::export::{codequality, github, html, junit, sarif, trace};
 use cairn::report::record::{RunRecord, StageRecord};
 use cairn::report::{Style, elapsed, paint, place};
 use cairn::runs::{RunHistory, RunSummary};
@@ -34,6 +34,10 @@ pub(crate) struct ExportArgs {
     /// Write the run's annotations to FILE as SARIF 2.1.0.
     #[arg(long, value_name = "FILE")]
     sarif: Option<PathBuf>,
+
+    /// Write the run's annotations to FILE as a GitLab code quality report.
+    #[arg(long, value_name = "FILE")]
+    codequality: Option<PathBuf>,
 }
 
 impl ExportArgs {
@@ -56,6 +60,13 @@ impl ExportArgs {
                 path,
                 serde_json::to_string_pretty(&sarif::render(record))?.as_bytes(),
                 "--sarif",
+            )?;
+        }
+        if let Some(path) = &self.codequality {
+            write_file(
+                path,
+                serde_json::to_string_pretty(&codequality::render(record))?.as_bytes(),
+                "--codequality",
             )?;
         }
         if std::env::var("GITHUB_ACTIONS").is_ok_and(|value| value == "true") {

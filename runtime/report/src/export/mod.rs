@@ -4,6 +4,7 @@
 //! [`RunRecord`](crate::record::RunRecord), so a past run exports the same
 //! as the one that just ended.
 
+pub mod codequality;
 pub mod github;
 pub mod html;
 pub mod junit;
