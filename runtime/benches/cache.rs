@@ -80,11 +80,19 @@ fn no_op_run() {
     // old enough to trust, one more run remembers its listing.
     std::thread::sleep(Duration::from_millis(2_500));
     run(&mut cairn());
+    // The same runs with the run history off: what recording costs.
+    let unrecorded = || {
+        let mut command = cairn_run(root, cache.path());
+        command.env("CAIRN_KEEP_RUNS", "0");
+        command
+    };
     let mut cairn_times = Vec::new();
     let mut make_times = Vec::new();
+    let mut unrecorded_times = Vec::new();
     for _ in 0..NO_OP_RUNS {
         cairn_times.push(run(&mut cairn()));
         make_times.push(run(&mut make()));
+        unrecorded_times.push(run(&mut unrecorded()));
     }
     let (cairn_median, make_median) = (median(&cairn_times), median(&make_times));
     println!(
@@ -112,6 +120,17 @@ fn no_op_run() {
         .collect();
     ratios.sort_by(f64::total_cmp);
     println!("  median of paired ratios        {:>8.2}x", ratios[ratios.len() / 2]);
+    let mut recording: Vec<f64> = cairn_times
+        .iter()
+        .zip(&unrecorded_times)
+        .map(|(recorded, unrecorded)| recorded.as_secs_f64() / unrecorded.as_secs_f64())
+        .collect();
+    recording.sort_by(f64::total_cmp);
+    println!(
+        "  history off (CAIRN_KEEP_RUNS=0) {:>7.1} ms; history on / off, paired {:.3}x",
+        median(&unrecorded_times).as_secs_f64() * 1e3,
+        recording[recording.len() / 2]
+    );
 }
 
 fn hashing() {

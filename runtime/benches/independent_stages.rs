@@ -13,7 +13,7 @@ use std::process::Command;
 use support::{cairn_run, median, run};
 
 const STAGES: usize = 500;
-const RUNS: usize = 7;
+const RUNS: usize = 11;
 
 fn main() {
     let workspace = tempfile::tempdir().expect("tempdir");
@@ -53,11 +53,20 @@ fn main() {
         std::fs::read_to_string(root.join("out/7.txt")).expect("make's output"),
     );
 
+    // The same runs writing a Chrome trace: what `--trace` costs.
+    let trace = cache.path().join("trace.json");
+    let traced = || {
+        let mut command = cairn_run(root, cache.path());
+        command.arg("--trace").arg(&trace);
+        command
+    };
     let mut cairn_times = Vec::new();
     let mut make_times = Vec::new();
+    let mut traced_times = Vec::new();
     for _ in 0..RUNS {
         cairn_times.push(run(&mut cairn()));
         make_times.push(run(&mut make()));
+        traced_times.push(run(&mut traced()));
     }
     let (cairn_median, make_median) = (median(&cairn_times), median(&make_times));
     println!("{STAGES} independent trivial stages, -j 2, median of {RUNS} runs");
@@ -72,5 +81,16 @@ fn main() {
     println!(
         "  cairn / make                    {:>8.2}x",
         cairn_median.as_secs_f64() / make_median.as_secs_f64()
+    );
+    let mut tracing: Vec<f64> = traced_times
+        .iter()
+        .zip(&cairn_times)
+        .map(|(traced, plain)| traced.as_secs_f64() / plain.as_secs_f64())
+        .collect();
+    tracing.sort_by(f64::total_cmp);
+    println!(
+        "  cairn run -j 2 --trace          {:>8.1} ms; with / without, paired {:.3}x",
+        median(&traced_times).as_secs_f64() * 1e3,
+        tracing[tracing.len() / 2]
     );
 }

@@ -109,6 +109,11 @@ fn requirements() -> Vec<Requirement> {
             install: Install::Debian("chromium"),
         },
         Requirement {
+            purpose: "the live terminal view tests (a pseudo-terminal)",
+            present: || on_path("tmux"),
+            install: Install::Debian("tmux"),
+        },
+        Requirement {
             purpose: "the Rust CI example (clippy)",
             present: || succeeds(Command::new("cargo").args(["clippy", "--version"])),
             install: Install::Rustup("clippy"),

@@ -25,4 +25,5 @@ pub mod scheduler;
 pub mod secrets;
 pub mod stage_key;
 pub mod state;
+pub mod watch;
 pub mod workspace;

@@ -9,6 +9,7 @@ mod pipeline;
 mod registry;
 mod stage;
 pub(crate) mod terminal;
+mod watch;
 
 use std::process::ExitCode;
 
@@ -69,6 +70,8 @@ enum Command {
     Graph(pipeline::GraphArgs),
     /// Write a commented starter cairn.toml.
     Init(pipeline::InitArgs),
+    /// Run the pipeline, then again whenever its files change, until Ctrl-C.
+    Watch(Box<watch::WatchArgs>),
     /// List the recorded runs of the pipeline, newest first.
     Runs(history::RunsArgs),
     /// Show a recorded run, or one of its stages' log, outputs and timings.
@@ -120,6 +123,7 @@ impl Cli {
             Command::Validate(arguments) => arguments.execute(),
             Command::Graph(arguments) => arguments.execute(),
             Command::Init(arguments) => arguments.execute(),
+            Command::Watch(arguments) => arguments.execute(verbose, trust()?),
             Command::Runs(arguments) => arguments.execute(),
             Command::Show(arguments) => arguments.execute(),
             Command::Report(arguments) => arguments.execute(),

@@ -7,6 +7,9 @@
 //!   `inputs`, and `secret.NAME` for `with.secret = "NAME"`, whose value it
 //!   also logs so tests can see it masked).
 //! - `noop`: returns an empty outcome and does nothing else (for benchmarks).
+//! - `slow`: logs `working on it`, reports progress 1 of 2, sleeps
+//!   `with.ms` milliseconds (default 2000), reports 2 of 2 and returns (for
+//!   watching a stage while it runs).
 //! - `fail`: returns an error. `panic`: panics. `spin`: never returns.
 //! - `exit`: calls `exit(0)` instead of returning.
 //! - `big`: returns an output `big` of `with.size` bytes, and fails with an
@@ -30,6 +33,14 @@ impl Stage for StageProbe {
         match invocation.config("mode").unwrap_or("echo") {
             "echo" => echo(&invocation),
             "noop" => Ok(Outcome::new()),
+            "slow" => {
+                println!("working on it");
+                cairn_sdk::progress(1, 2);
+                let ms = invocation.config("ms").and_then(|ms| ms.parse().ok()).unwrap_or(2000);
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+                cairn_sdk::progress(2, 2);
+                Ok(Outcome::new().summary("slept"))
+            }
             "fail" => Err("asked to fail".into()),
             "panic" => panic!("asked to panic"),
             "spin" => {
