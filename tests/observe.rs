@@ -345,3 +345,92 @@ fn the_html_report_loads_in_headless_chromium() {
         "{console:#?}"
     );
 }
+
+#[test]
+fn spans_reach_an_opentelemetry_collector_over_otlp_http() {
+    let collector = http_server::TestServer::http();
+    let dir = pipeline_dir(PIPELINE, &[("file.txt", "one\ntwo\nthree\n")]);
+    let with_collector = |endpoint: &str| {
+        let mut command = cairn(dir.path());
+        command
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+            .env("OTEL_EXPORTER_OTLP_HEADERS", "Authorization=Bearer%20s3cret-t0ken")
+            .env("OTEL_SERVICE_NAME", "ci");
+        command
+    };
+    let (finished, _) = run_json_with(with_collector(&collector.url()), &[]);
+    assert_eq!(finished.code, Some(1), "{finished:?}");
+    let (_, _) = run_json_with(with_collector(&collector.url()), &["probe"]);
+    let exports: Vec<_> = collector
+        .received()
+        .into_iter()
+        .filter(|request| request.method == "POST" && request.path == "/v1/traces")
+        .collect();
+    assert_eq!(exports.len(), 2, "one export per run: {exports:#?}");
+    assert_eq!(
+        exports[0].headers.get("authorization").map(String::as_str),
+        Some("Bearer s3cret-t0ken")
+    );
+    assert_eq!(
+        exports[0].headers.get("content-type").map(String::as_str),
+        Some("application/json")
+    );
+
+    let attribute = |span: &serde_json::Value, key: &str| {
+        span["attributes"]
+            .as_array()
+            .and_then(|attributes| attributes.iter().find(|attribute| attribute["key"] == key))
+            .map(|attribute| attribute["value"].clone())
+            .unwrap_or_else(|| panic!("no attribute {key} in {span:#}"))
+    };
+    let spans_of = |body: &[u8]| -> (serde_json::Value, Vec<serde_json::Value>) {
+        let request: serde_json::Value = serde_json::from_slice(body).expect("OTLP JSON");
+        let resource = request["resourceSpans"][0]["resource"].clone();
+        let spans = request["resourceSpans"][0]["scopeSpans"][0]["spans"]
+            .as_array()
+            .expect("spans")
+            .clone();
+        (resource, spans)
+    };
+    let (resource, spans) = spans_of(&exports[0].body);
+    assert_eq!(attribute(&resource, "service.name")["stringValue"], "ci");
+    let root = &spans[0];
+    let trace = root["traceId"].as_str().expect("a trace id");
+    assert_eq!(trace.len(), 32);
+    let stage = |name: &str| {
+        spans
+            .iter()
+            .find(|span| span["name"] == name && span["parentSpanId"] == root["spanId"])
+            .unwrap_or_else(|| panic!("a span for `{name}` under the run's: {spans:#?}"))
+    };
+    assert!(spans.iter().all(|span| span["traceId"] == trace), "one trace per run");
+    assert_eq!(attribute(stage("probe"), "cairn.cached")["boolValue"], false);
+    assert!(
+        attribute(stage("probe"), "cairn.key")["stringValue"]
+            .as_str()
+            .is_some_and(|key| key.starts_with("blake3:"))
+    );
+    assert_eq!(stage("broken")["status"]["code"], 2);
+    assert!(
+        stage("broken")["status"]["message"]
+            .as_str()
+            .is_some_and(|message| message.contains("asked to fail"))
+    );
+    let (_, second) = spans_of(&exports[1].body);
+    assert_ne!(second[0]["traceId"], trace, "a trace per run");
+    let reused = second
+        .iter()
+        .find(|span| span["name"] == "probe")
+        .expect("probe's span");
+    assert_eq!(attribute(reused, "cairn.cached")["boolValue"], true);
+
+    // A collector that is not there is a warning that names it, not a
+    // failed run, and never shows the headers' token.
+    let (finished, _) = run_json_with(with_collector("http://127.0.0.1:9"), &["probe"]);
+    assert_eq!(finished.code, Some(0), "{finished:?}");
+    assert!(
+        finished.stderr.contains("cannot export run") && finished.stderr.contains("http://127.0.0.1:9/v1/traces"),
+        "{finished:?}"
+    );
+    assert!(!finished.stderr.contains("s3cret-t0ken"), "{finished:?}");
+}

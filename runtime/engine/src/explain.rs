@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 
-use crate::stage_key::Change;
+use crate::stage_key::{Change, KeyParts};
 use crate::state::{RunRecord, WorkspaceState};
 use cairn_cas::{Store, StoreError, Tree};
 use cairn_core::Digest;
@@ -77,6 +77,19 @@ fn host_tools_note(stage: &cairn_pipeline::Stage) -> String {
         );
     }
     text
+}
+
+/// What went into `key` for `stage` of the workspace at `root`, while the
+/// workspace still remembers it (its last two keys).
+pub fn key_parts(cache: &CacheDir, root: &std::path::Path, stage: &str, key: &Digest) -> Option<KeyParts> {
+    let state = WorkspaceState::load(cache, root);
+    let record = state.stage(stage)?;
+    [record.last.as_ref(), record.previous.as_ref()]
+        .into_iter()
+        .flatten()
+        .find(|run| run.key == *key)?
+        .parts
+        .decode()
 }
 
 /// Why `name` ran in the run `state` holds last, as [`explain`] says it.

@@ -320,7 +320,7 @@ impl Registry {
 }
 
 /// rustls needs one process-wide crypto provider; cairn uses ring.
-fn install_crypto_provider() {
+pub fn install_crypto_provider() {
     static INSTALL: Once = Once::new();
     INSTALL.call_once(|| {
         // Fails only if one is installed already, which is as good.

@@ -19,8 +19,9 @@ use cairn::runs::{RunHistory, RunSummary};
 use super::args::PipelineLocation;
 use super::{Status, terminal};
 
-/// Files a run writes for other tools as it ends: shared by every command
-/// that runs stages.
+/// Files a run writes for other tools as it ends (and the OpenTelemetry
+/// export the environment asks for): shared by every command that runs
+/// stages.
 #[derive(Debug, Args, Default)]
 pub(crate) struct ExportArgs {
     /// Write a Chrome trace of the run to FILE (open it in ui.perfetto.dev).
@@ -69,6 +70,7 @@ impl ExportArgs {
                 "--codequality",
             )?;
         }
+        super::otel::export(record);
         if std::env::var("GITHUB_ACTIONS").is_ok_and(|value| value == "true") {
             let commands = github::workflow_commands(record);
             if json {
@@ -252,10 +254,28 @@ impl ShowArgs {
                 .unwrap_or_default();
             anyhow::bail!("run {} has no stage `{name}`{hint}", record.id);
         };
+        // What went into its key, while the workspace remembers it.
+        let parts = stage.key.and_then(|key| {
+            let root = cairn::pipeline::root_of(Path::new(&record.file));
+            cairn::explain::key_parts(&CacheDir::from_env().ok()?, &root, &stage.name, &key)
+        });
         if self.json {
-            terminal::print_out(&format!("{}\n", serde_json::to_string_pretty(stage)?))?;
+            let mut value = serde_json::to_value(stage)?;
+            if let Some(parts) = &parts {
+                value["key_parts"] = serde_json::to_value(parts)?;
+            }
+            terminal::print_out(&format!("{}\n", serde_json::to_string_pretty(&value)?))?;
         } else {
-            terminal::print_out(&stage_text(stage))?;
+            let mut text = stage_text(stage);
+            if let Some(parts) = &parts {
+                text.push_str("key parts:\n");
+                for line in serde_json::to_string_pretty(parts)?.lines() {
+                    text.push_str(&format!("  {line}\n"));
+                }
+            } else if stage.key.is_some() {
+                text.push_str("key parts: no longer remembered (the workspace keeps its stages' last two keys)\n");
+            }
+            terminal::print_out(&text)?;
         }
         Ok(Status::Success)
     }

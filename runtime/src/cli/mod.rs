@@ -5,6 +5,7 @@ mod args;
 mod cache;
 mod deploy;
 mod history;
+mod otel;
 mod pipeline;
 mod registry;
 mod stage;

@@ -8,6 +8,7 @@ pub mod codequality;
 pub mod github;
 pub mod html;
 pub mod junit;
+pub mod otlp;
 pub mod sarif;
 pub mod trace;
 
