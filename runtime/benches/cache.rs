@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use std::time::{Duration, Instant};
-use support::{cairn_run, median, run};
+use support::{baseline_binary, cairn_run, median, paired_ratio, run};
 
 use cairn::CacheDir;
 use cairn::state::WorkspaceState;
@@ -80,19 +80,41 @@ fn no_op_run() {
     // old enough to trust, one more run remembers its listing.
     std::thread::sleep(Duration::from_millis(2_500));
     run(&mut cairn());
-    // The same runs with the run history off: what recording costs.
+    // The same runs with the run history off: what recording costs; and,
+    // when given, an earlier binary: what a change cost.
     let unrecorded = || {
         let mut command = cairn_run(root, cache.path());
         command.env("CAIRN_KEEP_RUNS", "0");
         command
     };
+    let baseline = baseline_binary();
+    let earlier = |binary: &Path| {
+        let mut command = Command::new(binary);
+        command
+            .args(["run", "-j", "2"])
+            .current_dir(root)
+            .env("CAIRN_CACHE", cache.path());
+        command
+    };
+    if let Some(binary) = &baseline {
+        // It shares the cache (a cache of its own would republish
+        // `cairn-out/` under the other's feet on every run): give it a
+        // binary with the same cache formats, and let it settle in first.
+        run(&mut earlier(binary));
+        run(&mut earlier(binary));
+        run(&mut cairn());
+    }
     let mut cairn_times = Vec::new();
     let mut make_times = Vec::new();
     let mut unrecorded_times = Vec::new();
+    let mut baseline_times = Vec::new();
     for _ in 0..NO_OP_RUNS {
         cairn_times.push(run(&mut cairn()));
         make_times.push(run(&mut make()));
         unrecorded_times.push(run(&mut unrecorded()));
+        if let Some(binary) = &baseline {
+            baseline_times.push(run(&mut earlier(binary)));
+        }
     }
     let (cairn_median, make_median) = (median(&cairn_times), median(&make_times));
     println!(
@@ -111,26 +133,24 @@ fn no_op_run() {
         "  cairn / make                   {:>8.2}x",
         cairn_median.as_secs_f64() / make_median.as_secs_f64()
     );
-    // Each cairn run against the make run right after it, which shares
-    // most of the machine's mood at that moment.
-    let mut ratios: Vec<f64> = cairn_times
-        .iter()
-        .zip(&make_times)
-        .map(|(cairn, make)| cairn.as_secs_f64() / make.as_secs_f64())
-        .collect();
-    ratios.sort_by(f64::total_cmp);
-    println!("  median of paired ratios        {:>8.2}x", ratios[ratios.len() / 2]);
-    let mut recording: Vec<f64> = cairn_times
-        .iter()
-        .zip(&unrecorded_times)
-        .map(|(recorded, unrecorded)| recorded.as_secs_f64() / unrecorded.as_secs_f64())
-        .collect();
-    recording.sort_by(f64::total_cmp);
+    println!(
+        "  median of paired ratios        {:>8.2}x",
+        paired_ratio(&cairn_times, &make_times)
+    );
     println!(
         "  history off (CAIRN_KEEP_RUNS=0) {:>7.1} ms; history on / off, paired {:.3}x",
         median(&unrecorded_times).as_secs_f64() * 1e3,
-        recording[recording.len() / 2]
+        paired_ratio(&cairn_times, &unrecorded_times)
     );
+    if let Some(binary) = &baseline {
+        println!(
+            "  baseline {} {:>7.1} ms; paired against make {:.2}x; this / baseline, paired {:.3}x",
+            binary.display(),
+            median(&baseline_times).as_secs_f64() * 1e3,
+            paired_ratio(&baseline_times, &make_times),
+            paired_ratio(&cairn_times, &baseline_times)
+        );
+    }
 }
 
 fn hashing() {

@@ -10,7 +10,7 @@ mod support;
 use std::fmt::Write as _;
 use std::process::Command;
 
-use support::{cairn_run, median, run};
+use support::{cairn_run, median, paired_ratio, run};
 
 const STAGES: usize = 500;
 const RUNS: usize = 11;
@@ -82,15 +82,9 @@ fn main() {
         "  cairn / make                    {:>8.2}x",
         cairn_median.as_secs_f64() / make_median.as_secs_f64()
     );
-    let mut tracing: Vec<f64> = traced_times
-        .iter()
-        .zip(&cairn_times)
-        .map(|(traced, plain)| traced.as_secs_f64() / plain.as_secs_f64())
-        .collect();
-    tracing.sort_by(f64::total_cmp);
     println!(
         "  cairn run -j 2 --trace          {:>8.1} ms; with / without, paired {:.3}x",
         median(&traced_times).as_secs_f64() * 1e3,
-        tracing[tracing.len() / 2]
+        paired_ratio(&traced_times, &cairn_times)
     );
 }

@@ -50,6 +50,26 @@ pub fn cairn_run(root: &Path, cache: &Path) -> Command {
     command
 }
 
+/// The median of `a[i] / b[i]`: each run against the one right after it,
+/// which shares the machine's mood of that moment.
+pub fn paired_ratio(a: &[Duration], b: &[Duration]) -> f64 {
+    let mut ratios: Vec<f64> = a
+        .iter()
+        .zip(b)
+        .map(|(a, b)| a.as_secs_f64() / b.as_secs_f64())
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    ratios[ratios.len() / 2]
+}
+
+/// `CAIRN_BENCH_BASELINE`: another `cairn` binary (an earlier commit's,
+/// with the same cache formats) to time beside this one, in the same runs.
+pub fn baseline_binary() -> Option<std::path::PathBuf> {
+    std::env::var_os("CAIRN_BENCH_BASELINE")
+        .filter(|path| !path.is_empty())
+        .map(Into::into)
+}
+
 /// The sample at `fraction` of the sorted samples (0.5: the median).
 pub fn percentile(samples: &[Duration], fraction: f64) -> Duration {
     let mut sorted = samples.to_vec();

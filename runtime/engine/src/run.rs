@@ -171,9 +171,16 @@ fn select(pipeline: Pipeline, workspace: Workspace, targets: &[String]) -> Resul
     let mut selected = scheduler::select(&pipeline, &graph, targets).map_err(RunError::Selection)?;
     if targets.is_empty() {
         // Stages that answer `cairn monitor`'s changes run when named only.
-        for (index, selected) in selected.iter_mut().enumerate() {
-            if pipeline.is_handler(index) {
-                *selected = false;
+        let handlers: HashSet<&str> = pipeline
+            .stages
+            .iter()
+            .flat_map(|stage| stage.on_change.iter().map(String::as_str))
+            .collect();
+        if !handlers.is_empty() {
+            for (stage, selected) in pipeline.stages.iter().zip(selected.iter_mut()) {
+                if handlers.contains(stage.name.as_str()) {
+                    *selected = false;
+                }
             }
         }
     }
@@ -504,22 +511,33 @@ pub async fn execute(
     if let Err(error) = saved {
         tracing::warn!(%error, "cannot save what cairn remembers of this workspace; the next run will hash again");
     }
-    reporter.event(&results.finished_event());
-    reporter.flush();
-    results.record = recorder.record().map(|mut record| {
+    // The record is written while the summary is printed.
+    let finished = results.finished_event();
+    let record = recorder.finish(&finished).map(|mut record| {
         explain_record(
             &mut record,
             &pipeline,
             &store,
             &state.read().unwrap_or_else(PoisonError::into_inner),
         );
-        record
+        Arc::new(record)
     });
-    if let (Some(retention), Some(record)) = (settings.history, &results.record)
-        && let Err(error) = RunHistory::open(&cache).save(record, retention)
-    {
+    let keeping = match (settings.history, &record) {
+        (Some(retention), Some(record)) => {
+            let record = Arc::clone(record);
+            let history = RunHistory::open(&cache);
+            Some(std::thread::spawn(move || {
+                tracing::debug_span!("keep the run in the history").in_scope(|| history.save(&record, retention))
+            }))
+        }
+        _ => None,
+    };
+    reporter.event(&finished);
+    reporter.flush();
+    if let Some(Ok(Err(error))) = keeping.map(std::thread::JoinHandle::join) {
         tracing::warn!(%error, "cannot keep this run in the history");
     }
+    results.record = record;
     if exiting {
         // Freeing a workspace of many files and a pipeline of many stages
         // takes a millisecond or two of a core the process is about to
@@ -529,29 +547,36 @@ pub async fn execute(
     Ok(results)
 }
 
-/// Says in each stage's record why it ran or was reused: for one that
-/// ran, what changed since its previous run (as `cairn explain` does).
-/// A reused stage's test cases are read again from the reports it published.
+/// Says in each stage's record why it ran: what changed since its
+/// previous run (as `cairn explain` does); a reused stage's record already
+/// says so by its status and key. A reused stage's test cases are read
+/// again from the reports it published.
 fn explain_record(record: &mut RunRecord, pipeline: &Pipeline, store: &Store, state: &WorkspaceState) {
+    // Looked up by name only when some stage reads test reports: a
+    // thousand cached stages pay nothing here.
+    let reporting: HashMap<&str, &[String]> = pipeline
+        .stages
+        .iter()
+        .filter(|stage| !stage.junit.is_empty())
+        .map(|stage| (stage.name.as_str(), stage.junit.as_slice()))
+        .collect();
     for stage in &mut record.stages {
-        if stage.status == Some(Status::Cached)
-            && let Some(declared) = pipeline.stage(&stage.name)
-            && !declared.junit.is_empty()
-        {
-            let published = pipeline.root.join(OUTPUT_FOLDER).join(&stage.name);
-            stage.cases = crate::junit::read(&published, &declared.junit).cases;
-        }
-        stage.why = match stage.status {
-            Some(Status::Cached) => Some(match stage.key {
-                Some(key) => format!("reused: a result for its key ({}) was already stored", key.short()),
-                None => "reused: the outputs a deployment recorded, restored".to_owned(),
-            }),
-            Some(Status::Succeeded) => crate::explain::why_it_ran(store, state, &stage.name),
-            Some(Status::Failed) if stage.key.is_some() => {
-                Some("it ran (no result was stored for its key) and failed".to_owned())
+        match stage.status {
+            Some(Status::Cached) => {
+                if let Some(reports) = reporting.get(stage.name.as_str()) {
+                    let published = pipeline.root.join(OUTPUT_FOLDER).join(&stage.name);
+                    stage.cases = crate::junit::read(&published, reports).cases;
+                }
+                if stage.key.is_none() {
+                    stage.why = Some("reused: the outputs a deployment recorded, restored".to_owned());
+                }
             }
-            _ => None,
-        };
+            Some(Status::Succeeded) => stage.why = crate::explain::why_it_ran(store, state, &stage.name),
+            Some(Status::Failed) if stage.key.is_some() => {
+                stage.why = Some("it ran (no result was stored for its key) and failed".to_owned());
+            }
+            _ => {}
+        }
     }
 }
 

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use cairn_core::cache_dir::{CacheDir, write_atomically};
+use cairn_core::cache_dir::CacheDir;
 use cairn_report::Status;
 use cairn_report::record::{FORMAT, RunRecord};
 
@@ -181,25 +181,14 @@ impl RunHistory {
         if retention.runs == 0 {
             return Ok(());
         }
-        let io = |path: &Path| {
-            let path = path.to_owned();
-            move |source| RunsError::Io { path, source }
-        };
-        std::fs::create_dir_all(&self.folder).map_err(io(&self.folder))?;
+        std::fs::create_dir_all(&self.folder).map_err(|source| RunsError::Io {
+            path: self.folder.clone(),
+            source,
+        })?;
         let stem = format!("{:013}_{}", record.started_ms, record.id);
-        let full = self.folder.join(format!("{stem}{RECORD}"));
-        let bytes = serde_json::to_vec(record).map_err(|error| RunsError::Corrupt {
-            path: full.clone(),
-            reason: error.to_string(),
-        })?;
-        write_atomically(&full, &bytes).map_err(io(&full))?;
-        let summary = self.folder.join(format!("{stem}{SUMMARY}"));
-        let bytes = serde_json::to_vec(&RunSummary::of(record)).map_err(|error| RunsError::Corrupt {
-            path: summary.clone(),
-            reason: error.to_string(),
-        })?;
+        write_json(&self.folder.join(format!("{stem}{RECORD}")), record)?;
         // Written last: a run is listed only once its record is whole.
-        write_atomically(&summary, &bytes).map_err(io(&summary))?;
+        write_json(&self.folder.join(format!("{stem}{SUMMARY}")), &RunSummary::of(record))?;
         self.trim(retention);
         Ok(())
     }
@@ -315,6 +304,33 @@ impl RunHistory {
             })
             .unwrap_or(0)
     }
+}
+
+/// Writes `value` as JSON to `path`, whole or not at all (a temporary file
+/// renamed over it), streamed rather than built in memory. Not synced to
+/// the disk: a record lost or cut short by a power cut is a run left out of
+/// the history (a cut one is named when listed), and a sync would cost a
+/// thousand-stage no-op run a tenth of its time.
+fn write_json(path: &Path, value: &impl Serialize) -> Result<(), RunsError> {
+    use std::io::Write as _;
+    let io = |source| RunsError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let folder = path.parent().unwrap_or(Path::new("."));
+    let file = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(folder)
+        .map_err(io)?;
+    let mut writer = std::io::BufWriter::with_capacity(64 * 1024, file);
+    serde_json::to_writer(&mut writer, value).map_err(|error| RunsError::Corrupt {
+        path: path.to_owned(),
+        reason: error.to_string(),
+    })?;
+    writer.flush().map_err(io)?;
+    let file = writer.into_inner().map_err(|error| io(error.into_error()))?;
+    file.persist(path).map_err(|error| io(error.error))?;
+    Ok(())
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, RunsError> {

@@ -185,7 +185,7 @@ pub struct RunResults {
     /// Whether the run was interrupted before it finished.
     pub interrupted: bool,
     /// The run as kept in the history, once it has ended.
-    pub record: Option<cairn_report::record::RunRecord>,
+    pub record: Option<Arc<cairn_report::record::RunRecord>>,
 }
 
 impl RunResults {

@@ -305,14 +305,6 @@ pub struct Stage {
 }
 
 impl Pipeline {
-    /// Whether some stage's `on_change` names stage `index`: such a stage
-    /// answers `cairn monitor`'s changes and does not run in `cairn run`
-    /// unless named.
-    pub fn is_handler(&self, index: usize) -> bool {
-        let name = &self.stages[index].name;
-        self.stages.iter().any(|stage| stage.on_change.contains(name))
-    }
-
     /// The environment `stage` deploys to, if any: what decides its branch
     /// rule, its secrets and whether its run is a deployment.
     pub fn environment_of(&self, stage: &Stage) -> Option<&Environment> {

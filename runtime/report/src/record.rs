@@ -103,7 +103,8 @@ pub struct StageRecord {
     /// Where its time went.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub phases: Vec<Phase>,
-    /// Why it ran or was reused, in words.
+    /// Why it ran, in words (a reused stage's status and key say why it
+    /// was reused: [`StageRecord::explanation`]).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub why: Option<String>,
     /// The last [`MAX_LOG_LINES`] lines of its log.
@@ -169,6 +170,17 @@ impl RunRecord {
 }
 
 impl StageRecord {
+    /// Why it ran or was reused, in words.
+    pub fn explanation(&self) -> Option<std::borrow::Cow<'_, str>> {
+        match (&self.why, self.status, self.key) {
+            (Some(why), ..) => Some(why.as_str().into()),
+            (None, Some(Status::Cached), Some(key)) => {
+                Some(format!("reused: a result for its key ({}) was already stored", key.short()).into())
+            }
+            _ => None,
+        }
+    }
+
     /// The status's name, `unfinished` for a stage the run never ended.
     pub fn status_name(&self) -> &'static str {
         self.status.map_or("unfinished", Status::as_str)
@@ -224,13 +236,15 @@ impl Recorder {
         }
     }
 
-    /// The record so far (complete once the run's last event has passed);
-    /// `None` when the run never started.
-    pub fn record(&self) -> Option<RunRecord> {
-        let books = self.books.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut record = books.record.clone()?;
-        for (stage, log) in record.stages.iter_mut().zip(&books.logs) {
-            stage.log = log.iter().cloned().collect();
+    /// Ends the record with the run's last event (`pipeline_finished`) and
+    /// hands it over, without passing the event on (the caller does, while
+    /// the record is being kept); `None` when the run never started.
+    pub fn finish(&self, finished: &Event) -> Option<RunRecord> {
+        self.keep(finished);
+        let mut books = self.books.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut record = books.record.take()?;
+        for (stage, log) in record.stages.iter_mut().zip(std::mem::take(&mut books.logs)) {
+            stage.log = log.into();
         }
         Some(record)
     }

@@ -360,7 +360,7 @@ fn stage_text(stage: &StageRecord) -> String {
             .collect();
         text.push_str(&format!("timings: {}\n", phases.join(", ")));
     }
-    if let Some(why) = &stage.why {
+    if let Some(why) = stage.explanation() {
         text.push_str(&format!("why: {}\n", why.trim_end()));
     }
     for (name, value) in &stage.outputs {
