@@ -470,7 +470,46 @@ fn junit_reports_become_counts_and_annotations() {
         "#,
         &[("report.xml", report)],
     );
-    let (_, events) = run_json(dir.path(), &[]);
+    let exported = tempfile::tempdir().expect("a folder for cairn's own reports");
+    let junit = exported.path().join("cairn-junit.xml");
+    let (_, events) = run_json(dir.path(), &["--junit", junit.to_str().expect("utf-8")]);
+    // cairn's own JUnit report carries the cases the stages' reports listed.
+    let text = std::fs::read_to_string(&junit).expect("--junit wrote its report");
+    let document = roxmltree::Document::parse(&text).expect("JUnit XML");
+    let suite_of = |document: &roxmltree::Document<'_>, stage: &str| -> Vec<(String, String)> {
+        document
+            .descendants()
+            .find(|node| {
+                node.has_tag_name("testsuite")
+                    && node
+                        .attribute("name")
+                        .is_some_and(|name| name.ends_with(&format!("/{stage}")))
+            })
+            .unwrap_or_else(|| panic!("a suite for `{stage}`'s own cases"))
+            .children()
+            .filter(|node| node.has_tag_name("testcase"))
+            .map(|case| {
+                let result = case
+                    .first_element_child()
+                    .map_or("passed".to_owned(), |child| child.tag_name().name().to_owned());
+                (case.attribute("name").unwrap_or_default().to_owned(), result)
+            })
+            .collect()
+    };
+    assert_eq!(
+        suite_of(&document, "failing"),
+        [
+            ("test_add".to_owned(), "passed".to_owned()),
+            ("test_sub".to_owned(), "failure".to_owned()),
+            ("test_later".to_owned(), "skipped".to_owned())
+        ],
+        "{text}"
+    );
+    assert_eq!(
+        events_of(&events, "stage_tests").len(),
+        2,
+        "failing and passing list their cases"
+    );
     let failing = finished_stage(&events, "failing");
     assert_eq!(failing["status"], "failed");
     assert_eq!(
@@ -524,8 +563,12 @@ fn junit_reports_become_counts_and_annotations() {
         "{warnings:?}"
     );
 
-    // A reused result keeps its counts.
-    let (_, again) = run_json(dir.path(), &[]);
+    // A reused result keeps its counts, and its cases (read again from
+    // the report it published).
+    let (_, again) = run_json(dir.path(), &["--junit", junit.to_str().expect("utf-8")]);
+    let text = std::fs::read_to_string(&junit).expect("--junit wrote its report");
+    let document = roxmltree::Document::parse(&text).expect("JUnit XML");
+    assert_eq!(suite_of(&document, "passing").len(), 2, "{text}");
     assert_eq!(finished_stage(&again, "passing")["status"], "cached");
     assert_eq!(finished_stage(&again, "passing")["tests"]["passed"], 2);
 }

@@ -499,3 +499,20 @@ impl StageObserver for StageEvents {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn annotations_name_the_paths_a_person_opens() {
+        assert_eq!(super::repository_path("", "/src/config/site.toml"), "config/site.toml");
+        assert_eq!(
+            super::repository_path("services/api/", "/src/a.txt"),
+            "services/api/a.txt"
+        );
+        assert_eq!(
+            super::repository_path("", "/in/build/page.html"),
+            "cairn-out/build/page.html"
+        );
+        assert_eq!(super::repository_path("", "/tmp/scratch.txt"), "/tmp/scratch.txt");
+    }
+}
