@@ -192,7 +192,16 @@ pub fn cairn(dir: &Path) -> Command {
         .env_remove("CAIRN_INSECURE_REGISTRIES")
         .env("NO_COLOR", "1")
         .env_remove("SOURCE_DATE_EPOCH")
-        .env_remove("CAIRN_LOG");
+        .env_remove("CAIRN_LOG")
+        // A test run on a CI runner or with a collector configured reports
+        // to neither: tests that want them set them.
+        .env_remove("GITHUB_ACTIONS")
+        .env_remove("GITHUB_STEP_SUMMARY")
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        // Every test keeps its runs, whatever the machine says.
+        .env_remove("CAIRN_KEEP_RUNS")
+        .env_remove("CAIRN_KEEP_DAYS");
     command
 }
 
