@@ -17,7 +17,7 @@ use cairn::units::HumanDuration;
 use cairn::watch::Changes;
 
 use super::args::PipelineLocation;
-use super::pipeline::{ExecutionArgs, ctrl_c};
+use super::pipeline::ExecutionArgs;
 use super::{Status, terminal};
 
 #[derive(Debug, Args)]
@@ -47,6 +47,23 @@ impl WatchArgs {
         let status = executor.block_on(async {
             let root = pipeline::root_of(&file);
             let mut changes = Changes::watch(&root)?;
+            // One listener for the whole watch: a Ctrl-C between rounds,
+            // when no round listens, is remembered, not lost.
+            let (interrupted, _) = tokio::sync::watch::channel(false);
+            let mut signals = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+                .context("cannot listen for Ctrl-C")?;
+            let notify = interrupted.clone();
+            tokio::spawn(async move {
+                if signals.recv().await.is_some() {
+                    notify.send_replace(true);
+                }
+            });
+            let until_interrupted = || {
+                let mut receiver = interrupted.subscribe();
+                async move {
+                    let _ = receiver.wait_for(|interrupted| *interrupted).await;
+                }
+            };
             loop {
                 match run::prepare_with_state(&file, &self.stages, &cache) {
                     Ok((prepared, state)) => {
@@ -66,7 +83,7 @@ impl WatchArgs {
                             settings,
                             cache.clone(),
                             Arc::clone(&reporter),
-                            ctrl_c(),
+                            until_interrupted(),
                         );
                         let results = tokio::spawn(round).await.context("the run's task failed")??;
                         if results.interrupted {
@@ -85,7 +102,7 @@ impl WatchArgs {
                     );
                 }
                 tokio::select! {
-                    () = ctrl_c() => return Ok(Status::Interrupted),
+                    () = until_interrupted() => return Ok(Status::Interrupted),
                     changed = changes.next(self.settle.0) => {
                         if changed.is_empty() {
                             anyhow::bail!("the file watcher stopped");
