@@ -347,6 +347,7 @@ pub async fn execute(
     }
     let branch = crate::git::current_branch(&pipeline.root);
     let run_id = RunInfo::new_id();
+    let commit = crate::git::current_commit(&pipeline.root);
     let recorder = Arc::new(Recorder::new(
         reporter,
         RunHeader {
@@ -356,7 +357,7 @@ pub async fn execute(
                 .unwrap_or_else(|_| pipeline.file.name.clone())
                 .display()
                 .to_string(),
-            commit: crate::git::current_commit(&pipeline.root),
+            commit: commit.clone(),
             branch: branch.clone(),
             stages: pipeline
                 .stages
@@ -378,6 +379,7 @@ pub async fn execute(
         RunInfo {
             id: run_id,
             branch: branch.clone(),
+            commit,
         },
         settings.deploy.clone(),
         Arc::clone(&reporter),

@@ -257,40 +257,34 @@ impl Recorder {
         let mut books = self.books.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let books = &mut *books;
         if let Event::PipelineStarted { pipeline, stages, jobs } = event {
+            // A second pass (an automatic rollback) adds to the first's
+            // record: a stage it runs again keeps its place, its new result
+            // over the old.
+            let record = books.record.get_or_insert_with(|| RunRecord {
+                format: FORMAT,
+                id: books.header.id.clone(),
+                command: books.header.command.clone(),
+                pipeline: pipeline.clone(),
+                file: books.header.file.clone(),
+                commit: books.header.commit.clone(),
+                branch: books.header.branch.clone(),
+                started_ms: self
+                    .started_at
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map_or(0, |since| since.as_millis() as u64),
+                duration_ms: 0,
+                status: "interrupted".to_owned(),
+                jobs: *jobs,
+                stages: Vec::new(),
+                deployments: Vec::new(),
+            });
             let selected: std::collections::HashSet<&str> = stages.iter().map(String::as_str).collect();
-            let chosen: Vec<StageRecord> = books
-                .header
-                .stages
-                .iter()
-                .filter(|stage| selected.contains(stage.name.as_str()))
-                .cloned()
-                .collect();
-            books.index = chosen
-                .iter()
-                .enumerate()
-                .map(|(index, stage)| (stage.name.clone(), index))
-                .collect();
-            books.logs = vec![VecDeque::new(); chosen.len()];
-            // A second pass (an automatic rollback) keeps the first's record.
-            if books.record.is_none() {
-                books.record = Some(RunRecord {
-                    format: FORMAT,
-                    id: books.header.id.clone(),
-                    command: books.header.command.clone(),
-                    pipeline: pipeline.clone(),
-                    file: books.header.file.clone(),
-                    commit: books.header.commit.clone(),
-                    branch: books.header.branch.clone(),
-                    started_ms: self
-                        .started_at
-                        .duration_since(SystemTime::UNIX_EPOCH)
-                        .map_or(0, |since| since.as_millis() as u64),
-                    duration_ms: 0,
-                    status: "interrupted".to_owned(),
-                    jobs: *jobs,
-                    stages: chosen,
-                    deployments: Vec::new(),
-                });
+            for stage in &books.header.stages {
+                if selected.contains(stage.name.as_str()) && !books.index.contains_key(&stage.name) {
+                    books.index.insert(stage.name.clone(), record.stages.len());
+                    record.stages.push(stage.clone());
+                    books.logs.push(VecDeque::new());
+                }
             }
             return;
         }
@@ -447,6 +441,83 @@ mod tests {
             duration_us,
             ..StageRecord::default()
         }
+    }
+
+    struct Nowhere;
+    impl Reporter for Nowhere {
+        fn event(&self, _: &Event) {}
+    }
+
+    fn finished(stage: &str, status: Status) -> Event {
+        Event::StageFinished {
+            stage: stage.to_owned(),
+            status,
+            duration_ms: 1,
+            attempts: 1,
+            error: None,
+            hint: None,
+            reason: None,
+            summary: None,
+            outputs: BTreeMap::new(),
+            key: None,
+            outputs_digest: None,
+            tests: None,
+            phases: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_second_pass_updates_its_stages_in_place() {
+        let recorder = Recorder::new(
+            std::sync::Arc::new(Nowhere),
+            RunHeader {
+                id: "run".to_owned(),
+                command: "run".to_owned(),
+                file: "cairn.toml".to_owned(),
+                commit: None,
+                branch: None,
+                stages: ["build", "deploy", "verify"].map(|name| stage(name, 0, 0)).to_vec(),
+            },
+        );
+        let started = |stages: &[&str]| Event::PipelineStarted {
+            pipeline: "p".to_owned(),
+            stages: stages.iter().map(|name| (*name).to_owned()).collect(),
+            jobs: 2,
+        };
+        recorder.event(&started(&["build", "deploy", "verify"]));
+        for (name, status) in [
+            ("build", Status::Succeeded),
+            ("deploy", Status::Succeeded),
+            ("verify", Status::Failed),
+        ] {
+            recorder.event(&finished(name, status));
+        }
+        // The rollback pass runs the environment's stages again.
+        recorder.event(&started(&["deploy", "verify"]));
+        recorder.event(&finished("verify", Status::Succeeded));
+        let record = recorder
+            .finish(&Event::PipelineFinished {
+                status: "failed",
+                duration_ms: 5,
+                succeeded: 3,
+                cached: 0,
+                failed: 1,
+                skipped: 0,
+            })
+            .expect("a record");
+        let statuses: Vec<(&str, Option<Status>)> = record
+            .stages
+            .iter()
+            .map(|stage| (stage.name.as_str(), stage.status))
+            .collect();
+        assert_eq!(
+            statuses,
+            [
+                ("build", Some(Status::Succeeded)),
+                ("deploy", Some(Status::Succeeded)),
+                ("verify", Some(Status::Succeeded))
+            ]
+        );
     }
 
     #[test]

@@ -46,6 +46,8 @@ pub struct RunInfo {
     pub id: String,
     /// The branch checked out.
     pub branch: Option<String>,
+    /// The commit checked out.
+    pub commit: Option<String>,
 }
 
 impl RunInfo {
@@ -354,7 +356,7 @@ impl Deployments {
             id: 0,
             environment: name.clone(),
             run: self.run.id.clone(),
-            commit: crate::git::current_commit(&self.pipeline.root),
+            commit: self.run.commit.clone(),
             branch: self.run.branch.clone(),
             status: DeploymentStatus::Running,
             started_at: timestamp(SystemTime::now()),
