@@ -28,6 +28,7 @@ mod pipeline_errors;
 mod pipelines;
 mod polyglot;
 mod registry;
+mod remote_cache;
 mod sandbox;
 mod std_delivery;
 mod std_manifests;

@@ -4,6 +4,7 @@
 //! binary.
 
 pub mod http_server;
+pub mod nats;
 pub mod registry;
 
 use std::collections::BTreeMap;
@@ -177,6 +178,53 @@ pub fn cache_for(dir: &Path) -> PathBuf {
             std::fs::create_dir_all(&target).expect("the shared part of the test cache");
             let _ = std::os::unix::fs::symlink(&target, cache.join(shared));
         }
+    }
+    cache
+}
+
+/// Starts a server the test needs, its stdout and stderr in the file
+/// `log`; `install` says how to get it when it is missing.
+pub fn spawn_server(command: &mut Command, log: &Path, install: &str) -> std::process::Child {
+    let file = std::fs::File::create(log).expect("the server's log");
+    command
+        .stdin(std::process::Stdio::null())
+        .stdout(file.try_clone().expect("the log twice"))
+        .stderr(file)
+        .spawn()
+        .unwrap_or_else(|error| panic!("cannot start {:?} ({error}); {install}", command.get_program()))
+}
+
+/// Waits up to 30 s for a server the test started to be `ready`, failing
+/// with its `log` if it exits or never is.
+pub fn wait_for_server(
+    name: &str,
+    child: &mut std::process::Child,
+    ready: impl Fn() -> bool,
+    log: impl Fn() -> String,
+) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{name} exited ({status}):\n{}", log());
+        }
+        if ready() {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{name} did not start:\n{}", log());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// The cache of another machine: a store and stage folder builds of its
+/// own, sharing with the test run only the compiled code and cargo's
+/// target folder, which hold no results (so a Rust stage folder builds in
+/// seconds, to the same bytes).
+pub fn machine_cache() -> tempfile::TempDir {
+    let cache = tempfile::tempdir().expect("a cache");
+    for shared in ["compiled-v1", "cargo-target"] {
+        let target = shared_cache_dir().join(shared);
+        std::fs::create_dir_all(&target).expect("the shared part of the test cache");
+        std::os::unix::fs::symlink(&target, cache.path().join(shared)).expect("a link to the shared cache");
     }
     cache
 }

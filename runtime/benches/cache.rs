@@ -9,7 +9,6 @@
 
 mod support;
 
-use std::fmt::Write as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -34,35 +33,7 @@ fn no_op_run() {
     let workspace = tempfile::tempdir().expect("tempdir");
     let cache = tempfile::tempdir().expect("tempdir");
     let root = workspace.path();
-    let mut pipeline = String::from("[pipeline]\nname = \"no-op\"\n");
-    let mut makefile = String::from("all:");
-    let mut rules = String::new();
-    for stage in 0..STAGES {
-        std::fs::create_dir(root.join(format!("pkg{stage}"))).expect("mkdir");
-        for file in 0..FILES_PER_STAGE {
-            std::fs::write(
-                root.join(format!("pkg{stage}/f{file}.txt")),
-                format!("package {stage} file {file}\n"),
-            )
-            .expect("write");
-        }
-        let _ = write!(
-            pipeline,
-            "[stages.s{stage}]\nuses = {:?}\ninputs = [\"pkg{stage}/**\"]\nargs = [\"upper\", \"/src/pkg{stage}/f0.txt\", \"/out/out.txt\"]\n",
-            cairn_test_programs::PROBE_COMPONENT
-        );
-        let _ = write!(makefile, " out/pkg{stage}.txt");
-        let prerequisites: Vec<String> = (0..FILES_PER_STAGE)
-            .map(|file| format!("pkg{stage}/f{file}.txt"))
-            .collect();
-        let _ = writeln!(
-            rules,
-            "out/pkg{stage}.txt: {}\n\t@mkdir -p out\n\ttr a-z A-Z < pkg{stage}/f0.txt > $@",
-            prerequisites.join(" ")
-        );
-    }
-    std::fs::write(root.join("cairn.toml"), pipeline).expect("write");
-    std::fs::write(root.join("Makefile"), format!("{makefile}\n{rules}")).expect("write");
+    support::write_no_op_workspace(root, STAGES, FILES_PER_STAGE);
     // Files younger than two seconds are hashed on every run (they could
     // still change within the same timestamp): let them age first.
     std::thread::sleep(Duration::from_millis(2_500));
@@ -88,18 +59,29 @@ fn no_op_run() {
         command
     };
     let baseline = baseline_binary();
+    // The earlier binary gets a copy of the settled cache: sharing one
+    // would make each rewrite what the other's formats (a checked
+    // pipeline's, say) no longer read, and both pay for it on every run.
+    // The copy remembers the same `cairn-out/`, so neither republishes it.
+    let baseline_cache = tempfile::tempdir().expect("a cache for the baseline");
+    if baseline.is_some() {
+        let copied = Command::new("cp")
+            .arg("-a")
+            .arg(format!("{}/.", cache.path().display()))
+            .arg(baseline_cache.path())
+            .status()
+            .expect("cp runs");
+        assert!(copied.success(), "the cache is copied for the baseline");
+    }
     let earlier = |binary: &Path| {
         let mut command = Command::new(binary);
         command
             .args(["run", "-j", "2"])
             .current_dir(root)
-            .env("CAIRN_CACHE", cache.path());
+            .env("CAIRN_CACHE", baseline_cache.path());
         command
     };
     if let Some(binary) = &baseline {
-        // It shares the cache (a cache of its own would republish
-        // `cairn-out/` under the other's feet on every run): give it a
-        // binary with the same cache formats, and let it settle in first.
         run(&mut earlier(binary));
         run(&mut earlier(binary));
         run(&mut cairn());
@@ -157,17 +139,7 @@ fn hashing() {
     const FILES: usize = 128;
     const FILE_SIZE: usize = 8 << 20;
     let tree = tempfile::tempdir().expect("tempdir");
-    let mut paths = Vec::new();
-    for index in 0..FILES {
-        let mut contents = vec![0u8; FILE_SIZE];
-        blake3::Hasher::new_derive_key("cairn benchmark data")
-            .update(&index.to_le_bytes())
-            .finalize_xof()
-            .fill(&mut contents);
-        let path = tree.path().join(format!("data{index:03}.bin"));
-        std::fs::write(&path, contents).expect("write");
-        paths.push(path);
-    }
+    let paths = support::write_random_tree(tree.path(), FILES, FILE_SIZE);
     let gib = (FILES * FILE_SIZE) as f64 / f64::from(1u32 << 30);
 
     let b3sum = Command::new("b3sum")

@@ -27,10 +27,11 @@ pub use cairn_component as component;
 pub use cairn_core::{cache_dir, observer, threads, units};
 pub use cairn_engine::{
     cache_maintenance, component_source, deploy, executor, explain, git, host_tools, junit, monitor, output_dir, run,
-    runs, scheduler, secrets, stage_key, state, watch, workspace,
+    runs, scheduler, secrets, shared_cache, stage_key, state, watch, workspace,
 };
 pub use cairn_oci as oci;
 pub use cairn_pipeline as pipeline;
+pub use cairn_remote as remote;
 pub use cairn_report as report;
 pub use cairn_sandbox as sandbox;
 pub use cairn_sandbox::runtime;

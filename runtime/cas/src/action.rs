@@ -54,6 +54,12 @@ impl ActionEntry {
             duration_ms,
         }
     }
+
+    /// Whether it is in the format this cairn reads: an entry from an older
+    /// or newer cairn (through a shared cache) is a miss, not a misreading.
+    pub fn is_current(&self) -> bool {
+        self.version == VERSION
+    }
 }
 
 impl Store {
@@ -63,7 +69,7 @@ impl Store {
         let path = self.action_path(key);
         let bytes = fs::read(&path).ok()?;
         match serde_json::from_slice::<ActionEntry>(&bytes) {
-            Ok(entry) if entry.version == VERSION => {
+            Ok(entry) if entry.is_current() => {
                 if let Ok(file) = fs::File::options().write(true).open(&path) {
                     let _ = file.set_modified(SystemTime::now());
                 }

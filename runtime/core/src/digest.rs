@@ -10,6 +10,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Digest([u8; 32]);
 
+/// What a digest's text begins with.
+const PREFIX: &str = "blake3:";
+
 /// A string that is not `blake3:` followed by 64 hex digits.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("`{0}` is not a digest (expected `blake3:` and 64 hex digits)")]
@@ -49,7 +52,7 @@ impl Digest {
 
 impl fmt::Display for Digest {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(formatter, "blake3:{}", self.to_hex())
+        write!(formatter, "{PREFIX}{}", blake3::Hash::from_bytes(self.0).to_hex())
     }
 }
 
@@ -64,7 +67,7 @@ impl FromStr for Digest {
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let error = || DigestParseError(text.to_owned());
-        let hex = text.strip_prefix("blake3:").ok_or_else(error)?;
+        let hex = text.strip_prefix(PREFIX).ok_or_else(error)?;
         blake3::Hash::from_hex(hex)
             .map(|hash| Digest(*hash.as_bytes()))
             .map_err(|_| error())
@@ -76,7 +79,13 @@ impl FromStr for Digest {
 impl Serialize for Digest {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         if serializer.is_human_readable() {
-            serializer.collect_str(self)
+            // Written whole from the stack: records of a thousand stages
+            // hold two thousand of these.
+            let hex = blake3::Hash::from_bytes(self.0).to_hex();
+            let mut text = [0u8; PREFIX.len() + 64];
+            text[..PREFIX.len()].copy_from_slice(PREFIX.as_bytes());
+            text[PREFIX.len()..].copy_from_slice(hex.as_bytes());
+            serializer.serialize_str(std::str::from_utf8(&text).map_err(serde::ser::Error::custom)?)
         } else {
             self.0.serialize(serializer)
         }

@@ -2,7 +2,11 @@
 //! embedded in cairn, a stage source folder built on demand, or a component
 //! published to a registry and pinned in `cairn.lock` (see [`cairn_oci`]).
 //!
-//! Source folders, in any language, are built by [`cairn_stage_build`].
+//! Source folders, in any language, are built by [`cairn_stage_build`]; with
+//! a shared cache, a JavaScript, Python or C folder another machine built
+//! from the same sources and toolchain is taken from it instead (those
+//! tools do not build the same bytes twice, so building again would give
+//! the stage, and every stage after it, a new key).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,6 +18,7 @@ use cairn_core::once_map::OnceMap;
 use cairn_oci::OciError;
 use cairn_oci::resolve::RemoteComponents;
 use cairn_pipeline::Uses;
+use cairn_remote::SharedCache;
 use cairn_stage_build::{self as stage_build, BuildError};
 
 use crate::state::ComponentRecord;
@@ -107,6 +112,7 @@ pub struct ComponentSources {
     cache: CacheDir,
     folders: OnceMap<PathBuf, Arc<[u8]>>,
     remote: Option<(tokio::sync::Mutex<RemoteComponents>, Arc<Store>)>,
+    shared: Option<(Arc<SharedCache>, Arc<Store>)>,
 }
 
 impl ComponentSources {
@@ -116,7 +122,15 @@ impl ComponentSources {
             cache,
             folders: OnceMap::default(),
             remote: None,
+            shared: None,
         }
+    }
+
+    /// Sources that take and share stage folder builds through `shared`,
+    /// their components kept in `store`.
+    pub fn with_shared(mut self, shared: Option<Arc<SharedCache>>, store: Arc<Store>) -> Self {
+        self.shared = shared.map(|shared| (shared, store));
+        self
     }
 
     /// Sources that also hand out the pinned remote components, kept in `store`.
@@ -145,23 +159,86 @@ impl ComponentSources {
             },
             Uses::SourceFolder(folder) => {
                 self.folders
-                    .get_or_try_init(folder.clone(), || {
-                        let cache = self.cache.clone();
-                        let folder = folder.clone();
-                        async move {
-                            tokio::task::spawn_blocking(move || {
-                                stage_build::build(&cache, &folder)
-                                    .map(|built| built.bytes)
-                                    .map_err(|source| SourceError::Build { folder, source })
-                            })
-                            .await
-                            .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))
-                        }
-                    })
+                    .get_or_try_init(folder.clone(), || self.build_folder(folder.clone()))
                     .await
             }
         }
     }
+}
+
+impl ComponentSources {
+    /// The component of a stage folder: its last build here, else the
+    /// build another machine shared, else a build now (then shared).
+    async fn build_folder(&self, folder: PathBuf) -> Result<Arc<[u8]>, SourceError> {
+        let failed = |folder: &Path| {
+            let folder = folder.to_owned();
+            move |source| SourceError::Build { folder, source }
+        };
+        let cache = self.cache.clone();
+        let build = blocking({
+            let folder = folder.clone();
+            move || stage_build::FolderBuild::new(&cache, &folder)
+        })
+        .await
+        .map(Arc::new)
+        .map_err(failed(&folder))?;
+        let reused = blocking({
+            let build = Arc::clone(&build);
+            move || build.reuse()
+        })
+        .await;
+        if let Some(built) = reused {
+            return Ok(built.bytes);
+        }
+        let shared = self.shared.as_ref().zip(build.portable_key());
+        if let Some(((shared, store), key)) = &shared {
+            match shared.fetch_build(store, key).await {
+                Ok(Some(component)) => match store.read(&component) {
+                    Ok(bytes) => {
+                        tracing::debug!(folder = %folder.display(), %component, "took the stage folder's build from the shared cache");
+                        let build = Arc::clone(&build);
+                        return blocking(move || build.adopt(bytes))
+                            .await
+                            .map(|built| built.bytes)
+                            .map_err(failed(&folder));
+                    }
+                    Err(error) => tracing::warn!(%error, "cannot read a shared stage folder build; building it here"),
+                },
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::warn!(%error, "cannot take the stage folder's build from the shared cache; building it here")
+                }
+            }
+        }
+        let built = blocking({
+            let build = Arc::clone(&build);
+            move || build.build()
+        })
+        .await
+        .map_err(failed(&folder))?;
+        if let Some(((shared, store), key)) = &shared {
+            let stored = store.put_bytes(&built.bytes);
+            let outcome = match stored {
+                Ok(component) => shared
+                    .share_build(store, key, component)
+                    .await
+                    .map(drop)
+                    .map_err(|error| error.to_string()),
+                Err(error) => Err(error.to_string()),
+            };
+            if let Err(error) = outcome {
+                tracing::warn!(%error, "cannot share the stage folder's build");
+            }
+        }
+        Ok(built.bytes)
+    }
+}
+
+/// `work` on a thread that may block, its panic carried over.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))
 }
 
 /// A stage's component: its digest and format, which its key needs on every

@@ -23,6 +23,7 @@ pub mod run;
 pub mod runs;
 pub mod scheduler;
 pub mod secrets;
+pub mod shared_cache;
 pub mod stage_key;
 pub mod state;
 pub mod watch;

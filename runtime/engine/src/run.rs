@@ -71,6 +71,9 @@ pub enum RunError {
     /// A stage's host tools cannot be granted.
     #[error(transparent)]
     Tools(#[from] crate::host_tools::ToolsError),
+    /// The shared cache cannot be used.
+    #[error(transparent)]
+    Shared(#[from] crate::shared_cache::SharedCacheError),
     /// A rollback cannot be done (nothing to go back to, outputs gone).
     #[error("cannot roll back: {0}")]
     Rollback(String),
@@ -278,6 +281,9 @@ pub struct RunSettings {
     /// Keep the run in the history, trimmed to this (`None`: not kept, as
     /// `cairn monitor`'s rounds, which it records itself).
     pub history: Option<Retention>,
+    /// The shared cache asked for on the command line (the pipeline's
+    /// `[remote]` otherwise).
+    pub shared: crate::shared_cache::SharedCacheRequest,
 }
 
 /// `cairn rollback ENV [--to ID]`.
@@ -345,6 +351,10 @@ pub async fn execute(
             "--approve names `{unknown}`, which is not an environment of this pipeline{hint}"
         )));
     }
+    let making_room = settings.history.map(|retention| {
+        let history = RunHistory::open(&cache);
+        std::thread::spawn(move || history.make_room(retention))
+    });
     let branch = crate::git::current_branch(&pipeline.root);
     let run_id = RunInfo::new_id();
     let commit = crate::git::current_commit(&pipeline.root);
@@ -402,8 +412,11 @@ pub async fn execute(
     // host is a mistake to report at once.
     let tools = tracing::debug_span!("find the host tools")
         .in_scope(|| crate::host_tools::resolve(&pipeline, &prepared.selected, &cache))?;
+    let shared = settings.shared.open(Some(&pipeline)).await?;
     let remote = resolve_remote(&pipeline, &store, &settings.remote).await?;
-    let sources = ComponentSources::new(cache.clone()).with_remote(remote, Arc::clone(&store));
+    let sources = ComponentSources::new(cache.clone())
+        .with_remote(remote, Arc::clone(&store))
+        .with_shared(shared.clone(), Arc::clone(&store));
     let components = component_refs(&prepared, &pinned, &sources, &mut state).await?;
     let input_digests = tracing::debug_span!("hash the inputs").in_scope(|| hash_inputs(&prepared, &mut state))?;
     let output_root = pipeline.root.join(OUTPUT_FOLDER);
@@ -436,6 +449,7 @@ pub async fn execute(
         monitor: settings.monitor.clone(),
         always_run: settings.always_run.clone(),
         repository_prefix: crate::git::repository_prefix(&pipeline.root).into(),
+        shared,
     });
     reporter.event(&Event::PipelineStarted {
         pipeline: pipeline.name.clone(),
@@ -524,6 +538,9 @@ pub async fn execute(
         );
         Arc::new(record)
     });
+    if let Some(Err(panic)) = making_room.map(std::thread::JoinHandle::join) {
+        std::panic::resume_unwind(panic);
+    }
     let keeping = match (settings.history, &record) {
         (Some(retention), Some(record)) => {
             let record = Arc::clone(record);

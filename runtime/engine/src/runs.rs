@@ -176,7 +176,8 @@ impl RunHistory {
         &self.folder
     }
 
-    /// Keeps `record`, then trims the history to `retention`.
+    /// Keeps `record`. The history is trimmed before, by
+    /// [`make_room`](Self::make_room).
     pub fn save(&self, record: &RunRecord, retention: Retention) -> Result<(), RunsError> {
         if retention.runs == 0 {
             return Ok(());
@@ -189,8 +190,17 @@ impl RunHistory {
         write_json(&self.folder.join(format!("{stem}{RECORD}")), record)?;
         // Written last: a run is listed only once its record is whole.
         write_json(&self.folder.join(format!("{stem}{SUMMARY}")), &RunSummary::of(record))?;
-        self.trim(retention);
         Ok(())
+    }
+
+    /// Trims the history so that one more run fits in `retention`: done
+    /// while the run goes on (on a thread of its own), not after it, where
+    /// removing a thousand-stage record would hold up the exit.
+    pub fn make_room(&self, retention: Retention) {
+        self.trim(Retention {
+            runs: retention.runs.saturating_sub(1),
+            ..retention
+        });
     }
 
     /// The file stems (`<start>_<id>`) of the kept runs, oldest first.
@@ -381,6 +391,7 @@ mod tests {
             ("261203000002-bbbb", 2),
             ("261203000003-aaaa", 3),
         ] {
+            history.make_room(retention);
             history
                 .save(
                     &RunRecord {

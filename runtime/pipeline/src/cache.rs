@@ -14,13 +14,13 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Environment, LoadFailure, Pipeline, SourceFile, Stage, Uses, check, read, root_of};
+use super::{Environment, LoadFailure, Pipeline, Remote, SourceFile, Stage, Uses, check, read, root_of};
 use cairn_core::Digest;
 use cairn_core::cache_dir::{CacheDir, write_atomically};
 use cairn_stage_build::Language;
 
 /// Bumped when the entry's format (or any type in it) changes.
-const VERSION: u32 = 7;
+const VERSION: u32 = 8;
 
 /// What an entry holds besides the text it was checked from.
 #[derive(Serialize, Deserialize)]
@@ -30,6 +30,7 @@ struct Entry {
     name: String,
     stages: Vec<Stage>,
     environments: BTreeMap<String, Environment>,
+    remote: Remote,
 }
 
 /// [`super::load`], reusing the checked pipeline cached in `cache` when the
@@ -51,6 +52,7 @@ pub fn load_cached(path: &Path, cache: &CacheDir) -> Result<Pipeline, LoadFailur
             file: SourceFile::new(path, text),
             stages: entry.stages,
             environments: entry.environments,
+            remote: entry.remote,
         });
     }
     let pipeline = check(path, text)?;
@@ -59,6 +61,7 @@ pub fn load_cached(path: &Path, cache: &CacheDir) -> Result<Pipeline, LoadFailur
         name: pipeline.name.clone(),
         stages: pipeline.stages.clone(),
         environments: pipeline.environments.clone(),
+        remote: pipeline.remote.clone(),
     };
     let saved = postcard::to_stdvec(&entry)
         .map_err(std::io::Error::other)

@@ -43,6 +43,22 @@ pub struct Pipeline {
     pub stages: Vec<Stage>,
     /// `[environments.NAME]`: where deploy stages deploy, by name.
     pub environments: BTreeMap<String, Environment>,
+    /// `[remote]`: the shared cache the pipeline's runs use by default.
+    pub remote: Remote,
+}
+
+/// `[remote]`: a shared cache every run of the pipeline uses unless told
+/// otherwise, so a team writes its server once instead of in every CI job.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Remote {
+    /// `url`: the NATS server (`nats://HOST:PORT`); `--remote` and
+    /// `CAIRN_REMOTE` take precedence.
+    pub url: Option<String>,
+    /// `read_only`: never write to it (as `--remote-read-only`).
+    pub read_only: bool,
+    /// `replicas`: on how many servers of a cluster each bucket keeps its
+    /// data, when cairn creates the buckets (1 to 5; default 1).
+    pub replicas: u32,
 }
 
 /// A deployment environment (`[environments.NAME]`): what GitHub Actions

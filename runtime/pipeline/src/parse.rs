@@ -15,13 +15,14 @@ use toml::de::{DeTable, DeValue};
 use super::expression::{Condition, Reference, SyntaxError, Template};
 use super::graph::Graph;
 use super::{
-    ClockGrant, DEFAULT_APPROVAL_TIMEOUT, Diagnostic, Environment, InputGlob, Pipeline, RandomGrant, SourceFile, Stage,
-    ToolName, Uses, did_you_mean,
+    ClockGrant, DEFAULT_APPROVAL_TIMEOUT, Diagnostic, Environment, InputGlob, Pipeline, RandomGrant, Remote,
+    SourceFile, Stage, ToolName, Uses, did_you_mean,
 };
 use cairn_core::units::{ByteSize, HumanDuration};
 use cairn_core::{Limits, NetworkEntry, Origin};
 
-const TOP_KEYS: &[&str] = &["pipeline", "defaults", "limits", "environments", "stages"];
+const TOP_KEYS: &[&str] = &["pipeline", "defaults", "limits", "environments", "remote", "stages"];
+const REMOTE_KEYS: &[&str] = &["url", "read_only", "replicas"];
 const ENVIRONMENT_KEYS: &[&str] = &[
     "url",
     "secrets",
@@ -206,6 +207,7 @@ impl Checker<'_> {
             },
         };
         let environments = self.environments(document);
+        let remote = self.remote(document);
         let mut raw_stages = Vec::new();
         match document.get("stages") {
             // Said only when nothing else is wrong: a misspelled `[stage.x]`
@@ -253,6 +255,7 @@ impl Checker<'_> {
                 file,
                 stages: Vec::new(),
                 environments,
+                remote,
             };
         }
         let graph = Graph::new(&stages);
@@ -272,7 +275,50 @@ impl Checker<'_> {
             file,
             stages,
             environments,
+            remote,
         }
+    }
+
+    /// `[remote]`: the shared cache runs use by default.
+    fn remote(&mut self, document: &DeTable<'_>) -> Remote {
+        let mut remote = Remote {
+            replicas: 1,
+            ..Remote::default()
+        };
+        let Some(table) = self.table_at(document, "remote") else {
+            return remote;
+        };
+        self.check_keys(table, REMOTE_KEYS, "in [remote]");
+        if let Some(value) = table.get("url")
+            && let Some(url) = self.string(value, "`url`")
+        {
+            let text = url.get_ref();
+            if !(text.starts_with("nats://") || text.starts_with("tls://")) {
+                self.error(
+                    Diagnostic::error("`url` must name a NATS server", url.span())
+                        .with_hint("write `url = \"nats://HOST:4222\"` (or `tls://` for TLS)"),
+                );
+            } else if text
+                .split("://")
+                .nth(1)
+                .is_some_and(|rest| rest.split('/').next().unwrap_or_default().contains('@'))
+            {
+                self.error(
+                    Diagnostic::error("`url` carries credentials, which do not belong in a file under version control", url.span())
+                        .with_hint("remove them and set CAIRN_NATS_USER and CAIRN_NATS_PASSWORD (or CAIRN_NATS_TOKEN) where cairn runs"),
+                );
+            }
+            remote.url = Some(url.into_inner());
+        }
+        if let Some(value) = table.get("read_only") {
+            remote.read_only = self.boolean(value, "`read_only`");
+        }
+        if let Some(value) = table.get("replicas")
+            && let Some(replicas) = self.count_up_to(value, "`replicas`", 5)
+        {
+            remote.replicas = replicas.max(1);
+        }
+        remote
     }
 
     /// `[environments.NAME]` tables, each with where it is written.

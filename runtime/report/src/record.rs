@@ -64,6 +64,7 @@ pub struct StageRecord {
     /// The stage.
     pub name: String,
     /// The stages it needs (its edges in the graph).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub needs: Vec<String>,
     /// The environment it deploys to.
     #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -71,10 +72,13 @@ pub struct StageRecord {
     /// How it ended; `None` if the run ended before it did.
     pub status: Option<Status>,
     /// When it began, in microseconds after the run began.
+    #[serde(skip_serializing_if = "is_zero", default)]
     pub start_us: u64,
     /// How long it took, in microseconds.
+    #[serde(skip_serializing_if = "is_zero", default)]
     pub duration_us: u64,
     /// How many times it ran.
+    #[serde(skip_serializing_if = "is_zero", default)]
     pub attempts: u32,
     /// Why it failed.
     #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -121,8 +125,8 @@ pub struct StageRecord {
     pub cases: Vec<TestCase>,
 }
 
-fn is_zero(value: &u64) -> bool {
-    *value == 0
+fn is_zero<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
 }
 
 /// A line of a stage's log.
@@ -279,10 +283,13 @@ impl Recorder {
                 deployments: Vec::new(),
             });
             let selected: std::collections::HashSet<&str> = stages.iter().map(String::as_str).collect();
-            for stage in &books.header.stages {
+            // Each stage enters the record once: moved, not copied, out of
+            // the header (a thousand of them are most of what a no-op
+            // run's record allocates).
+            for stage in &mut books.header.stages {
                 if selected.contains(stage.name.as_str()) && !books.index.contains_key(&stage.name) {
                     books.index.insert(stage.name.clone(), record.stages.len());
-                    record.stages.push(stage.clone());
+                    record.stages.push(std::mem::take(stage));
                     books.logs.push(VecDeque::new());
                 }
             }

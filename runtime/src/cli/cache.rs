@@ -3,12 +3,14 @@
 use anyhow::Context;
 use clap::{Args, Subcommand};
 
+use cairn::remote::GcPolicy;
 use cairn::report::{Style, paint};
-use cairn::units::ByteSize;
+use cairn::units::{ByteSize, HumanDuration};
 use cairn::{CacheDir, cache_maintenance, explain, pipeline};
 
 use super::Status;
 use super::args::PipelineLocation;
+use super::remote::{SharedCacheArgs, with_shared};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum CacheCommand {
@@ -27,6 +29,48 @@ pub(crate) struct GcArgs {
     /// The most the stored blobs and results may take.
     #[arg(long, value_name = "SIZE", default_value = "10GiB")]
     max_size: ByteSize,
+
+    /// Trim the shared cache instead: the server given, or else
+    /// CAIRN_REMOTE or the pipeline's `[remote] url`.
+    #[arg(long, value_name = "URL", num_args = 0..=1, default_missing_value = "")]
+    remote: Option<String>,
+
+    /// With --remote: also remove what was written longer ago than this
+    /// (`30d`, `12h`).
+    #[arg(long, value_name = "AGE", requires = "remote")]
+    max_age: Option<HumanDuration>,
+
+    #[command(flatten)]
+    location: PipelineLocation,
+}
+
+impl GcArgs {
+    /// `cairn cache gc --remote`: by age, then the oldest blobs until the
+    /// rest fit.
+    fn collect_shared(&self, url: &str) -> anyhow::Result<Status> {
+        let url = Some(url.to_owned())
+            .filter(|url| !url.is_empty())
+            .or_else(|| std::env::var("CAIRN_REMOTE").ok().filter(|url| !url.is_empty()));
+        let shared = SharedCacheArgs::new(url);
+        let policy = GcPolicy {
+            max_age: self.max_age.map(|age| age.0),
+            max_bytes: Some(self.max_size.0),
+        };
+        let report = with_shared(&shared, &self.location, async |cache| {
+            Ok(cache.backend().collect_garbage(policy).await?)
+        })?;
+        println!(
+            "removed {} blobs ({}) and {} entries from the shared cache (limit {}{})",
+            report.blobs,
+            ByteSize(report.bytes),
+            report.entries,
+            self.max_size,
+            self.max_age
+                .map(|age| format!(", at most {} old", humantime::format_duration(age.0)))
+                .unwrap_or_default()
+        );
+        Ok(Status::Success)
+    }
 }
 
 impl CacheCommand {
@@ -87,6 +131,9 @@ impl CacheCommand {
                     );
                     Ok(Status::StageFailed)
                 }
+            }
+            CacheCommand::Gc(arguments) if arguments.remote.is_some() => {
+                arguments.collect_shared(arguments.remote.as_deref().unwrap_or_default())
             }
             CacheCommand::Gc(arguments) => {
                 let report = cache_maintenance::gc(&cache, arguments.max_size)?;

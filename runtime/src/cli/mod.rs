@@ -8,6 +8,7 @@ mod history;
 mod otel;
 mod pipeline;
 mod registry;
+mod remote;
 mod stage;
 pub(crate) mod terminal;
 mod watch;
@@ -84,6 +85,9 @@ enum Command {
     /// Look into and after the cache.
     #[command(subcommand)]
     Cache(cache::CacheCommand),
+    /// Look at the shared cache (`--remote`).
+    #[command(subcommand)]
+    Remote(remote::RemoteCommand),
     /// Run or inspect a single stage component.
     #[command(subcommand)]
     Stage(stage::StageCommand),
@@ -130,6 +134,7 @@ impl Cli {
             Command::Report(arguments) => arguments.execute(),
             Command::Explain(arguments) => arguments.execute(),
             Command::Cache(command) => command.execute(),
+            Command::Remote(command) => command.execute(),
             Command::Stage(command) => command.execute(verbose, trust),
             Command::Publish(arguments) => arguments.execute(),
             Command::Lock(arguments) => arguments.execute(),

@@ -106,6 +106,9 @@ pub(crate) struct ExecutionArgs {
 
     #[command(flatten)]
     export: ExportArgs,
+
+    #[command(flatten)]
+    shared: super::remote::SharedCacheArgs,
 }
 
 impl ExecutionArgs {
@@ -160,6 +163,7 @@ impl ExecutionArgs {
             monitor: Default::default(),
             always_run: Vec::new(),
             history: Some(cairn::runs::Retention::from_env()?),
+            shared: self.shared.request(),
         })
     }
 

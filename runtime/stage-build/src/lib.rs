@@ -280,56 +280,145 @@ struct BuildRecord {
 /// Builds the stage folder `folder`, or returns the component its last
 /// build produced when nothing that build read has changed since.
 pub fn build(cache: &CacheDir, folder: &Path) -> Result<Built, BuildError> {
-    let folder = folder.canonicalize().map_err(BuildError::io(folder))?;
-    let language = Language::detect(&folder).ok_or_else(|| BuildError::NotAStageFolder { folder: folder.clone() })?;
-    let bucket = cache.root().join("stage-builds-v1");
-    let record_path = bucket.join(format!(
-        "{}.json",
-        Digest::of(folder.to_string_lossy().as_bytes()).to_hex()
-    ));
-    let toolchain = toolchain(language, &folder)?;
-    if let Some(bytes) = reusable_build(&bucket, &record_path, language, &folder, &toolchain) {
-        tracing::debug!(folder = %folder.display(), "reusing the stage folder's last build");
-        return Ok(Built {
-            bytes,
+    let build = FolderBuild::new(cache, folder)?;
+    match build.reuse() {
+        Some(built) => Ok(built),
+        None => build.build(),
+    }
+}
+
+/// A stage folder about to be built: where its last build is remembered,
+/// and the toolchain it would be built with. Split in steps so that a
+/// shared cache can stand between reusing the last build and building:
+/// [`reuse`](Self::reuse), then [`portable_key`](Self::portable_key) and
+/// [`adopt`](Self::adopt) of another machine's build, then
+/// [`build`](Self::build).
+pub struct FolderBuild {
+    cache: CacheDir,
+    folder: PathBuf,
+    language: Language,
+    bucket: PathBuf,
+    record_path: PathBuf,
+    toolchain: Vec<u8>,
+}
+
+impl FolderBuild {
+    /// The build of `folder` with the toolchain found on this machine.
+    pub fn new(cache: &CacheDir, folder: &Path) -> Result<Self, BuildError> {
+        let folder = folder.canonicalize().map_err(BuildError::io(folder))?;
+        let language =
+            Language::detect(&folder).ok_or_else(|| BuildError::NotAStageFolder { folder: folder.clone() })?;
+        let bucket = cache.root().join("stage-builds-v1");
+        let record_path = bucket.join(format!(
+            "{}.json",
+            Digest::of(folder.to_string_lossy().as_bytes()).to_hex()
+        ));
+        let toolchain = toolchain(language, &folder)?;
+        Ok(Self {
+            cache: cache.clone(),
+            folder,
             language,
-            reused: true,
-        });
+            bucket,
+            record_path,
+            toolchain,
+        })
     }
 
-    // Not a warning, but worth seeing: the compiler's own output follows.
-    tracing::info!("building the {language} stage folder {}", folder.display());
-    let scratch_root = cache.root().join("tmp");
-    std::fs::create_dir_all(&scratch_root).map_err(BuildError::io(&scratch_root))?;
-    let scratch = tempfile::Builder::new()
-        .prefix("build-")
-        .tempdir_in(&scratch_root)
-        .map_err(BuildError::io(&scratch_root))?;
-    let compiled = match language {
-        Language::Rust => rust::compile(cache, &folder)?,
-        Language::JavaScript => javascript::compile(&folder, scratch.path())?,
-        Language::Python => python::compile(&folder, scratch.path())?,
-        Language::C => c::compile(&folder, scratch.path())?,
-    };
+    /// The last build's component, when nothing it read has changed.
+    pub fn reuse(&self) -> Option<Built> {
+        let bytes = reusable_build(
+            &self.bucket,
+            &self.record_path,
+            self.language,
+            &self.folder,
+            &self.toolchain,
+        )?;
+        tracing::debug!(folder = %self.folder.display(), "reusing the stage folder's last build");
+        Some(Built {
+            bytes,
+            language: self.language,
+            reused: true,
+        })
+    }
 
-    let record = BuildRecord {
-        inputs: digest_files(&toolchain, &compiled.files),
-        files: compiled.files,
-        component: Digest::of(&compiled.bytes),
-    };
-    let component_path = bucket.join(format!("{}.wasm", record.component.to_hex()));
-    std::fs::create_dir_all(&bucket).map_err(BuildError::io(&bucket))?;
-    write_atomically(&component_path, &compiled.bytes).map_err(BuildError::io(&component_path))?;
-    let json = serde_json::to_vec(&record).map_err(|error| BuildError::Io {
-        path: record_path.clone(),
-        source: error.into(),
-    })?;
-    write_atomically(&record_path, &json).map_err(BuildError::io(&record_path))?;
-    Ok(Built {
-        bytes: compiled.bytes.into(),
-        language,
-        reused: false,
-    })
+    /// What names this build on any machine: the toolchain's identity and
+    /// each source file's path in the folder and contents. A Rust folder
+    /// has one only when it is a package of its own whose dependencies are
+    /// all pinned by its `Cargo.lock` (none by path outside it), so that
+    /// its files are everything the build reads; its key adds the embedded
+    /// SDK's version.
+    pub fn portable_key(&self) -> Option<Digest> {
+        if self.language == Language::Rust && !rust::self_contained(&self.folder) {
+            return None;
+        }
+        let mut hasher = blake3::Hasher::new_derive_key("cairn 2026 stage folder portable build v1");
+        hasher.update(rust_sdk::VERSION.as_bytes());
+        let mut update = |part: &[u8]| {
+            hasher.update(&(part.len() as u64).to_le_bytes());
+            hasher.update(part);
+        };
+        update(&self.toolchain);
+        for file in source_files(&self.folder) {
+            let relative = file.strip_prefix(&self.folder).unwrap_or(&file);
+            update(relative.to_string_lossy().as_bytes());
+            update(&std::fs::read(&file).ok()?);
+        }
+        Some(Digest::from_hasher(&hasher))
+    }
+
+    /// Takes `bytes`, built from the same sources elsewhere, as this
+    /// folder's build, remembered as if built here.
+    pub fn adopt(&self, bytes: Vec<u8>) -> Result<Built, BuildError> {
+        self.keep(Compiled {
+            bytes,
+            files: source_files(&self.folder),
+        })
+    }
+
+    /// Builds the folder with its language's tools.
+    pub fn build(&self) -> Result<Built, BuildError> {
+        let (folder, language) = (&self.folder, self.language);
+        // Not a warning, but worth seeing: the compiler's own output follows.
+        tracing::info!("building the {language} stage folder {}", folder.display());
+        let scratch_root = self.cache.root().join("tmp");
+        std::fs::create_dir_all(&scratch_root).map_err(BuildError::io(&scratch_root))?;
+        let scratch = tempfile::Builder::new()
+            .prefix("build-")
+            .tempdir_in(&scratch_root)
+            .map_err(BuildError::io(&scratch_root))?;
+        let compiled = match language {
+            Language::Rust => rust::compile(&self.cache, folder)?,
+            Language::JavaScript => javascript::compile(folder, scratch.path())?,
+            Language::Python => python::compile(folder, scratch.path())?,
+            Language::C => c::compile(folder, scratch.path())?,
+        };
+        let mut built = self.keep(compiled)?;
+        built.reused = false;
+        Ok(built)
+    }
+
+    /// Remembers `compiled` as the folder's last build.
+    fn keep(&self, compiled: Compiled) -> Result<Built, BuildError> {
+        let record = BuildRecord {
+            inputs: digest_files(&self.toolchain, &compiled.files),
+            files: compiled.files,
+            component: Digest::of(&compiled.bytes),
+        };
+        let bucket = &self.bucket;
+        let component_path = bucket.join(format!("{}.wasm", record.component.to_hex()));
+        std::fs::create_dir_all(bucket).map_err(BuildError::io(bucket))?;
+        write_atomically(&component_path, &compiled.bytes).map_err(BuildError::io(&component_path))?;
+        let json = serde_json::to_vec(&record).map_err(|error| BuildError::Io {
+            path: self.record_path.clone(),
+            source: error.into(),
+        })?;
+        write_atomically(&self.record_path, &json).map_err(BuildError::io(&self.record_path))?;
+        Ok(Built {
+            bytes: compiled.bytes.into(),
+            language: self.language,
+            reused: true,
+        })
+    }
 }
 
 /// What identifies the toolchain a folder would be built with.

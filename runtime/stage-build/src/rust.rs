@@ -45,6 +45,47 @@ pub(super) fn compile(cache: &CacheDir, folder: &Path) -> Result<Compiled, Build
 /// Whether the package depends on `cairn-sdk` by version (not by path or
 /// git), the dependency cairn supplies; a stage that does not use the SDK is
 /// built without the patch, so cargo has no unused patch to warn about.
+/// Whether the folder's files are all its build reads besides pinned
+/// registry crates: a `Cargo.lock`, no `[workspace]` elsewhere above it, and
+/// no dependency by `path` or `git`.
+pub(super) fn self_contained(folder: &Path) -> bool {
+    let manifest = folder.join("Cargo.toml");
+    if !folder.join("Cargo.lock").is_file() {
+        return false;
+    }
+    let Ok(table) = std::fs::read_to_string(&manifest).map(|text| text.parse::<toml::Table>()) else {
+        return false;
+    };
+    let Ok(table) = table else {
+        return false;
+    };
+    let local = |dependencies: &toml::Value| {
+        dependencies.as_table().is_some_and(|dependencies| {
+            dependencies
+                .values()
+                .any(|dependency| dependency.get("path").is_some() || dependency.get("git").is_some())
+        })
+    };
+    let tables = std::iter::once(&table).chain(
+        table
+            .get("target")
+            .and_then(toml::Value::as_table)
+            .into_iter()
+            .flat_map(|targets| targets.values().filter_map(toml::Value::as_table)),
+    );
+    for section in tables {
+        for (name, dependencies) in section {
+            if name.ends_with("dependencies") && local(dependencies) {
+                return false;
+            }
+        }
+    }
+    if table.get("patch").is_some() {
+        return false;
+    }
+    cairn_guest_build::workspace_root(&manifest).is_ok_and(|root| root == folder)
+}
+
 fn wants_embedded_sdk(manifest: &Path) -> bool {
     let Ok(text) = std::fs::read_to_string(manifest) else {
         return false;

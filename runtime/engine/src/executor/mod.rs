@@ -18,6 +18,7 @@ mod key;
 mod publish;
 mod reuse;
 mod run;
+mod shared;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -123,6 +124,8 @@ pub struct StageExecutor {
     /// Where the workspace is in its repository, for the paths annotations
     /// name (`services/api/` or empty).
     pub repository_prefix: Arc<str>,
+    /// The shared cache (`--remote`), when the run has one.
+    pub shared: Option<Arc<cairn_remote::SharedCache>>,
 }
 
 /// A stage's request, resolved, with its key.
@@ -281,6 +284,14 @@ impl StageExecutor {
         };
         clock.mark("key");
         let hit = match hit {
+            None if prepared.cacheable() && self.mode.read && !self.mode.check && self.shared.is_some() => {
+                let fetched = self.fetch_shared(&prepared, observer.as_ref()).await;
+                clock.mark("download");
+                fetched.map(Hit::Stored)
+            }
+            other => other,
+        };
+        let hit = match hit {
             Some(Hit::Stored(entry)) if !self.mode.check => {
                 match self.restore(stage, &entry).await.inspect(|()| clock.mark("restore")) {
                     Ok(()) => Some(Hit::Stored(entry)),
@@ -301,10 +312,18 @@ impl StageExecutor {
                 self.check(stage, &component, prepared, upstream, hit, observer, clock)
                     .await
             }
-            None => match self.run(stage, &component, &prepared, &upstream, observer, clock).await {
+            None => match self
+                .run(stage, &component, &prepared, &upstream, Arc::clone(&observer), clock)
+                .await
+            {
                 Ok(ran) => {
+                    let (key, cacheable) = (prepared.key, prepared.cacheable());
                     let result = self.publish(stage, prepared, ran, started);
                     clock.mark("publish");
+                    if cacheable && result.status == Status::Succeeded && self.shared.is_some() {
+                        self.share(&key, observer.as_ref()).await;
+                        clock.mark("upload");
+                    }
                     result
                 }
                 Err((error, attempts)) => self.fail(stage, error, attempts, started, Some(prepared.key)),

@@ -1,0 +1,191 @@
+//! The shared cache's costs, against a real `nats-server` on loopback
+//! (skipped with a message where it is not installed):
+//!
+//! - a no-op run of 1,000 cached stages with the shared cache attached,
+//!   paired against the same run without it (target: within 2x);
+//! - sharing and fetching a 1 GiB tree (128 files of 8 MiB) through
+//!   cairn, against the server's own limit: the same bytes put into and
+//!   read from a JetStream object store directly, without cairn.
+//!
+//! `cargo bench -p cairn --bench remote`; figures in BENCHMARKS.md.
+
+mod support;
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use support::{cairn_run, median, paired_ratio, run};
+use tokio::io::AsyncReadExt;
+
+use cairn::CacheDir;
+use cairn::cas::{ActionEntry, Store, Tree};
+use cairn::component::Digest;
+use cairn::remote::nats::NatsBackend;
+use cairn::remote::{RemoteSettings, SharedCache};
+
+const NO_OP_RUNS: usize = 21;
+const FILES: usize = 128;
+const FILE_SIZE: usize = 8 << 20;
+
+/// A server on a free loopback port, with a store of its own.
+struct Server {
+    child: Child,
+    url: String,
+    _store: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_server() -> Option<Server> {
+    let store = tempfile::tempdir().expect("tempdir");
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let child = Command::new("nats-server")
+        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+        .arg(store.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nats-server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Some(Server {
+        child,
+        url: format!("nats://127.0.0.1:{port}"),
+        _store: store,
+    })
+}
+
+fn main() {
+    let Some(server) = start_server() else {
+        println!(
+            "nats-server is not installed (`cargo xtask setup` installs it): the shared cache benchmarks are skipped"
+        );
+        return;
+    };
+    no_op_with_remote(&server);
+    tree_throughput(&server);
+}
+
+fn no_op_with_remote(server: &Server) {
+    let workspace = tempfile::tempdir().expect("tempdir");
+    let cache = tempfile::tempdir().expect("tempdir");
+    let root = workspace.path();
+    support::write_no_op_workspace(root, 1_000, 11);
+    std::thread::sleep(Duration::from_millis(2_500));
+    let local = || cairn_run(root, cache.path());
+    let remote = || {
+        let mut command = cairn_run(root, cache.path());
+        command.args(["--remote", &server.url]);
+        command
+    };
+    // Fills the shared cache, then settles the workspace as the cache
+    // benchmark does.
+    run(&mut remote());
+    std::thread::sleep(Duration::from_millis(2_500));
+    run(&mut local());
+    let mut local_times = Vec::new();
+    let mut remote_times = Vec::new();
+    for _ in 0..NO_OP_RUNS {
+        local_times.push(run(&mut local()));
+        remote_times.push(run(&mut remote()));
+    }
+    println!("no-op run of 1000 cached stages, median of {NO_OP_RUNS} alternating runs");
+    println!(
+        "  local cache only                 {:>8.1} ms",
+        median(&local_times).as_secs_f64() * 1e3
+    );
+    println!(
+        "  with --remote (loopback)         {:>8.1} ms",
+        median(&remote_times).as_secs_f64() * 1e3
+    );
+    println!(
+        "  remote / local, paired           {:>8.2}x",
+        paired_ratio(&remote_times, &local_times)
+    );
+}
+
+fn tree_throughput(server: &Server) {
+    let data = tempfile::tempdir().expect("tempdir");
+    let paths = support::write_random_tree(data.path(), FILES, FILE_SIZE);
+    let gib = (FILES * FILE_SIZE) as f64 / f64::from(1u32 << 30);
+    let executor = support::executor();
+    executor.block_on(async {
+        let settings = RemoteSettings::new(&server.url, false, 1, |_| None).expect("settings");
+        let shared = SharedCache::new(Arc::new(NatsBackend::open(&settings).await.expect("connects")), false);
+        let sender_cache = tempfile::tempdir().expect("tempdir");
+        let sender = Store::open(&CacheDir::open(sender_cache.path()).expect("cache")).expect("store");
+        let (_, tree) = Tree::ingest(&sender, data.path()).expect("the tree is stored");
+        let entry = ActionEntry::new(tree, Digest::of(b""), false, Vec::new(), Default::default(), 0);
+        let key = Digest::of(b"the 1 GiB benchmark tree");
+        let started = Instant::now();
+        shared.share_action(&sender, &key, &entry).await.expect("shared");
+        let upload = started.elapsed();
+
+        let receiver_cache = tempfile::tempdir().expect("tempdir");
+        let receiver = Store::open(&CacheDir::open(receiver_cache.path()).expect("cache")).expect("store");
+        let started = Instant::now();
+        shared
+            .fetch_action(&receiver, &key)
+            .await
+            .expect("fetched")
+            .expect("a hit");
+        let download = started.elapsed();
+
+        // The server's own limit: the same files through the object store,
+        // straight from and to memory, no hashing, no local store.
+        let client = async_nats::connect(&server.url).await.expect("connects");
+        let jetstream = async_nats::jetstream::new(client);
+        let raw = jetstream
+            .create_object_store(async_nats::jetstream::object_store::Config {
+                bucket: "raw".to_owned(),
+                ..Default::default()
+            })
+            .await
+            .expect("a bucket");
+        let files: Vec<Vec<u8>> = paths.iter().map(|path| std::fs::read(path).expect("read")).collect();
+        let started = Instant::now();
+        for (index, bytes) in files.iter().enumerate() {
+            raw.put(format!("f{index}").as_str(), &mut bytes.as_slice())
+                .await
+                .expect("put");
+        }
+        let raw_upload = started.elapsed();
+        let started = Instant::now();
+        for index in 0..FILES {
+            let mut object = raw.get(format!("f{index}")).await.expect("get");
+            let mut bytes = Vec::with_capacity(FILE_SIZE);
+            object.read_to_end(&mut bytes).await.expect("read");
+        }
+        let raw_download = started.elapsed();
+        let rate = |took: Duration| gib / took.as_secs_f64();
+        println!(
+            "\nsharing a {gib:.0} GiB tree ({FILES} files of {} MiB) over loopback",
+            FILE_SIZE >> 20
+        );
+        println!(
+            "  upload    cairn {:>6.2} GiB/s  object store alone {:>6.2} GiB/s  ({:.2}x)",
+            rate(upload),
+            rate(raw_upload),
+            upload.as_secs_f64() / raw_upload.as_secs_f64()
+        );
+        println!(
+            "  download  cairn {:>6.2} GiB/s  object store alone {:>6.2} GiB/s  ({:.2}x)",
+            rate(download),
+            rate(raw_download),
+            download.as_secs_f64() / raw_download.as_secs_f64()
+        );
+    });
+}

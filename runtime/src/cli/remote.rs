@@ -1,0 +1,132 @@
+//! The shared cache on the command line: the flags every run takes, and
+//! `cairn remote status`.
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+
+use cairn::remote::BackendStatus;
+use cairn::shared_cache::SharedCacheRequest;
+use cairn::units::ByteSize;
+
+use super::Status;
+use super::args::PipelineLocation;
+
+/// `--remote` and `--remote-read-only`.
+#[derive(Debug, Args)]
+pub(crate) struct SharedCacheArgs {
+    /// Share the cache through this NATS server (`nats://HOST:PORT`), over
+    /// the pipeline's `[remote] url`. Credentials come from CAIRN_NATS_*
+    /// variables, never from here.
+    #[arg(long = "remote", value_name = "URL", env = "CAIRN_REMOTE")]
+    url: Option<String>,
+
+    /// Reuse what the shared cache holds but write nothing to it (runs of
+    /// untrusted changes, such as pull requests from forks).
+    #[arg(long = "remote-read-only", env = "CAIRN_REMOTE_READ_ONLY")]
+    read_only: bool,
+}
+
+impl SharedCacheArgs {
+    /// The flags as if given `--remote URL` (or none).
+    pub(crate) fn new(url: Option<String>) -> Self {
+        Self { url, read_only: false }
+    }
+
+    /// What the engine is asked for.
+    pub(crate) fn request(&self) -> SharedCacheRequest {
+        SharedCacheRequest {
+            url: self.url.clone(),
+            read_only: self.read_only,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum RemoteCommand {
+    /// Show the shared cache's server, its buckets and their sizes.
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StatusArgs {
+    #[command(flatten)]
+    shared: SharedCacheArgs,
+
+    #[command(flatten)]
+    location: PipelineLocation,
+
+    /// Print it as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+impl RemoteCommand {
+    pub(crate) fn execute(self) -> anyhow::Result<Status> {
+        match self {
+            RemoteCommand::Status(arguments) => arguments.execute(),
+        }
+    }
+}
+
+/// The pipeline at `location`, when there is one to read `[remote]` from.
+pub(crate) fn pipeline_at(location: &PipelineLocation) -> anyhow::Result<Option<cairn::pipeline::Pipeline>> {
+    let path = location.path();
+    if !path.exists() {
+        return Ok(None);
+    }
+    Ok(Some(cairn::pipeline::load(&path)?))
+}
+
+/// Connects to the shared cache `shared` and the pipeline ask for, in a
+/// runtime of its own; an error when neither names one.
+pub(crate) fn with_shared<T>(
+    shared: &SharedCacheArgs,
+    location: &PipelineLocation,
+    work: impl AsyncFnOnce(&cairn::remote::SharedCache) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let pipeline = pipeline_at(location)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let cache = shared
+            .request()
+            .open(pipeline.as_ref())
+            .await?
+            .context("no shared cache is named: give --remote nats://HOST:PORT, set CAIRN_REMOTE, or add `[remote] url` to cairn.toml")?;
+        work(&cache).await
+    })
+}
+
+impl StatusArgs {
+    fn execute(self) -> anyhow::Result<Status> {
+        let status: BackendStatus = with_shared(&self.shared, &self.location, async |cache| {
+            Ok(cache.backend().status().await?)
+        })?;
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(&status)?);
+            return Ok(Status::Success);
+        }
+        println!(
+            "server    {}{}",
+            status.server,
+            status
+                .version
+                .map(|version| format!(" (nats-server {version})"))
+                .unwrap_or_default()
+        );
+        for bucket in &status.buckets {
+            println!(
+                "{:<9} {:<14} {:>8} entries {:>10}  replicas {}",
+                bucket.holds,
+                bucket.name,
+                bucket.entries,
+                ByteSize(bucket.bytes).to_string(),
+                bucket.replicas
+            );
+        }
+        Ok(Status::Success)
+    }
+}
