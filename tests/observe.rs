@@ -417,7 +417,13 @@ fn spans_reach_an_opentelemetry_collector_over_otlp_http() {
             .is_some_and(|message| message.contains("asked to fail"))
     );
     let (_, second) = spans_of(&exports[1].body);
-    assert_ne!(second[0]["traceId"], trace, "a trace per run");
+    assert_ne!(
+        second[0]["traceId"],
+        trace,
+        "a trace per run: runs {} and {}",
+        attribute(root, "cairn.run"),
+        attribute(&second[0], "cairn.run")
+    );
     let reused = second
         .iter()
         .find(|span| span["name"] == "probe")

@@ -61,7 +61,9 @@ impl RunInfo {
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |since| since.subsec_nanos());
         let salt = cairn_core::Digest::of(format!("{}:{nanos}", std::process::id()).as_bytes()).to_hex();
-        format!("{compact}-{}", &salt[..4])
+        // Eight hex digits: runs started in the same second (a CI job's
+        // several invocations) must not share an id, nor a trace.
+        format!("{compact}-{}", &salt[..8])
     }
 }
 
