@@ -318,3 +318,40 @@ fn the_shared_cache_is_trimmed_by_size() {
     assert_eq!(finished.code, Some(0), "{finished:?}");
     assert!(all(&events, "cached"), "shared again: {events:#?}");
 }
+
+#[test]
+fn the_results_of_stages_granted_secrets_stay_on_their_machine() {
+    let server = TestNats::start();
+    let pipeline = r#"
+        [stages.public]
+        uses = "{probe}"
+        args = ["write", "/out/result.txt", "nothing secret"]
+
+        [stages.signed]
+        uses = "{probe}"
+        secrets = ["TOKEN"]
+        args = ["write", "/out/signature.txt", "signed with the token"]
+    "#;
+    let run = |dir: &std::path::Path, cache: &std::path::Path| {
+        let mut command = cairn(dir);
+        command.env("CAIRN_CACHE", cache).env("TOKEN", "v3ry-s3cret-value");
+        run_json_with(command, &["--remote", &server.url])
+    };
+    let (first, first_cache) = (pipeline_dir(pipeline, &[]), machine_cache());
+    let (finished, events) = run(first.path(), first_cache.path());
+    assert_eq!(finished.code, Some(0), "{finished:?}");
+    assert_eq!(statuses(&events)["signed"], "succeeded", "{events:#?}");
+
+    let (second, second_cache) = (pipeline_dir(pipeline, &[]), machine_cache());
+    let (finished, events) = run(second.path(), second_cache.path());
+    assert_eq!(finished.code, Some(0), "{finished:?}");
+    let statuses = statuses(&events);
+    assert_eq!(statuses["public"], "cached", "shared: {events:#?}");
+    assert_eq!(
+        statuses["signed"], "succeeded",
+        "never shared, so run here: {events:#?}"
+    );
+    let checkout = Checkout::new();
+    let status = status_json(&checkout, &server);
+    assert_eq!(bucket(&status, "actions")["entries"], 1, "only `public`: {status:#}");
+}

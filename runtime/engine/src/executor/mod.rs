@@ -320,7 +320,7 @@ impl StageExecutor {
                     let (key, cacheable) = (prepared.key, prepared.cacheable());
                     let result = self.publish(stage, prepared, ran, started);
                     clock.mark("publish");
-                    if cacheable && result.status == Status::Succeeded && self.shared.is_some() {
+                    if cacheable && result.status == Status::Succeeded && self.shared.is_some() && shareable(stage) {
                         self.share(&key, observer.as_ref()).await;
                         clock.mark("upload");
                     }
@@ -445,6 +445,15 @@ impl StageExecutor {
     fn state_mut(&self) -> RwLockWriteGuard<'_, WorkspaceState> {
         self.state.write().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// Whether a stage's results may leave this machine: not those of a stage
+/// granted a secret or credentials, or deploying to an environment (which
+/// may grant its own), whose outputs could hold what a secret revealed.
+/// They stay in the local cache, and such stages run where their secrets
+/// are.
+fn shareable(stage: &Stage) -> bool {
+    stage.secrets.is_empty() && stage.http_auth.is_empty() && stage.environment.is_none()
 }
 
 /// A line from cairn itself in a stage's log.
