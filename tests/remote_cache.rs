@@ -355,3 +355,21 @@ fn the_results_of_stages_granted_secrets_stay_on_their_machine() {
     let status = status_json(&checkout, &server);
     assert_eq!(bucket(&status, "actions")["entries"], 1, "only `public`: {status:#}");
 }
+
+#[test]
+fn a_token_from_the_environment_is_accepted_and_a_wrong_one_refused() {
+    let server = TestNats::with_token("t0ken-of-the-ci");
+    let checkout = Checkout::new();
+    let mut command = checkout.cairn();
+    command.env("CAIRN_NATS_TOKEN", "not-the-t0ken");
+    let (finished, _) = run_json_with(command, &["--remote", &server.url]);
+    assert_eq!(finished.code, Some(2), "{finished:?}");
+    assert!(finished.stderr.contains("CAIRN_NATS_TOKEN"), "{}", finished.stderr);
+    assert!(!finished.stderr.contains("not-the-t0ken"), "{}", finished.stderr);
+
+    let mut command = checkout.cairn();
+    command.env("CAIRN_NATS_TOKEN", "t0ken-of-the-ci");
+    let (finished, events) = run_json_with(command, &["--remote", &server.url]);
+    assert_eq!(finished.code, Some(0), "{finished:?}");
+    assert!(all(&events, "succeeded"), "{events:#?}");
+}

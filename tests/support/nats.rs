@@ -29,20 +29,23 @@ impl TestNats {
 
     /// A server that wants `user` and `password`.
     pub fn with_user(user: &str, password: &str) -> Self {
-        Self::launch(Some((user, password)))
+        Self::launch(Some(format!("user: \"{user}\"\n  password: \"{password}\"")))
     }
 
-    fn launch(user: Option<(&str, &str)>) -> Self {
+    /// A server that wants `token`.
+    pub fn with_token(token: &str) -> Self {
+        Self::launch(Some(format!("token: \"{token}\"")))
+    }
+
+    fn launch(authorization: Option<String>) -> Self {
         let folder = tempfile::tempdir().expect("a folder for the server");
         let port = free_port();
         let mut config = format!(
             "listen: \"127.0.0.1:{port}\"\nhttp: 0\njetstream {{\n  store_dir: \"{}\"\n}}\n",
             folder.path().join("store").display()
         );
-        if let Some((user, password)) = user {
-            config.push_str(&format!(
-                "authorization {{\n  user: \"{user}\"\n  password: \"{password}\"\n}}\n"
-            ));
+        if let Some(authorization) = authorization {
+            config.push_str(&format!("authorization {{\n  {authorization}\n}}\n"));
         }
         let config_path = folder.path().join("nats.conf");
         std::fs::write(&config_path, config).expect("the server's config");
