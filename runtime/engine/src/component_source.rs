@@ -193,17 +193,14 @@ impl ComponentSources {
         let shared = self.shared.as_ref().zip(build.portable_key());
         if let Some(((shared, store), key)) = &shared {
             match shared.fetch_build(store, key).await {
-                Ok(Some(component)) => match store.read(&component) {
-                    Ok(bytes) => {
-                        tracing::debug!(folder = %folder.display(), %component, "took the stage folder's build from the shared cache");
-                        let build = Arc::clone(&build);
-                        return blocking(move || build.adopt(bytes))
-                            .await
-                            .map(|built| built.bytes)
-                            .map_err(failed(&folder));
-                    }
-                    Err(error) => tracing::warn!(%error, "cannot read a shared stage folder build; building it here"),
-                },
+                Ok(Some(bytes)) => {
+                    tracing::debug!(folder = %folder.display(), "took the stage folder's build from the shared cache");
+                    let build = Arc::clone(&build);
+                    return blocking(move || build.adopt(bytes))
+                        .await
+                        .map(|built| built.bytes)
+                        .map_err(failed(&folder));
+                }
                 Ok(None) => {}
                 Err(error) => {
                     tracing::warn!(%error, "cannot take the stage folder's build from the shared cache; building it here")

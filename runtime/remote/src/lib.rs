@@ -17,7 +17,7 @@ pub mod nats;
 pub mod settings;
 mod shared;
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use cairn_core::Digest;
@@ -98,17 +98,6 @@ pub struct GcReport {
     pub bytes: u64,
     /// Table entries deleted.
     pub entries: u64,
-}
-
-/// A blob as a backend lists it.
-#[derive(Clone, Debug)]
-pub struct BlobInfo {
-    /// Its digest.
-    pub digest: Digest,
-    /// Its size.
-    pub size: u64,
-    /// When it was written.
-    pub written: SystemTime,
 }
 
 /// A failure to reach or use a shared cache's server.

@@ -113,14 +113,10 @@ impl NatsBackend {
         let client = connect(settings).await?;
         let jetstream = jetstream::new(client.clone());
         let server = settings.url.clone();
-        let failed = |doing: &str| {
-            let server = server.clone();
-            let doing = doing.to_owned();
-            move |error: &dyn std::fmt::Display| RemoteError::Operation {
-                server,
-                doing,
-                reason: error.to_string(),
-            }
+        let failed = |doing: &str, error: &dyn std::fmt::Display| RemoteError::Operation {
+            server: server.clone(),
+            doing: doing.to_owned(),
+            reason: error.to_string(),
         };
         let blobs = match jetstream.get_object_store(BLOBS_BUCKET).await {
             Ok(store) => store,
@@ -132,7 +128,7 @@ impl NatsBackend {
                     ..Default::default()
                 })
                 .await
-                .map_err(|error| failed("create the blob store")(&error))?,
+                .map_err(|error| failed("create the blob store", &error))?,
         };
         let actions = key_value(
             &jetstream,
@@ -141,7 +137,7 @@ impl NatsBackend {
             settings.replicas,
         )
         .await
-        .map_err(|error| failed("open the actions bucket")(&error))?;
+        .map_err(|error| failed("open the actions bucket", &error))?;
         let builds = key_value(
             &jetstream,
             BUILDS_BUCKET,
@@ -149,7 +145,7 @@ impl NatsBackend {
             settings.replicas,
         )
         .await
-        .map_err(|error| failed("open the builds bucket")(&error))?;
+        .map_err(|error| failed("open the builds bucket", &error))?;
         Ok(Self {
             server,
             client,
@@ -158,16 +154,6 @@ impl NatsBackend {
             actions,
             builds,
         })
-    }
-
-    /// The connection, for what shares it (workers, the dispatcher).
-    pub fn client(&self) -> &async_nats::Client {
-        &self.client
-    }
-
-    /// The JetStream context.
-    pub fn jetstream(&self) -> &jetstream::Context {
-        &self.jetstream
     }
 
     fn table(&self, table: Table) -> &kv::Store {

@@ -7,18 +7,6 @@
 
 use std::path::PathBuf;
 
-/// The variables credentials are read from, for messages and the README.
-pub const CREDENTIAL_VARIABLES: &[&str] = &[
-    "CAIRN_NATS_USER",
-    "CAIRN_NATS_PASSWORD",
-    "CAIRN_NATS_TOKEN",
-    "CAIRN_NATS_CREDS",
-    "CAIRN_NATS_NKEY",
-    "CAIRN_NATS_CA",
-    "CAIRN_NATS_CERT",
-    "CAIRN_NATS_KEY",
-];
-
 /// How cairn proves who it is to the server.
 #[derive(Clone, Default)]
 pub enum Credentials {

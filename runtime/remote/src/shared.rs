@@ -145,7 +145,9 @@ impl SharedCache {
             wanted.push(entry.log);
         }
         futures_util::stream::iter(wanted.into_iter().map(Ok))
-            .try_for_each_concurrent(PARALLEL_BLOBS, |digest| self.fetch_blob(store, key, digest))
+            .try_for_each_concurrent(PARALLEL_BLOBS, |digest| async move {
+                self.fetch_blob(store, key, digest).await.map(drop)
+            })
             .await?;
         store.put_action(key, &entry)?;
         Ok(Some(entry))
@@ -177,14 +179,15 @@ impl SharedCache {
     }
 
     /// The component a stage folder built to elsewhere, by `key` (its
-    /// source digest and the toolchain's identity), brought into `store`.
-    pub async fn fetch_build(&self, store: &Store, key: &Digest) -> Result<Option<Digest>, SharedError> {
+    /// source digest and the toolchain's identity): its bytes, checked and
+    /// kept in `store`.
+    pub async fn fetch_build(&self, store: &Store, key: &Digest) -> Result<Option<Vec<u8>>, SharedError> {
         let fetched = self.fetch_build_unhealed(store, key).await;
         self.heal(Table::Builds, key, &fetched).await;
         fetched
     }
 
-    async fn fetch_build_unhealed(&self, store: &Store, key: &Digest) -> Result<Option<Digest>, SharedError> {
+    async fn fetch_build_unhealed(&self, store: &Store, key: &Digest) -> Result<Option<Vec<u8>>, SharedError> {
         let Some(bytes) = self.backend.entry(Table::Builds, key).await? else {
             return Ok(None);
         };
@@ -192,8 +195,10 @@ impl SharedCache {
             .ok()
             .and_then(|text| text.trim().parse::<Digest>().ok())
             .ok_or_else(|| self.unreadable(Table::Builds, key, "not a digest"))?;
-        self.fetch_blob(store, key, component).await?;
-        Ok(Some(component))
+        match self.fetch_blob(store, key, component).await? {
+            Some(bytes) => Ok(Some(bytes)),
+            None => Ok(Some(store.read(&component)?)),
+        }
     }
 
     /// Shares that the stage folder of `key` built to `component`.
@@ -251,10 +256,11 @@ impl SharedCache {
     }
 
     /// Brings the blob `digest` (named by the entry `key`) into `store`,
-    /// unless it is there, refusing bytes that are not its digest's.
-    async fn fetch_blob(&self, store: &Store, key: &Digest, digest: Digest) -> Result<(), SharedError> {
+    /// unless it is there, refusing bytes that are not its digest's; the
+    /// bytes, when it downloaded them.
+    async fn fetch_blob(&self, store: &Store, key: &Digest, digest: Digest) -> Result<Option<Vec<u8>>, SharedError> {
         if store.has_blob(&digest) {
-            return Ok(());
+            return Ok(None);
         }
         let Some(bytes) = self.backend.blob(&digest).await? else {
             return Err(SharedError::MissingBlob {
@@ -272,7 +278,7 @@ impl SharedCache {
             });
         }
         store.put_bytes(&bytes)?;
-        Ok(())
+        Ok(Some(bytes))
     }
 
     fn unreadable(&self, table: Table, key: &Digest, reason: impl ToString) -> SharedError {
