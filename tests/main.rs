@@ -34,3 +34,4 @@ mod std_delivery;
 mod std_manifests;
 mod wasi_preview1;
 mod watch;
+mod workers;

@@ -25,15 +25,20 @@ const PIPELINE: &str = r#"
 const FILES: &[(&str, &str)] = &[("a/data.txt", "some data")];
 
 /// A checkout of a pipeline on a machine of its own.
-struct Checkout {
-    dir: tempfile::TempDir,
+pub struct Checkout {
+    pub dir: tempfile::TempDir,
     cache: tempfile::TempDir,
 }
 
 impl Checkout {
     fn new() -> Self {
+        Self::with(PIPELINE, FILES)
+    }
+
+    /// A checkout of `pipeline` with `files`.
+    pub fn with(pipeline: &str, files: &[(&str, &str)]) -> Self {
         Self {
-            dir: pipeline_dir(PIPELINE, FILES),
+            dir: pipeline_dir(pipeline, files),
             cache: machine_cache(),
         }
     }
@@ -45,12 +50,15 @@ impl Checkout {
         }
     }
 
-    fn cairn(&self) -> std::process::Command {
+    /// `cairn` in the checkout, with its cache and no shared cache or
+    /// credentials from the test's environment.
+    pub fn cairn(&self) -> std::process::Command {
         let mut command = cairn(self.dir.path());
         command.env("CAIRN_CACHE", self.cache.path());
         for variable in [
             "CAIRN_REMOTE",
             "CAIRN_REMOTE_READ_ONLY",
+            "CAIRN_WORKERS",
             "CAIRN_NATS_USER",
             "CAIRN_NATS_PASSWORD",
             "CAIRN_NATS_TOKEN",
@@ -60,7 +68,8 @@ impl Checkout {
         command
     }
 
-    fn run(&self, args: &[&str]) -> (Finished, Vec<serde_json::Value>) {
+    /// `cairn run --json ARGS` in the checkout.
+    pub fn run(&self, args: &[&str]) -> (Finished, Vec<serde_json::Value>) {
         run_json_with(self.cairn(), args)
     }
 }
@@ -96,7 +105,8 @@ fn javascript_and_python_stage_folders_are_built_once_for_every_machine() {
     );
 }
 
-fn status_json(checkout: &Checkout, server: &TestNats) -> serde_json::Value {
+/// `cairn remote status --json`.
+pub fn status_json(checkout: &Checkout, server: &TestNats) -> serde_json::Value {
     let finished = finish(
         checkout
             .cairn()
@@ -106,7 +116,8 @@ fn status_json(checkout: &Checkout, server: &TestNats) -> serde_json::Value {
     serde_json::from_str(&finished.stdout).expect("status is JSON")
 }
 
-fn bucket<'a>(status: &'a serde_json::Value, holds: &str) -> &'a serde_json::Value {
+/// The bucket of `status` that holds `holds`.
+pub fn bucket<'a>(status: &'a serde_json::Value, holds: &str) -> &'a serde_json::Value {
     status["buckets"]
         .as_array()
         .and_then(|buckets| buckets.iter().find(|bucket| bucket["holds"] == holds))

@@ -5,7 +5,14 @@
 //!   paired against the same run without it (target: within 2x);
 //! - sharing and fetching a 1 GiB tree (128 files of 8 MiB) through
 //!   cairn, against the server's own limit: the same bytes put into and
-//!   read from a JetStream object store directly, without cairn.
+//!   read from a JetStream object store directly, without cairn;
+//! - the dispatch overhead of a stage run on a worker: a chain of 20
+//!   stages (each waits for the one before) with `--workers` against the
+//!   same run here, per stage (target: under 5 ms);
+//! - 500 trivial independent stages over two workers (one slot each)
+//!   against a local `-j 2` run: what sending costs on this 2-core
+//!   machine, where the workers share the requester's cores (no speed-up
+//!   is possible here; the ratio measures overhead).
 //!
 //! `cargo bench -p cairn --bench remote`; figures in BENCHMARKS.md.
 
@@ -77,6 +84,140 @@ fn main() {
     };
     no_op_with_remote(&server);
     tree_throughput(&server);
+    dispatch_overhead(&server);
+    spread_over_workers(&server);
+}
+
+/// A `cairn worker` with a cache of its own, stopped when dropped.
+struct Worker {
+    child: Child,
+    _cache: tempfile::TempDir,
+}
+
+impl Worker {
+    fn start(server: &Server, name: &str) -> Self {
+        let cache = tempfile::tempdir().expect("tempdir");
+        let child = Command::new(env!("CARGO_BIN_EXE_cairn"))
+            .args(["worker", "--remote", &server.url, "--jobs", "1", "--name", name])
+            .env("CAIRN_CACHE", cache.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cairn worker starts");
+        Self { child, _cache: cache }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `cairn run --no-cache -j JOBS` in `root`: every stage runs (or is sent)
+/// every time, its result stored but not reused.
+fn uncached(root: &std::path::Path, cache: &std::path::Path, jobs: &str, server: Option<&Server>) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cairn"));
+    command
+        .args(["run", "--no-cache", "-j", jobs])
+        .current_dir(root)
+        .env("CAIRN_CACHE", cache);
+    if let Some(server) = server {
+        command.args(["--workers", "--remote", &server.url]);
+    }
+    command
+}
+
+fn dispatch_overhead(server: &Server) {
+    const CHAIN: usize = 20;
+    const RUNS: usize = 11;
+    let _worker = Worker::start(server, "bench-1");
+    let workspace = tempfile::tempdir().expect("tempdir");
+    let cache = tempfile::tempdir().expect("tempdir");
+    let root = workspace.path();
+    let mut pipeline = String::from("[pipeline]\nname = \"chain\"\n");
+    for index in 0..CHAIN {
+        let needs = match index {
+            0 => String::new(),
+            _ => format!("needs = [\"s{}\"]\n", index - 1),
+        };
+        pipeline.push_str(&format!(
+            "[stages.s{index}]\nuses = {:?}\n{needs}args = [\"write\", \"/out/{index}.txt\", \"stage {index}\"]\n",
+            cairn_test_programs::PROBE_COMPONENT
+        ));
+    }
+    std::fs::write(root.join("cairn.toml"), pipeline).expect("write");
+    // Warm up: the component compiled here and on the worker.
+    run(&mut uncached(root, cache.path(), "2", None));
+    run(&mut uncached(root, cache.path(), "2", Some(server)));
+    let mut local = Vec::new();
+    let mut remote = Vec::new();
+    for _ in 0..RUNS {
+        local.push(run(&mut uncached(root, cache.path(), "2", None)));
+        remote.push(run(&mut uncached(root, cache.path(), "2", Some(server))));
+    }
+    let per_stage = |samples: &[Duration]| median(samples).as_secs_f64() * 1e3 / CHAIN as f64;
+    println!("\na chain of {CHAIN} stages run every time (--no-cache), median of {RUNS} alternating runs");
+    println!(
+        "  here                             {:>8.1} ms ({:.2} ms a stage)",
+        median(&local).as_secs_f64() * 1e3,
+        per_stage(&local)
+    );
+    println!(
+        "  on one worker (--workers)        {:>8.1} ms ({:.2} ms a stage)",
+        median(&remote).as_secs_f64() * 1e3,
+        per_stage(&remote)
+    );
+    println!(
+        "  dispatch overhead a stage        {:>8.2} ms (workers / here, paired {:.2}x)",
+        per_stage(&remote) - per_stage(&local),
+        paired_ratio(&remote, &local)
+    );
+}
+
+fn spread_over_workers(server: &Server) {
+    const STAGES: usize = 500;
+    const RUNS: usize = 5;
+    let _workers = [Worker::start(server, "bench-a"), Worker::start(server, "bench-b")];
+    let workspace = tempfile::tempdir().expect("tempdir");
+    let cache = tempfile::tempdir().expect("tempdir");
+    let root = workspace.path();
+    std::fs::create_dir(root.join("in")).expect("mkdir");
+    let mut pipeline = String::from("[pipeline]\nname = \"spread\"\n");
+    for index in 0..STAGES {
+        std::fs::write(
+            root.join(format!("in/{index}.txt")),
+            format!("stage {index} says hello\n"),
+        )
+        .expect("write");
+        pipeline.push_str(&format!(
+            "[stages.s{index}]\nuses = {:?}\ninputs = [\"in/{index}.txt\"]\nargs = [\"upper\", \"/src/in/{index}.txt\", \"/out/{index}.txt\"]\n",
+            cairn_test_programs::PROBE_COMPONENT
+        ));
+    }
+    std::fs::write(root.join("cairn.toml"), pipeline).expect("write");
+    run(&mut uncached(root, cache.path(), "2", None));
+    run(&mut uncached(root, cache.path(), "8", Some(server)));
+    let mut local = Vec::new();
+    let mut remote = Vec::new();
+    for _ in 0..RUNS {
+        local.push(run(&mut uncached(root, cache.path(), "2", None)));
+        remote.push(run(&mut uncached(root, cache.path(), "8", Some(server))));
+    }
+    println!("\n{STAGES} independent trivial stages run every time, median of {RUNS} alternating runs");
+    println!(
+        "  here, -j 2                       {:>8.1} ms",
+        median(&local).as_secs_f64() * 1e3
+    );
+    println!(
+        "  two workers (one slot each), -j 8 {:>7.1} ms",
+        median(&remote).as_secs_f64() * 1e3
+    );
+    println!(
+        "  workers / here, paired           {:>8.2}x",
+        paired_ratio(&remote, &local)
+    );
 }
 
 fn no_op_with_remote(server: &Server) {

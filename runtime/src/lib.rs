@@ -27,7 +27,7 @@ pub use cairn_component as component;
 pub use cairn_core::{cache_dir, observer, threads, units};
 pub use cairn_engine::{
     cache_maintenance, component_source, deploy, executor, explain, git, host_tools, junit, monitor, output_dir, run,
-    runs, scheduler, secrets, shared_cache, stage_key, state, watch, workspace,
+    runs, scheduler, secrets, shared_cache, stage_key, state, watch, worker, workspace,
 };
 pub use cairn_oci as oci;
 pub use cairn_pipeline as pipeline;

@@ -38,15 +38,19 @@ impl TestNats {
     }
 
     fn launch(authorization: Option<String>) -> Self {
+        let authorization = authorization
+            .map(|authorization| format!("authorization {{\n  {authorization}\n}}\n"))
+            .unwrap_or_default();
+        Self::launch_with(free_port(), &authorization)
+    }
+
+    /// A server on `port` whose config ends with `extra`.
+    fn launch_with(port: u16, extra: &str) -> Self {
         let folder = tempfile::tempdir().expect("a folder for the server");
-        let port = free_port();
-        let mut config = format!(
-            "listen: \"127.0.0.1:{port}\"\nhttp: 0\njetstream {{\n  store_dir: \"{}\"\n}}\n",
+        let config = format!(
+            "listen: \"127.0.0.1:{port}\"\nhttp: 0\njetstream {{\n  store_dir: \"{}\"\n}}\n{extra}",
             folder.path().join("store").display()
         );
-        if let Some(authorization) = authorization {
-            config.push_str(&format!("authorization {{\n  {authorization}\n}}\n"));
-        }
         let config_path = folder.path().join("nats.conf");
         std::fs::write(&config_path, config).expect("the server's config");
         let child = super::spawn_server(
@@ -61,6 +65,14 @@ impl TestNats {
         };
         server.wait_until_ready();
         server
+    }
+
+    /// Stops the server as a crash would (`kill -9`).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
     fn wait_until_ready(&mut self) {
@@ -83,14 +95,7 @@ impl TestNats {
     /// Runs `work` with a client of the server, as another program would
     /// use it (to look at or tamper with what cairn stored).
     pub fn with_client<T>(&self, work: impl AsyncFnOnce(async_nats::jetstream::Context) -> T) -> T {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a runtime");
-        runtime.block_on(async {
-            let client = async_nats::connect(&self.url).await.expect("a client connects");
-            work(async_nats::jetstream::new(client)).await
-        })
+        with_client(&self.url, work)
     }
 }
 
@@ -100,5 +105,86 @@ impl Drop for TestNats {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+fn with_client<T>(url: &str, work: impl AsyncFnOnce(async_nats::jetstream::Context) -> T) -> T {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        let client = async_nats::connect(url).await.expect("a client connects");
+        work(async_nats::jetstream::new(client)).await
+    })
+}
+
+/// A cluster of servers routed to each other, with JetStream replicated
+/// among them.
+pub struct TestCluster {
+    /// The servers, `n1`, `n2`, ... in order.
+    pub nodes: Vec<TestNats>,
+    /// Every server's URL, comma-separated, as cairn takes a cluster.
+    pub url: String,
+}
+
+impl TestCluster {
+    /// Starts `size` servers and waits until JetStream has a leader.
+    pub fn start(size: usize) -> Self {
+        let ports: Vec<(u16, u16)> = (0..size).map(|_| (free_port(), free_port())).collect();
+        let nodes: Vec<TestNats> = ports
+            .iter()
+            .enumerate()
+            .map(|(index, (port, cluster_port))| {
+                let routes: Vec<String> = ports
+                    .iter()
+                    .filter(|(_, other)| other != cluster_port)
+                    .map(|(_, other)| format!("\"nats-route://127.0.0.1:{other}\""))
+                    .collect();
+                let extra = format!(
+                    "server_name: \"n{}\"\ncluster {{\n  name: \"cairn-test\"\n  listen: \"127.0.0.1:{cluster_port}\"\n  routes: [{}]\n}}\n",
+                    index + 1,
+                    routes.join(", ")
+                );
+                TestNats::launch_with(*port, &extra)
+            })
+            .collect();
+        let url = nodes.iter().map(|node| node.url.clone()).collect::<Vec<_>>().join(",");
+        let cluster = Self { nodes, url };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !cluster.with_client(async |jetstream| jetstream.query_account().await.is_ok()) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the cluster elected no JetStream leader:\n{}",
+                cluster.nodes[0].log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        cluster
+    }
+
+    /// Runs `work` with a client of a live server of the cluster.
+    pub fn with_client<T>(&self, work: impl AsyncFnOnce(async_nats::jetstream::Context) -> T) -> T {
+        let live = self
+            .nodes
+            .iter()
+            .find(|node| node.child.is_some())
+            .expect("a live server");
+        with_client(&live.url, work)
+    }
+
+    /// The name (`n2`) of the server leading `stream`, once it has one.
+    pub fn leader_of(&self, stream: &str) -> Option<String> {
+        self.with_client(async |jetstream| {
+            let mut stream = jetstream.get_stream(stream).await.ok()?;
+            let info = stream.info().await.ok()?;
+            info.cluster.as_ref().and_then(|cluster| cluster.leader.clone())
+        })
+    }
+
+    /// Kills (`-9`) the server named `name`.
+    pub fn kill(&mut self, name: &str) {
+        let index: usize = name.trim_start_matches('n').parse::<usize>().expect("a server name") - 1;
+        self.nodes[index].kill();
     }
 }

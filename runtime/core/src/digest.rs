@@ -39,6 +39,13 @@ impl Digest {
         &self.0
     }
 
+    /// A digest written as [`Digest::to_hex`] writes it (a name on a
+    /// server, where the prefix's colon is not allowed); `None` for
+    /// anything else.
+    pub fn from_hex(hex: &str) -> Option<Self> {
+        blake3::Hash::from_hex(hex).ok().map(|hash| Digest(*hash.as_bytes()))
+    }
+
     /// The 64 lower-case hex digits, without the `blake3:` prefix (for file names).
     pub fn to_hex(&self) -> String {
         blake3::Hash::from_bytes(self.0).to_hex().to_string()

@@ -27,4 +27,5 @@ pub mod shared_cache;
 pub mod stage_key;
 pub mod state;
 pub mod watch;
+pub mod worker;
 pub mod workspace;

@@ -412,7 +412,11 @@ pub async fn execute(
     // host is a mistake to report at once.
     let tools = tracing::debug_span!("find the host tools")
         .in_scope(|| crate::host_tools::resolve(&pipeline, &prepared.selected, &cache))?;
-    let shared = settings.shared.open(Some(&pipeline)).await?;
+    let opened = settings.shared.open(Some(&pipeline), false).await?;
+    let (shared, workers) = match opened {
+        Some(opened) => (Some(opened.cache), opened.queue.map(crate::executor::WorkerPool::new)),
+        None => (None, None),
+    };
     let remote = resolve_remote(&pipeline, &store, &settings.remote).await?;
     let sources = ComponentSources::new(cache.clone())
         .with_remote(remote, Arc::clone(&store))
@@ -450,6 +454,7 @@ pub async fn execute(
         always_run: settings.always_run.clone(),
         repository_prefix: crate::git::repository_prefix(&pipeline.root).into(),
         shared,
+        workers,
     });
     reporter.event(&Event::PipelineStarted {
         pipeline: pipeline.name.clone(),

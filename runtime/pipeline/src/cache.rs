@@ -20,7 +20,7 @@ use cairn_core::cache_dir::{CacheDir, write_atomically};
 use cairn_stage_build::Language;
 
 /// Bumped when the entry's format (or any type in it) changes.
-const VERSION: u32 = 8;
+const VERSION: u32 = 9;
 
 /// What an entry holds besides the text it was checked from.
 #[derive(Serialize, Deserialize)]

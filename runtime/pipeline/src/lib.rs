@@ -59,6 +59,9 @@ pub struct Remote {
     /// `replicas`: on how many servers of a cluster each bucket keeps its
     /// data, when cairn creates the buckets (1 to 5; default 1).
     pub replicas: u32,
+    /// `execute`: send stages to the worker pool (`cairn worker`) instead
+    /// of running them here, as `--workers`.
+    pub execute: bool,
 }
 
 /// A deployment environment (`[environments.NAME]`): what GitHub Actions

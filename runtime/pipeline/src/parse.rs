@@ -22,7 +22,7 @@ use cairn_core::units::{ByteSize, HumanDuration};
 use cairn_core::{Limits, NetworkEntry, Origin};
 
 const TOP_KEYS: &[&str] = &["pipeline", "defaults", "limits", "environments", "remote", "stages"];
-const REMOTE_KEYS: &[&str] = &["url", "read_only", "replicas"];
+const REMOTE_KEYS: &[&str] = &["url", "read_only", "replicas", "execute"];
 const ENVIRONMENT_KEYS: &[&str] = &[
     "url",
     "secrets",
@@ -312,6 +312,9 @@ impl Checker<'_> {
         }
         if let Some(value) = table.get("read_only") {
             remote.read_only = self.boolean(value, "`read_only`");
+        }
+        if let Some(value) = table.get("execute") {
+            remote.execute = self.boolean(value, "`execute`");
         }
         if let Some(value) = table.get("replicas")
             && let Some(replicas) = self.count_up_to(value, "`replicas`", 5)

@@ -16,6 +16,7 @@
 pub mod nats;
 pub mod settings;
 mod shared;
+pub mod work;
 
 use std::time::Duration;
 

@@ -78,7 +78,16 @@ pub async fn connect(settings: &RemoteSettings) -> Result<async_nats::Client, Re
     if let Some((cert, key)) = &settings.tls.client {
         options = options.add_client_certificate(cert.clone(), key.clone());
     }
-    options.connect(settings.url.as_str()).await.map_err(|error| {
+    let servers = settings
+        .url
+        .split(',')
+        .map(|server| server.trim().parse::<async_nats::ServerAddr>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| RemoteError::Connect {
+            server: server.clone(),
+            reason: error.to_string(),
+        })?;
+    options.connect(servers).await.map_err(|error| {
         use async_nats::ConnectErrorKind as Kind;
         match error.kind() {
             Kind::AuthorizationViolation | Kind::Authentication => RemoteError::Unauthorized {
@@ -134,6 +143,7 @@ impl NatsBackend {
             &jetstream,
             ACTIONS_BUCKET,
             "cairn: stage key -> result",
+            Duration::ZERO,
             settings.replicas,
         )
         .await
@@ -142,6 +152,7 @@ impl NatsBackend {
             &jetstream,
             BUILDS_BUCKET,
             "cairn: stage folder -> component",
+            Duration::ZERO,
             settings.replicas,
         )
         .await
@@ -154,6 +165,12 @@ impl NatsBackend {
             actions,
             builds,
         })
+    }
+
+    /// The worker pool's queue on the same server, its stream and buckets
+    /// created with `replicas` copies when missing.
+    pub async fn work_queue(&self, replicas: usize) -> Result<super::work::WorkQueue, RemoteError> {
+        super::work::WorkQueue::open(self.server.clone(), self.client.clone(), replicas).await
     }
 
     fn table(&self, table: Table) -> &kv::Store {
@@ -222,10 +239,14 @@ impl NatsBackend {
     }
 }
 
-async fn key_value(
+/// Opens the key-value bucket `bucket`, creating it when missing with
+/// one value per key, entries kept `max_age` (zero: for ever) on
+/// `replicas` servers.
+pub(crate) async fn key_value(
     jetstream: &jetstream::Context,
     bucket: &str,
     description: &str,
+    max_age: Duration,
     replicas: usize,
 ) -> Result<kv::Store, async_nats::Error> {
     if let Ok(store) = jetstream.get_key_value(bucket).await {
@@ -236,6 +257,7 @@ async fn key_value(
             bucket: bucket.to_owned(),
             description: description.to_owned(),
             history: 1,
+            max_age,
             num_replicas: replicas,
             ..Default::default()
         })

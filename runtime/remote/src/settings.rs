@@ -55,7 +55,8 @@ pub struct Tls {
 /// Everything needed to use a shared cache.
 #[derive(Clone, Debug)]
 pub struct RemoteSettings {
-    /// `nats://HOST:PORT` (or `tls://`), without credentials.
+    /// `nats://HOST:PORT` (or `tls://`), without credentials; a cluster's
+    /// servers comma-separated.
     pub url: String,
     /// Read hits, never write (`--remote-read-only`: pull requests from
     /// forks must not fill a cache others trust).
@@ -125,15 +126,18 @@ impl RemoteSettings {
         var: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, SettingsError> {
         let url = url.trim();
-        let Some((scheme, rest)) = url.split_once("://") else {
-            return Err(SettingsError::Scheme { url: url.to_owned() });
-        };
-        if !matches!(scheme, "nats" | "tls") {
-            return Err(SettingsError::Scheme { url: url.to_owned() });
-        }
-        let authority = rest.split('/').next().unwrap_or_default();
-        if authority.contains('@') {
-            return Err(SettingsError::CredentialsInUrl);
+        // A cluster may be named by several of its servers, comma-separated.
+        for server in url.split(',').map(str::trim) {
+            let Some((scheme, rest)) = server.split_once("://") else {
+                return Err(SettingsError::Scheme { url: server.to_owned() });
+            };
+            if !matches!(scheme, "nats" | "tls") {
+                return Err(SettingsError::Scheme { url: server.to_owned() });
+            }
+            let authority = rest.split('/').next().unwrap_or_default();
+            if authority.contains('@') {
+                return Err(SettingsError::CredentialsInUrl);
+            }
         }
         let var = |name: &str| var(name).filter(|value| !value.is_empty());
         let file = |variable: &'static str| -> Result<Option<PathBuf>, SettingsError> {
@@ -255,5 +259,10 @@ mod tests {
         );
         let error = settings("http://h:1", &[]).unwrap_err();
         assert!(error.to_string().contains("nats://HOST:PORT"), "{error}");
+        assert!(settings("nats://a:1, nats://b:2", &[]).is_ok());
+        let error = settings("nats://a:1,nats://u:p@b:2", &[]).unwrap_err();
+        assert!(!error.to_string().contains("u:p"), "{error}");
+        let error = settings("nats://a:1,http://b:2", &[]).unwrap_err();
+        assert!(error.to_string().contains("http://b:2"), "{error}");
     }
 }

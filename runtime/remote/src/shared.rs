@@ -138,19 +138,72 @@ impl SharedCache {
             // Written by another version of cairn: a miss, as locally.
             return Ok(None);
         }
-        self.fetch_blob(store, key, entry.outputs).await?;
-        let tree = Tree::load(store, &entry.outputs)?;
-        let mut wanted: Vec<Digest> = file_digests(&tree).collect();
-        if entry.has_log {
-            wanted.push(entry.log);
-        }
-        futures_util::stream::iter(wanted.into_iter().map(Ok))
+        self.fetch_tree_of(store, key, entry.outputs, entry.has_log.then_some(entry.log))
+            .await?;
+        store.put_action(key, &entry)?;
+        Ok(Some(entry))
+    }
+
+    /// Brings the tree `digest` and its files into `store`, each checked:
+    /// what a worker needs of a job's inputs and of the stages it needs.
+    pub async fn fetch_tree(&self, store: &Store, digest: Digest) -> Result<Tree, SharedError> {
+        self.fetch_tree_of(store, &digest, digest, None).await
+    }
+
+    /// The tree `digest` (named by the entry `key`) and its files, and
+    /// `extra` with them.
+    async fn fetch_tree_of(
+        &self,
+        store: &Store,
+        key: &Digest,
+        digest: Digest,
+        extra: Option<Digest>,
+    ) -> Result<Tree, SharedError> {
+        self.fetch_blob(store, key, digest).await?;
+        let tree = Tree::load(store, &digest)?;
+        let wanted = file_digests(&tree).chain(extra);
+        futures_util::stream::iter(wanted.map(Ok))
             .try_for_each_concurrent(PARALLEL_BLOBS, |digest| async move {
                 self.fetch_blob(store, key, digest).await.map(drop)
             })
             .await?;
-        store.put_action(key, &entry)?;
-        Ok(Some(entry))
+        Ok(tree)
+    }
+
+    /// Sends the tree `digest` that `store` holds, and its files, where
+    /// the backend lacks them: a job's inputs, for the worker that runs it.
+    pub async fn share_tree(&self, store: &Store, digest: Digest) -> Result<(usize, u64), SharedError> {
+        let tree = Tree::load(store, &digest)?;
+        let mut blobs: Vec<Digest> = file_digests(&tree).collect();
+        blobs.push(digest);
+        blobs.sort_unstable_by_key(|digest| *digest.as_bytes());
+        blobs.dedup();
+        self.upload(store, blobs).await
+    }
+
+    /// Sends `bytes` (whose digest is `digest`) unless the backend has
+    /// them: a job's component.
+    pub async fn share_blob(&self, digest: Digest, bytes: &[u8]) -> Result<bool, SharedError> {
+        if self.backend.has_blob(&digest).await? {
+            return Ok(false);
+        }
+        self.backend.put_blob(&digest, bytes.to_vec()).await?;
+        Ok(true)
+    }
+
+    /// The blob `digest` (a job's component), from `store` or brought into
+    /// it, checked against its digest either way.
+    pub async fn fetch_checked(&self, store: &Store, digest: Digest) -> Result<Vec<u8>, SharedError> {
+        self.fetch_checked_for(store, &digest, digest).await
+    }
+
+    /// The blob `digest` named by the entry `key`, from `store` or brought
+    /// into it.
+    async fn fetch_checked_for(&self, store: &Store, key: &Digest, digest: Digest) -> Result<Vec<u8>, SharedError> {
+        match self.fetch_blob(store, key, digest).await? {
+            Some(bytes) => Ok(bytes),
+            None => Ok(store.read(&digest)?),
+        }
     }
 
     /// Shares the result `store` holds for `key`: the blobs the backend
@@ -195,10 +248,7 @@ impl SharedCache {
             .ok()
             .and_then(|text| text.trim().parse::<Digest>().ok())
             .ok_or_else(|| self.unreadable(Table::Builds, key, "not a digest"))?;
-        match self.fetch_blob(store, key, component).await? {
-            Some(bytes) => Ok(Some(bytes)),
-            None => Ok(Some(store.read(&component)?)),
-        }
+        self.fetch_checked_for(store, key, component).await.map(Some)
     }
 
     /// Shares that the stage folder of `key` built to `component`.

@@ -56,8 +56,8 @@ impl GcArgs {
             max_age: self.max_age.map(|age| age.0),
             max_bytes: Some(self.max_size.0),
         };
-        let report = with_shared(&shared, &self.location, async |cache| {
-            Ok(cache.backend().collect_garbage(policy).await?)
+        let report = with_shared(&shared, &self.location, false, async |opened| {
+            Ok(opened.cache.backend().collect_garbage(policy).await?)
         })?;
         println!(
             "removed {} blobs ({}) and {} entries from the shared cache (limit {}{})",

@@ -12,6 +12,7 @@ mod remote;
 mod stage;
 pub(crate) mod terminal;
 mod watch;
+mod worker;
 
 use std::process::ExitCode;
 
@@ -88,6 +89,8 @@ enum Command {
     /// Look at the shared cache (`--remote`).
     #[command(subcommand)]
     Remote(remote::RemoteCommand),
+    /// Run stages that `cairn run --workers` sends, until Ctrl-C or SIGTERM.
+    Worker(worker::WorkerArgs),
     /// Run or inspect a single stage component.
     #[command(subcommand)]
     Stage(stage::StageCommand),
@@ -135,6 +138,7 @@ impl Cli {
             Command::Explain(arguments) => arguments.execute(),
             Command::Cache(command) => command.execute(),
             Command::Remote(command) => command.execute(),
+            Command::Worker(arguments) => arguments.execute(trust()?),
             Command::Stage(command) => command.execute(verbose, trust),
             Command::Publish(arguments) => arguments.execute(),
             Command::Lock(arguments) => arguments.execute(),

@@ -5,7 +5,8 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 
 use cairn::remote::BackendStatus;
-use cairn::shared_cache::SharedCacheRequest;
+use cairn::remote::work::QueueStatus;
+use cairn::shared_cache::{Opened, SharedCacheRequest};
 use cairn::units::ByteSize;
 
 use super::Status;
@@ -24,12 +25,21 @@ pub(crate) struct SharedCacheArgs {
     /// untrusted changes, such as pull requests from forks).
     #[arg(long = "remote-read-only", env = "CAIRN_REMOTE_READ_ONLY")]
     read_only: bool,
+
+    /// Send stages to the worker pool (`cairn worker`) through the shared
+    /// cache's server instead of running them here, as `[remote] execute`.
+    #[arg(long = "workers", env = "CAIRN_WORKERS")]
+    workers: bool,
 }
 
 impl SharedCacheArgs {
     /// The flags as if given `--remote URL` (or none).
     pub(crate) fn new(url: Option<String>) -> Self {
-        Self { url, read_only: false }
+        Self {
+            url,
+            read_only: false,
+            workers: false,
+        }
     }
 
     /// What the engine is asked for.
@@ -37,6 +47,8 @@ impl SharedCacheArgs {
         SharedCacheRequest {
             url: self.url.clone(),
             read_only: self.read_only,
+            workers: self.workers,
+            replicas: None,
         }
     }
 }
@@ -77,12 +89,14 @@ pub(crate) fn pipeline_at(location: &PipelineLocation) -> anyhow::Result<Option<
     Ok(Some(cairn::pipeline::load(&path)?))
 }
 
-/// Connects to the shared cache `shared` and the pipeline ask for, in a
-/// runtime of its own; an error when neither names one.
+/// Connects to the shared cache `shared` and the pipeline ask for (and
+/// its worker queue, with `queue`), in a runtime of its own; an error when
+/// neither names one.
 pub(crate) fn with_shared<T>(
     shared: &SharedCacheArgs,
     location: &PipelineLocation,
-    work: impl AsyncFnOnce(&cairn::remote::SharedCache) -> anyhow::Result<T>,
+    queue: bool,
+    work: impl AsyncFnOnce(&Opened) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
     let pipeline = pipeline_at(location)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -93,7 +107,7 @@ pub(crate) fn with_shared<T>(
     runtime.block_on(async {
         let cache = shared
             .request()
-            .open(pipeline.as_ref())
+            .open(pipeline.as_ref(), queue)
             .await?
             .context("no shared cache is named: give --remote nats://HOST:PORT, set CAIRN_REMOTE, or add `[remote] url` to cairn.toml")?;
         work(&cache).await
@@ -102,11 +116,18 @@ pub(crate) fn with_shared<T>(
 
 impl StatusArgs {
     fn execute(self) -> anyhow::Result<Status> {
-        let status: BackendStatus = with_shared(&self.shared, &self.location, async |cache| {
-            Ok(cache.backend().status().await?)
-        })?;
+        let (status, queue): (BackendStatus, QueueStatus) =
+            with_shared(&self.shared, &self.location, true, async |opened| {
+                let queue = match &opened.queue {
+                    Some(queue) => queue.status().await?,
+                    None => QueueStatus::default(),
+                };
+                Ok((opened.cache.backend().status().await?, queue))
+            })?;
         if self.json {
-            println!("{}", serde_json::to_string_pretty(&status)?);
+            let mut json = serde_json::to_value(&status)?;
+            json["queue"] = serde_json::to_value(&queue)?;
+            println!("{}", serde_json::to_string_pretty(&json)?);
             return Ok(Status::Success);
         }
         println!(
@@ -125,6 +146,22 @@ impl StatusArgs {
                 bucket.entries,
                 ByteSize(bucket.bytes).to_string(),
                 bucket.replicas
+            );
+        }
+        println!(
+            "queue     {} waiting, {} running, {} handed out again (ack wait {})",
+            queue.waiting,
+            queue.running,
+            queue.redelivered,
+            cairn::units::HumanDuration(std::time::Duration::from_millis(queue.ack_wait_ms))
+        );
+        if queue.workers.is_empty() {
+            println!("workers   none connected");
+        }
+        for worker in &queue.workers {
+            println!(
+                "worker    {} (cairn {}): {} of {} slots busy",
+                worker.name, worker.version, worker.running, worker.jobs
             );
         }
         Ok(Status::Success)

@@ -14,11 +14,15 @@
 //! (the sandbox and the attempts), [`check`] (`--check`) and [`publish`].
 
 mod check;
+mod dispatch;
 mod key;
 mod publish;
 mod reuse;
 mod run;
 mod shared;
+
+pub use dispatch::WorkerPool;
+pub(crate) use run::{Attempts, store_outputs};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -41,8 +45,8 @@ use cairn_core::events::{PhaseClock, TestCounts};
 use cairn_core::observer::{Annotation, Level, LogLine, LogSource, StageObserver};
 use cairn_pipeline::{ClockGrant, Pipeline, Reference, Stage, Template, Uses};
 use cairn_report::{Event, Reporter, Status};
-use cairn_sandbox::runtime::{Runtime, RuntimeError};
-use cairn_sandbox::{Clock, Outcome, StageRun, Trust};
+use cairn_sandbox::runtime::{LoadedComponent, Runtime, RuntimeError};
+use cairn_sandbox::{Clock, Outcome, Sandbox, StageRun, Trust};
 
 /// How a run uses the cache.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,7 +76,7 @@ impl LazyRuntime {
         }
     }
 
-    async fn get(&self) -> Result<Arc<Runtime>, RuntimeError> {
+    pub(crate) async fn get(&self) -> Result<Arc<Runtime>, RuntimeError> {
         self.cell
             .get_or_try_init(|| async { Runtime::with_trust(&self.cache, self.trust.clone()).map(Arc::new) })
             .await
@@ -126,6 +130,8 @@ pub struct StageExecutor {
     pub repository_prefix: Arc<str>,
     /// The shared cache (`--remote`), when the run has one.
     pub shared: Option<Arc<cairn_remote::SharedCache>>,
+    /// The worker pool, when stages are sent to workers (`--workers`).
+    pub workers: Option<WorkerPool>,
 }
 
 /// A stage's request, resolved, with its key.
@@ -164,7 +170,7 @@ enum Hit {
 /// What a successful stage produced, whether it ran now or its result is
 /// reused: what its result, its remembered run and its replayed log are
 /// made of, and no more (a hit copies only this out of the state).
-struct Produced {
+pub(crate) struct Produced {
     outputs: Digest,
     outcome: Outcome,
     log: Option<Digest>,
@@ -172,6 +178,19 @@ struct Produced {
 }
 
 impl Produced {
+    /// The action cache entry of this result, for a stage that ran
+    /// `duration_ms`.
+    pub(crate) fn entry(&self, duration_ms: u64) -> ActionEntry {
+        ActionEntry::new(
+            self.outputs,
+            self.log.unwrap_or_else(|| Digest::of(b"")),
+            self.log.is_some(),
+            self.annotations.clone(),
+            self.outcome.clone(),
+            duration_ms,
+        )
+    }
+
     /// What an action cache entry holds.
     fn stored(entry: ActionEntry) -> Self {
         Self {
@@ -216,8 +235,8 @@ impl Produced {
 }
 
 /// A stage that ran and succeeded.
-struct Ran {
-    produced: Produced,
+pub(crate) struct Ran {
+    pub(crate) produced: Produced,
     tree: Tree,
     attempts: u32,
     run: StageRun,
@@ -311,6 +330,9 @@ impl StageExecutor {
             Some(hit) => {
                 self.check(stage, &component, prepared, upstream, hit, observer, clock)
                     .await
+            }
+            None if self.workers.is_some() && self.dispatchable(stage, &prepared, observer.as_ref()) => {
+                self.dispatch(stage, &component, prepared, observer, clock).await
             }
             None => match self
                 .run(stage, &component, &prepared, &upstream, Arc::clone(&observer), clock)

@@ -9,14 +9,7 @@ impl StageExecutor {
         let duration_ms = ran.run.duration.as_millis() as u64;
         let produced = ran.produced;
         if prepared.cacheable() {
-            let entry = ActionEntry::new(
-                produced.outputs,
-                produced.log.unwrap_or_else(|| Digest::of(b"")),
-                produced.log.is_some(),
-                produced.annotations.clone(),
-                produced.outcome.clone(),
-                duration_ms,
-            );
+            let entry = produced.entry(duration_ms);
             if let Err(error) = self.store.put_action(&prepared.key, &entry) {
                 tracing::warn!(%error, "cannot record the stage's result in the cache");
             }

@@ -61,20 +61,122 @@ impl StageExecutor {
             .await
             .map_err(|error| failed(format!("cannot load its component: {error}").into()))?;
         clock.mark("compile");
-        for attempt in 1..=stage.retries + 1 {
+        let attempts = Attempts {
+            stage: &stage.name,
+            retries: stage.retries,
+            junit: &stage.junit,
+            reporter: self.reporter.as_ref(),
+        };
+        let (run, outcome, attempt) = attempts.run(&runtime, &loaded, &sandbox, observer, clock).await?;
+        let stored = store_outputs(Arc::clone(&self.store), run, outcome, attempt)
+            .await
+            .map_err(|error| (error.into(), attempt));
+        clock.mark("store");
+        stored
+    }
+
+    /// Copies the input files into the store (checking they are still what
+    /// was hashed) and links them into a read-only snapshot for `/src`.
+    pub(super) async fn snapshot_inputs(&self, indices: &[usize]) -> Result<Option<tempfile::TempDir>, String> {
+        if indices.is_empty() {
+            return Ok(None);
+        }
+        let inputs = self.inputs_tree(indices)?;
+        let store = Arc::clone(&self.store);
+        let workspace = Arc::clone(&self.workspace);
+        let scratch = self.scratch.clone();
+        tokio::task::spawn_blocking(move || {
+            store_inputs(&store, &workspace, &inputs)?;
+            let snapshot = tempfile::Builder::new()
+                .prefix("src-")
+                .tempdir_in(&scratch)
+                .map_err(StoreError::io(&scratch))?;
+            inputs.materialize(&store, snapshot.path(), Materialize::Link)?;
+            Ok(Some(snapshot))
+        })
+        .await
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))
+        .map_err(|error: TreeError| error.to_string())
+    }
+
+    /// Copies the input files and their tree into the store (for a worker
+    /// to fetch), without a snapshot; the tree's digest.
+    pub(super) async fn stored_inputs(&self, indices: &[usize]) -> Result<Digest, String> {
+        let inputs = self.inputs_tree(indices)?;
+        let store = Arc::clone(&self.store);
+        let workspace = Arc::clone(&self.workspace);
+        tokio::task::spawn_blocking(move || store_inputs(&store, &workspace, &inputs))
+            .await
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))
+            .map_err(|error| error.to_string())
+    }
+
+    /// The tree of the input files `indices`.
+    fn inputs_tree(&self, indices: &[usize]) -> Result<Tree, String> {
+        let files = self.workspace.files();
+        Ok(Tree::new(
+            indices
+                .iter()
+                .map(|&index| {
+                    self.input_entry(index).map(|kind| Entry {
+                        path: files[index].path.clone(),
+                        kind,
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+        ))
+    }
+}
+
+/// Copies the files of `inputs` the store lacks from the workspace (each
+/// checked against the digest it was keyed with), then the tree; its digest.
+fn store_inputs(store: &Store, workspace: &Workspace, inputs: &Tree) -> Result<Digest, StoreError> {
+    for entry in inputs.entries() {
+        if let EntryKind::File { digest, .. } = &entry.kind
+            && !store.has_blob(digest)
+        {
+            let path = workspace.root().join(&entry.path);
+            store.put_opened(|| workspace.open_input(&entry.path), &path, Some(*digest))?;
+        }
+    }
+    inputs.store(store)
+}
+
+/// How a stage is attempted: its name, its retries, the JUnit reports it
+/// writes, and where its attempts and test cases are reported. The same on
+/// this machine and on a worker.
+pub(crate) struct Attempts<'a> {
+    pub stage: &'a str,
+    pub retries: u32,
+    pub junit: &'a [String],
+    pub reporter: &'a dyn Reporter,
+}
+
+impl Attempts<'_> {
+    /// Runs a loaded stage until it succeeds or its retries are spent: the
+    /// successful run, its outcome with its test counts, and its attempt.
+    pub(crate) async fn run(
+        &self,
+        runtime: &Runtime,
+        loaded: &Arc<LoadedComponent>,
+        sandbox: &Sandbox,
+        observer: Arc<dyn StageObserver>,
+        clock: &mut PhaseClock,
+    ) -> Result<(StageRun, Outcome, u32), (StageError, u32)> {
+        for attempt in 1..=self.retries + 1 {
             self.reporter.event(&Event::StageStarted {
-                stage: stage.name.clone(),
+                stage: self.stage.to_owned(),
                 attempt,
             });
             let mut run = runtime
-                .run(&loaded, &sandbox, Arc::clone(&observer))
+                .run(loaded, sandbox, Arc::clone(&observer))
                 .await
                 .map_err(|error| (error.to_string().into(), attempt))?;
             let sandbox_setup = clock.since_mark().saturating_sub(run.duration);
             clock.split("sandbox", sandbox_setup);
             clock.split("instantiate", run.instantiation);
             clock.mark("run");
-            let tests = read_test_reports(stage, &mut run, observer.as_ref(), self.reporter.as_ref());
+            let tests = read_test_reports_of(self, &mut run, observer.as_ref());
             match &run.result {
                 Ok(outcome) => {
                     let mut outcome = outcome.clone();
@@ -85,14 +187,9 @@ impl StageExecutor {
                             None => counts.to_string(),
                         });
                     }
-                    let stored = self
-                        .store_outputs(run, outcome, attempt)
-                        .await
-                        .map_err(|error| (error.into(), attempt));
-                    clock.mark("store");
-                    return stored;
+                    return Ok((run, outcome, attempt));
                 }
-                Err(failure) if attempt <= stage.retries => {
+                Err(failure) if attempt <= self.retries => {
                     observer.log(&notice(format!("attempt {attempt} {failure}; retrying")));
                 }
                 Err(failure) => {
@@ -110,92 +207,52 @@ impl StageExecutor {
         }
         Err(("the stage did not run".into(), 0))
     }
+}
 
-    /// Copies the input files into the store (checking they are still what
-    /// was hashed) and links them into a read-only snapshot for `/src`.
-    pub(super) async fn snapshot_inputs(&self, indices: &[usize]) -> Result<Option<tempfile::TempDir>, String> {
-        if indices.is_empty() {
-            return Ok(None);
-        }
-        let files = self.workspace.files();
-        let inputs = Tree::new(
-            indices
-                .iter()
-                .map(|&index| {
-                    self.input_entry(index).map(|kind| Entry {
-                        path: files[index].path.clone(),
-                        kind,
-                    })
-                })
-                .collect::<Result<_, _>>()?,
-        );
-        let store = Arc::clone(&self.store);
-        let workspace = Arc::clone(&self.workspace);
-        let scratch = self.scratch.clone();
-        tokio::task::spawn_blocking(move || {
-            for entry in inputs.entries() {
-                if let EntryKind::File { digest, .. } = &entry.kind
-                    && !store.has_blob(digest)
-                {
-                    let path = workspace.root().join(&entry.path);
-                    store.put_opened(|| workspace.open_input(&entry.path), &path, Some(*digest))?;
-                }
-            }
-            inputs.store(&store)?;
-            let snapshot = tempfile::Builder::new()
-                .prefix("src-")
-                .tempdir_in(&scratch)
-                .map_err(StoreError::io(&scratch))?;
-            inputs.materialize(&store, snapshot.path(), Materialize::Link)?;
-            Ok(Some(snapshot))
+/// Stores a successful run's outputs and log.
+pub(crate) async fn store_outputs(
+    store: Arc<Store>,
+    run: StageRun,
+    outcome: Outcome,
+    attempts: u32,
+) -> Result<Ran, String> {
+    tokio::task::spawn_blocking(move || {
+        let (tree, outputs) = Tree::ingest(&store, run.outputs()).map_err(|error| error.to_string())?;
+        let log = if run.log.lines.is_empty() {
+            None
+        } else {
+            let bytes = serde_json::to_vec(&run.log.lines).map_err(|error| error.to_string())?;
+            Some(store.put_bytes(&bytes).map_err(|error| error.to_string())?)
+        };
+        Ok(Ran {
+            produced: Produced {
+                outputs,
+                outcome,
+                log,
+                annotations: run.annotations.clone(),
+            },
+            tree,
+            attempts,
+            run,
         })
-        .await
-        .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))
-        .map_err(|error: TreeError| error.to_string())
-    }
-
-    /// Stores a successful run's outputs and log.
-    pub(super) async fn store_outputs(&self, run: StageRun, outcome: Outcome, attempts: u32) -> Result<Ran, String> {
-        let store = Arc::clone(&self.store);
-        tokio::task::spawn_blocking(move || {
-            let (tree, outputs) = Tree::ingest(&store, run.outputs()).map_err(|error| error.to_string())?;
-            let log = if run.log.lines.is_empty() {
-                None
-            } else {
-                let bytes = serde_json::to_vec(&run.log.lines).map_err(|error| error.to_string())?;
-                Some(store.put_bytes(&bytes).map_err(|error| error.to_string())?)
-            };
-            Ok(Ran {
-                produced: Produced {
-                    outputs,
-                    outcome,
-                    log,
-                    annotations: run.annotations.clone(),
-                },
-                tree,
-                attempts,
-                run,
-            })
-        })
-        .await
-        .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))
-    }
+    })
+    .await
+    .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))
 }
 
 /// Reads the JUnit reports the stage names, whether it succeeded or not:
 /// each unreadable report becomes a warning in its log, each failed case an
 /// annotation kept with its run. `None` when it names none, or none could
 /// be read.
-fn read_test_reports(
-    stage: &Stage,
+fn read_test_reports_of(
+    attempts: &Attempts<'_>,
     run: &mut StageRun,
     observer: &dyn StageObserver,
-    reporter: &dyn Reporter,
 ) -> Option<TestCounts> {
-    if stage.junit.is_empty() {
+    if attempts.junit.is_empty() {
         return None;
     }
-    let report = crate::junit::read(run.outputs(), &stage.junit);
+    let report = crate::junit::read(run.outputs(), attempts.junit);
     for warning in &report.warnings {
         observer.log(&notice(warning.clone()));
     }
@@ -204,10 +261,10 @@ fn read_test_reports(
         run.annotations.push(failure);
     }
     if !report.cases.is_empty() {
-        reporter.event(&Event::StageTests {
-            stage: stage.name.clone(),
+        attempts.reporter.event(&Event::StageTests {
+            stage: attempts.stage.to_owned(),
             cases: report.cases,
         });
     }
-    (report.warnings.len() < stage.junit.len()).then_some(report.counts)
+    (report.warnings.len() < attempts.junit.len()).then_some(report.counts)
 }
