@@ -384,3 +384,46 @@ fn a_token_from_the_environment_is_accepted_and_a_wrong_one_refused() {
     assert_eq!(finished.code, Some(0), "{finished:?}");
     assert!(all(&events, "succeeded"), "{events:#?}");
 }
+
+#[test]
+fn an_nkey_seed_file_is_accepted_and_another_refused() {
+    let user = nkeys::KeyPair::new_user();
+    let server = TestNats::with_nkey(&user.public_key());
+    let checkout = Checkout::new();
+    let seeds = tempfile::tempdir().expect("a folder for seeds");
+    let stranger = seeds.path().join("stranger.nk");
+    let stranger_seed = nkeys::KeyPair::new_user().seed().expect("a seed");
+    std::fs::write(&stranger, &stranger_seed).expect("write the seed");
+    let mut command = checkout.cairn();
+    command.env("CAIRN_NATS_NKEY", &stranger);
+    let (finished, _) = run_json_with(command, &["--remote", &server.url]);
+    assert_eq!(finished.code, Some(2), "{finished:?}");
+    assert!(finished.stderr.contains("CAIRN_NATS_NKEY"), "{}", finished.stderr);
+    assert!(!finished.stderr.contains(&stranger_seed), "{}", finished.stderr);
+
+    let ours = seeds.path().join("user.nk");
+    std::fs::write(&ours, user.seed().expect("a seed")).expect("write the seed");
+    let mut command = checkout.cairn();
+    command.env("CAIRN_NATS_NKEY", &ours);
+    let (finished, events) = run_json_with(command, &["--remote", &server.url]);
+    assert_eq!(finished.code, Some(0), "{finished:?}");
+    assert!(all(&events, "succeeded"), "{events:#?}");
+}
+
+#[test]
+fn a_server_with_a_private_ca_is_trusted_only_when_its_ca_is_named() {
+    let ca = http_server::TestCa::new();
+    let (certificate, key) = ca.server_files();
+    let server = TestNats::with_tls(&certificate, &key);
+    let url = server.url.replace("nats://", "tls://");
+    let checkout = Checkout::new();
+    let (finished, _) = checkout.run(&["--remote", &url]);
+    assert_eq!(finished.code, Some(2), "{finished:?}");
+    assert!(finished.stderr.contains("CAIRN_NATS_CA"), "{}", finished.stderr);
+
+    let mut command = checkout.cairn();
+    command.env("CAIRN_NATS_CA", ca.ca_file());
+    let (finished, events) = run_json_with(command, &["--remote", &url]);
+    assert_eq!(finished.code, Some(0), "{finished:?}");
+    assert!(all(&events, "succeeded"), "{events:#?}");
+}

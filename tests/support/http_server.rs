@@ -60,6 +60,8 @@ impl TestCa {
             .expect("the server certificate");
         let folder = tempfile::tempdir().expect("a folder for the CA file");
         std::fs::write(folder.path().join("ca.pem"), ca.pem()).expect("write ca.pem");
+        std::fs::write(folder.path().join("server.pem"), server.pem()).expect("write server.pem");
+        std::fs::write(folder.path().join("server-key.pem"), server_key.serialize_pem()).expect("write server-key.pem");
         Self {
             server_chain: vec![server.der().clone()],
             server_key: server_key.serialize_der(),
@@ -70,6 +72,15 @@ impl TestCa {
     /// The CA certificate as a PEM file, for `--ca-cert`.
     pub fn ca_file(&self) -> PathBuf {
         self.folder.path().join("ca.pem")
+    }
+
+    /// The server's certificate and key as PEM files, for servers that
+    /// read them (nats-server).
+    pub fn server_files(&self) -> (PathBuf, PathBuf) {
+        (
+            self.folder.path().join("server.pem"),
+            self.folder.path().join("server-key.pem"),
+        )
     }
 
     fn acceptor(&self) -> tokio_rustls::TlsAcceptor {

@@ -37,6 +37,24 @@ impl TestNats {
         Self::launch(Some(format!("token: \"{token}\"")))
     }
 
+    /// A server that admits the user whose NKey's public key is `public`.
+    pub fn with_nkey(public: &str) -> Self {
+        Self::launch(Some(format!("users: [ {{ nkey: \"{public}\" }} ]")))
+    }
+
+    /// A server that speaks only TLS, with the certificate and key in
+    /// these PEM files.
+    pub fn with_tls(certificate: &std::path::Path, key: &std::path::Path) -> Self {
+        Self::launch_with(
+            free_port(),
+            &format!(
+                "tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n}}\n",
+                certificate.display(),
+                key.display()
+            ),
+        )
+    }
+
     fn launch(authorization: Option<String>) -> Self {
         let authorization = authorization
             .map(|authorization| format!("authorization {{\n  {authorization}\n}}\n"))

@@ -107,6 +107,12 @@ pub async fn connect(settings: &RemoteSettings) -> Result<async_nats::Client, Re
                 server,
                 reason: format!("{error} (a private CA's certificate goes in CAIRN_NATS_CA)"),
             },
+            // A certificate the system's roots do not vouch for surfaces as
+            // an I/O error of the handshake.
+            _ if error.to_string().contains("certificate") => RemoteError::Connect {
+                server,
+                reason: format!("{error} (a private CA's certificate goes in CAIRN_NATS_CA)"),
+            },
             _ => RemoteError::Connect {
                 server,
                 reason: error.to_string(),
