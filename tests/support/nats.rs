@@ -170,7 +170,20 @@ impl TestCluster {
         let url = nodes.iter().map(|node| node.url.clone()).collect::<Vec<_>>().join(",");
         let cluster = Self { nodes, url };
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        while !cluster.with_client(async |jetstream| jetstream.query_account().await.is_ok()) {
+        // Ready when a stream replicated on every server can be made (the
+        // servers know each other), not only when one answers.
+        let replicated = async |jetstream: async_nats::jetstream::Context| {
+            let made = jetstream
+                .create_stream(async_nats::jetstream::stream::Config {
+                    name: "ready".to_owned(),
+                    num_replicas: size,
+                    ..Default::default()
+                })
+                .await
+                .is_ok();
+            made && jetstream.delete_stream("ready").await.is_ok()
+        };
+        while !cluster.with_client(replicated) {
             assert!(
                 std::time::Instant::now() < deadline,
                 "the cluster elected no JetStream leader:\n{}",

@@ -9,7 +9,7 @@
 //! host tools, and stages whose results are never reused run here, with
 //! their log saying why.
 
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 
 use super::*;
 use crate::worker::job::{Job, LiveEvent};
@@ -224,52 +224,91 @@ impl StageExecutor {
 
         let failed = |error: cairn_remote::RemoteError| error.to_string();
         let mut result = std::pin::pin!(queue.wait_result(&key));
-        let mut started = false;
-        let mut attempt = 0;
-        let mut delivery = 0;
+        let mut follow = Following {
+            stage,
+            observer,
+            reporter: self.reporter.as_ref(),
+            started: false,
+            attempt: 0,
+            delivery: 0,
+        };
         loop {
             tokio::select! {
+                // Events first: those sent before the result are shown
+                // before the stage ends.
+                biased;
+                Some(event) = events.next() => {
+                    if !follow.started {
+                        clock.mark("queue");
+                    }
+                    follow.show(&event);
+                }
                 result = &mut result => {
+                    // The worker sent its last events before its result,
+                    // on one connection: they are here already.
+                    while let Some(Some(event)) = events.next().now_or_never() {
+                        follow.show(&event);
+                    }
+                    let started = follow.started;
                     return result.map(|result| Sent { result, started }).map_err(failed);
                 }
-                Some(event) = events.next() => {
-                    let Ok(event) = serde_json::from_slice::<LiveEvent>(&event) else {
-                        continue;
-                    };
-                    match event {
-                        LiveEvent::Started { worker, delivery: handed, attempt: now } => {
-                            if !started {
-                                clock.mark("queue");
-                            }
-                            if handed != delivery {
-                                delivery = handed;
-                                say(Level::Info, match handed {
-                                    1 => format!("runs on worker {worker}"),
-                                    _ => format!(
-                                        "runs on worker {worker}: handed out again (delivery {handed}), the \
-                                         worker before stopped answering"
-                                    ),
-                                });
-                            }
-                            if now > attempt || !started {
-                                attempt = now;
-                                started = true;
-                                self.reporter.event(&Event::StageStarted {
-                                    stage: stage.name.clone(),
-                                    attempt: now,
-                                });
-                            }
-                        }
-                        LiveEvent::Log { line } => observer.log(&line),
-                        LiveEvent::Progress { done, total } => observer.progress(done, total),
-                        LiveEvent::Annotation { annotation } => observer.annotate(&annotation),
-                        LiveEvent::Tests { cases } => self.reporter.event(&Event::StageTests {
-                            stage: stage.name.clone(),
-                            cases,
-                        }),
-                    }
+            }
+        }
+    }
+}
+
+/// What a run shows of a stage a worker runs, from its live events.
+struct Following<'a> {
+    stage: &'a Stage,
+    observer: &'a dyn StageObserver,
+    reporter: &'a dyn Reporter,
+    started: bool,
+    attempt: u32,
+    delivery: u64,
+}
+
+impl Following<'_> {
+    fn show(&mut self, event: &[u8]) {
+        let Ok(event) = serde_json::from_slice::<LiveEvent>(event) else {
+            return;
+        };
+        match event {
+            LiveEvent::Started {
+                worker,
+                delivery,
+                attempt,
+            } => {
+                if delivery != self.delivery {
+                    self.delivery = delivery;
+                    self.observer.log(&LogLine {
+                        source: LogSource::Host,
+                        level: Level::Info,
+                        text: match delivery {
+                            1 => format!("runs on worker {worker}"),
+                            _ => format!(
+                                "runs on worker {worker}: handed out again (delivery {delivery}), the worker \
+                                 before stopped answering"
+                            ),
+                        },
+                        unterminated: false,
+                    });
+                }
+                if attempt > self.attempt || !self.started {
+                    self.attempt = attempt;
+                    self.started = true;
+                    self.reporter.event(&Event::StageStarted {
+                        stage: self.stage.name.clone(),
+                        attempt,
+                    });
                 }
             }
+            LiveEvent::Log { line } => self.observer.log(&line),
+            LiveEvent::Progress { done, total } => self.observer.progress(done, total),
+            LiveEvent::Annotation { annotation } => self.observer.annotate(&annotation),
+            LiveEvent::Tests { cases } => self.reporter.event(&Event::StageTests {
+                stage: self.stage.name.clone(),
+                cases,
+            }),
         }
     }
 }
