@@ -6,7 +6,9 @@
 use crate::support::nats::TestNats;
 use crate::support::*;
 
-const PIPELINE: &str = r#"
+/// Three stages: a constant, one reading inputs, one reading another's
+/// outputs.
+pub const PIPELINE: &str = r#"
     [stages.constant]
     uses = "{probe}"
     args = ["write", "/out/result.txt", "always the same"]
@@ -22,7 +24,8 @@ const PIPELINE: &str = r#"
     args = ["cat", "/in/constant/result.txt"]
 "#;
 
-const FILES: &[(&str, &str)] = &[("a/data.txt", "some data")];
+/// The files [`PIPELINE`] reads.
+pub const FILES: &[(&str, &str)] = &[("a/data.txt", "some data")];
 
 /// A checkout of a pipeline on a machine of its own.
 pub struct Checkout {

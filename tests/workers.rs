@@ -188,26 +188,19 @@ fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|error| panic!("{}: {error}", path.display()))
 }
 
-const SPREAD: &str = r#"
-    [stages.constant]
-    uses = "{probe}"
-    args = ["write", "/out/result.txt", "always the same"]
-
-    [stages.copy]
-    uses = "{probe}"
-    inputs = ["a/**"]
-    args = ["cat", "/src/a/data.txt"]
-
-    [stages.after-constant]
-    uses = "{probe}"
-    needs = ["constant"]
-    args = ["cat", "/in/constant/result.txt"]
-
+/// The shared cache tests' pipeline, and a stage granted a secret.
+fn spread() -> String {
+    format!(
+        "{}{}",
+        crate::remote_cache::PIPELINE,
+        r#"
     [stages.signed]
     uses = "{probe}"
     secrets = ["SIGNING_KEY"]
     args = ["env"]
-"#;
+"#
+    )
+}
 
 #[test]
 fn stages_sent_to_workers_land_here_as_if_run_here_and_secrets_stay() {
@@ -216,7 +209,7 @@ fn stages_sent_to_workers_land_here_as_if_run_here_and_secrets_stay() {
         Worker::start(&server.url, "w1", &[]),
         Worker::start(&server.url, "w2", &[]),
     ];
-    let checkout = Checkout::with(SPREAD, &[("a/data.txt", "some data")]);
+    let checkout = Checkout::with(&spread(), crate::remote_cache::FILES);
     let (finished, events) = run_json_with(
         {
             let mut command = checkout.cairn();
@@ -283,7 +276,7 @@ fn stages_sent_to_workers_land_here_as_if_run_here_and_secrets_stay() {
     assert_eq!(bucket(&status, "actions")["entries"], 3, "{status:#}");
 
     // Another machine runs nothing that a worker ran.
-    let second = Checkout::with(SPREAD, &[("a/data.txt", "some data")]);
+    let second = Checkout::with(&spread(), crate::remote_cache::FILES);
     let mut command = second.cairn();
     command.env("SIGNING_KEY", "s3cret-value");
     let (finished, events) = run_json_with(command, &["--remote", &server.url]);
