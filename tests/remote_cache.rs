@@ -430,3 +430,21 @@ fn a_server_with_a_private_ca_is_trusted_only_when_its_ca_is_named() {
     assert_eq!(finished.code, Some(0), "{finished:?}");
     assert!(all(&events, "succeeded"), "{events:#?}");
 }
+
+#[test]
+fn a_credentials_file_of_an_operator_mode_server_is_accepted_and_a_strangers_refused() {
+    let folder = tempfile::tempdir().expect("a folder for credentials");
+    let (server, ours, stranger) = TestNats::with_operator(folder.path());
+    let checkout = Checkout::new();
+    let mut command = checkout.cairn();
+    command.env("CAIRN_NATS_CREDS", &stranger);
+    let (finished, _) = run_json_with(command, &["--remote", &server.url]);
+    assert_eq!(finished.code, Some(2), "{finished:?}");
+    assert!(finished.stderr.contains("CAIRN_NATS_CREDS"), "{}", finished.stderr);
+
+    let mut command = checkout.cairn();
+    command.env("CAIRN_NATS_CREDS", &ours);
+    let (finished, events) = run_json_with(command, &["--remote", &server.url]);
+    assert_eq!(finished.code, Some(0), "{finished:?}\n{}", server.log());
+    assert!(all(&events, "succeeded"), "{events:#?}");
+}

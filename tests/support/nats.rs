@@ -42,6 +42,64 @@ impl TestNats {
         Self::launch(Some(format!("users: [ {{ nkey: \"{public}\" }} ]")))
     }
 
+    /// A server in operator mode (accounts and users proven by signed
+    /// JWTs, as NATS deployments managed with `nsc` are) with one account;
+    /// the credentials file of one of its users, and of a user of an
+    /// account the server does not know, in `folder`.
+    pub fn with_operator(folder: &std::path::Path) -> (Self, std::path::PathBuf, std::path::PathBuf) {
+        let operator = nkeys::KeyPair::new_operator();
+        let account = nkeys::KeyPair::new_account();
+        let operator_jwt = jwt(
+            &operator,
+            &operator.public_key(),
+            serde_json::json!({"type": "operator", "version": 2}),
+        );
+        let unlimited = serde_json::json!({
+            "subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1, "wildcards": true,
+            "conn": -1, "leaf": -1, "mem_storage": -1, "disk_storage": -1, "streams": -1, "consumer": -1
+        });
+        let account_jwt = jwt(
+            &operator,
+            &account.public_key(),
+            serde_json::json!({"type": "account", "version": 2, "limits": unlimited}),
+        );
+        let creds = |issuer: &nkeys::KeyPair, name: &str| {
+            let user = nkeys::KeyPair::new_user();
+            let user_jwt = jwt(
+                issuer,
+                &user.public_key(),
+                serde_json::json!({"type": "user", "version": 2, "pub": {}, "sub": {}, "subs": -1, "data": -1, "payload": -1}),
+            );
+            let path = folder.join(name);
+            std::fs::write(
+                &path,
+                format!(
+                    "-----BEGIN NATS USER JWT-----\n{user_jwt}\n------END NATS USER JWT------\n\n\
+                     -----BEGIN USER NKEY SEED-----\n{}\n------END USER NKEY SEED------\n",
+                    user.seed().expect("a seed")
+                ),
+            )
+            .expect("write the credentials");
+            path
+        };
+        let ours = creds(&account, "user.creds");
+        let stranger = creds(&nkeys::KeyPair::new_account(), "stranger.creds");
+        // The server's own account, which JetStream needs in this mode.
+        let system = nkeys::KeyPair::new_account();
+        let system_jwt = jwt(
+            &operator,
+            &system.public_key(),
+            serde_json::json!({"type": "account", "version": 2}),
+        );
+        let config = format!(
+            "operator: \"{operator_jwt}\"\nsystem_account: {system}\nresolver: MEMORY\nresolver_preload: {{\n  \
+             {account}: \"{account_jwt}\"\n  {system}: \"{system_jwt}\"\n}}\n",
+            account = account.public_key(),
+            system = system.public_key(),
+        );
+        (Self::launch_with(free_port(), &config), ours, stranger)
+    }
+
     /// A server that speaks only TLS, with the certificate and key in
     /// these PEM files.
     pub fn with_tls(certificate: &std::path::Path, key: &std::path::Path) -> Self {
@@ -218,4 +276,29 @@ impl TestCluster {
         let index: usize = name.trim_start_matches('n').parse::<usize>().expect("a server name") - 1;
         self.nodes[index].kill();
     }
+}
+
+/// A NATS JWT: `claims` about `subject`, signed by `issuer`.
+fn jwt(issuer: &nkeys::KeyPair, subject: &str, claims: serde_json::Value) -> String {
+    use base64::Engine as _;
+    let encode = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let issued = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs();
+    let mut body = serde_json::json!({
+        "iat": issued,
+        "iss": issuer.public_key(),
+        "name": subject,
+        "sub": subject,
+        "nats": claims,
+    });
+    body["jti"] = serde_json::Value::String(blake3::hash(body.to_string().as_bytes()).to_hex().to_uppercase());
+    let signed = format!(
+        "{}.{}",
+        encode(br#"{"typ":"JWT","alg":"ed25519-nkey"}"#),
+        encode(body.to_string().as_bytes())
+    );
+    let signature = issuer.sign(signed.as_bytes()).expect("signed");
+    format!("{signed}.{}", encode(&signature))
 }
