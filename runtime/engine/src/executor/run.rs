@@ -176,7 +176,7 @@ impl Attempts<'_> {
             clock.split("sandbox", sandbox_setup);
             clock.split("instantiate", run.instantiation);
             clock.mark("run");
-            let tests = read_test_reports_of(self, &mut run, observer.as_ref());
+            let tests = self.read_test_reports(&mut run, observer.as_ref());
             match &run.result {
                 Ok(outcome) => {
                     let mut outcome = outcome.clone();
@@ -206,6 +206,31 @@ impl Attempts<'_> {
             }
         }
         Err(("the stage did not run".into(), 0))
+    }
+
+    /// Reads the JUnit reports the stage names, whether it succeeded or not:
+    /// each unreadable report becomes a warning in its log, each failed case an
+    /// annotation kept with its run. `None` when it names none, or none could
+    /// be read.
+    fn read_test_reports(&self, run: &mut StageRun, observer: &dyn StageObserver) -> Option<TestCounts> {
+        if self.junit.is_empty() {
+            return None;
+        }
+        let report = crate::junit::read(run.outputs(), self.junit);
+        for warning in &report.warnings {
+            observer.log(&notice(warning.clone()));
+        }
+        for failure in report.failures {
+            observer.annotate(&failure);
+            run.annotations.push(failure);
+        }
+        if !report.cases.is_empty() {
+            self.reporter.event(&Event::StageTests {
+                stage: self.stage.to_owned(),
+                cases: report.cases,
+            });
+        }
+        (report.warnings.len() < self.junit.len()).then_some(report.counts)
     }
 }
 
@@ -238,33 +263,4 @@ pub(crate) async fn store_outputs(
     })
     .await
     .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))
-}
-
-/// Reads the JUnit reports the stage names, whether it succeeded or not:
-/// each unreadable report becomes a warning in its log, each failed case an
-/// annotation kept with its run. `None` when it names none, or none could
-/// be read.
-fn read_test_reports_of(
-    attempts: &Attempts<'_>,
-    run: &mut StageRun,
-    observer: &dyn StageObserver,
-) -> Option<TestCounts> {
-    if attempts.junit.is_empty() {
-        return None;
-    }
-    let report = crate::junit::read(run.outputs(), attempts.junit);
-    for warning in &report.warnings {
-        observer.log(&notice(warning.clone()));
-    }
-    for failure in report.failures {
-        observer.annotate(&failure);
-        run.annotations.push(failure);
-    }
-    if !report.cases.is_empty() {
-        attempts.reporter.event(&Event::StageTests {
-            stage: attempts.stage.to_owned(),
-            cases: report.cases,
-        });
-    }
-    (report.warnings.len() < attempts.junit.len()).then_some(report.counts)
 }
