@@ -32,6 +32,9 @@ pub struct NatsBackend {
     client: async_nats::Client,
     jetstream: jetstream::Context,
     blobs: object_store::ObjectStore,
+    /// The object store's stream, for reading a one-chunk object with a
+    /// single request.
+    blob_stream: jetstream::stream::Stream,
     actions: kv::Store,
     builds: kv::Store,
 }
@@ -163,11 +166,16 @@ impl NatsBackend {
         )
         .await
         .map_err(|error| failed("open the builds bucket", &error))?;
+        let blob_stream = jetstream
+            .get_stream(format!("OBJ_{BLOBS_BUCKET}"))
+            .await
+            .map_err(|error| failed("open the blob store", &error))?;
         Ok(Self {
             server,
             client,
             jetstream,
             blobs,
+            blob_stream,
             actions,
             builds,
         })
@@ -313,16 +321,35 @@ impl Backend for NatsBackend {
     }
 
     async fn blob(&self, digest: &Digest) -> Result<Option<Vec<u8>>, RemoteError> {
+        let failed = |error: &dyn std::fmt::Display| self.failed(format!("read blob {}", digest.short()), error);
+        let info = match self.blobs.info(digest.to_hex()).await {
+            Ok(info) if !info.deleted => info,
+            Ok(_) => return Ok(None),
+            Err(error) if error.kind() == object_store::InfoErrorKind::NotFound => return Ok(None),
+            Err(error) => return Err(failed(&error)),
+        };
+        // Most blobs (sources, trees, logs) fit in one chunk: one request
+        // reads it, where the object store's reader would create a
+        // consumer on the server (which lingers for 30 s: a run of
+        // thousands of stages would pile them up).
+        if info.chunks <= 1 {
+            if info.size == 0 {
+                return Ok(Some(Vec::new()));
+            }
+            let chunk = self
+                .blob_stream
+                .get_last_raw_message_by_subject(&format!("$O.{BLOBS_BUCKET}.C.{}", info.nuid))
+                .await
+                .map_err(|error| failed(&error))?;
+            return Ok(Some(chunk.payload.to_vec()));
+        }
         let mut object = match self.blobs.get(digest.to_hex()).await {
             Ok(object) => object,
             Err(error) if error.kind() == object_store::GetErrorKind::NotFound => return Ok(None),
-            Err(error) => return Err(self.failed(format!("read blob {}", digest.short()), error)),
+            Err(error) => return Err(failed(&error)),
         };
-        let mut bytes = Vec::with_capacity(object.info().size);
-        object
-            .read_to_end(&mut bytes)
-            .await
-            .map_err(|error| self.failed(format!("read blob {}", digest.short()), error))?;
+        let mut bytes = Vec::with_capacity(info.size);
+        object.read_to_end(&mut bytes).await.map_err(|error| failed(&error))?;
         Ok(Some(bytes))
     }
 

@@ -13,9 +13,12 @@
 //!   a late result from a worker thought dead changes nothing. Each
 //!   delivery's fate is kept beside it (`<key>.delivery.<n>`), so a stage no
 //!   worker can finish fails with what the workers last said.
-//! - **Live events** (log lines, progress) go over plain NATS subjects
-//!   (`cairn.stage.<key>`): lost when nobody listens, which is fine, since
-//!   the result keeps the log.
+//! - **Live events** (log lines, progress, "finished") go over plain NATS
+//!   subjects (`cairn.stage.<key>`): lost when nobody listens, which is
+//!   fine, since the result keeps the log and a waiting requester also
+//!   looks for the result now and then. (Watching the bucket instead would
+//!   create a consumer on the server per waiting stage, and consumers
+//!   linger.)
 //! - **Workers** announce themselves in a bucket whose entries expire
 //!   ([`WORKERS_BUCKET`]), for `cairn remote status`.
 //!
@@ -58,7 +61,7 @@ const RESULT_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 /// (results are first-writer-wins).
 const DUPLICATE_WINDOW: Duration = Duration::from_secs(60 * 60);
 /// How long a server may be unreachable (a cluster electing a new leader
-/// takes seconds) before waiting for a result fails.
+/// takes seconds) before an operation that is safe to repeat fails.
 pub const OUTAGE: Duration = Duration::from_secs(60);
 
 /// How a job ended, as its worker published it.
@@ -266,47 +269,6 @@ impl WorkQueue {
             .purge(key.to_hex())
             .await
             .map_err(|error| self.failed(format!("clear the result of {}", key.short()), error))
-    }
-
-    /// Waits for the result of `key`: one already there, or the first
-    /// published from now on. A server lost meanwhile (a cluster electing
-    /// a new leader) is waited out for up to [`OUTAGE`].
-    pub async fn wait_result(&self, key: &Digest) -> Result<JobResult, RemoteError> {
-        let mut failing_since: Option<std::time::Instant> = None;
-        loop {
-            match self.watch_result(key).await {
-                Ok(result) => return Ok(result),
-                Err(error) => {
-                    let since = *failing_since.get_or_insert_with(std::time::Instant::now);
-                    if since.elapsed() > OUTAGE {
-                        return Err(error);
-                    }
-                    tracing::debug!(%error, "waiting for a result again");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-            }
-        }
-    }
-
-    async fn watch_result(&self, key: &Digest) -> Result<JobResult, RemoteError> {
-        let doing = || format!("wait for the result of {}", key.short());
-        // Watch first, then look: a result published in between is seen
-        // by one or the other.
-        let mut watch = self
-            .results
-            .watch(key.to_hex())
-            .await
-            .map_err(|error| self.failed(doing(), error))?;
-        if let Some((result, _)) = self.result(key).await? {
-            return Ok(result);
-        }
-        while let Some(entry) = watch.next().await {
-            let entry = entry.map_err(|error| self.failed(doing(), error))?;
-            if entry.operation == kv::Operation::Put {
-                return serde_json::from_slice(&entry.value).map_err(|error| self.failed(doing(), error));
-            }
-        }
-        Err(self.failed(doing(), "the server closed the watch"))
     }
 
     /// Publishes how the job of `key` ended, unless a result is there.

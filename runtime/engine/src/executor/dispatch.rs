@@ -222,8 +222,6 @@ impl StageExecutor {
             );
         }
 
-        let failed = |error: cairn_remote::RemoteError| error.to_string();
-        let mut result = std::pin::pin!(queue.wait_result(&key));
         let mut follow = Following {
             stage,
             observer,
@@ -232,30 +230,50 @@ impl StageExecutor {
             attempt: 0,
             delivery: 0,
         };
+        // The worker says when its result is published; the queue is also
+        // asked now and then, for a result published before this run
+        // listened (a rerun) or a notice lost.
+        let mut ask = tokio::time::interval(RESULT_POLL);
+        let mut unreachable_since: Option<Instant> = None;
         loop {
-            tokio::select! {
-                // Events first: those sent before the result are shown
-                // before the stage ends.
-                biased;
+            let finished = tokio::select! {
                 Some(event) = events.next() => {
                     if !follow.started {
                         clock.mark("queue");
                     }
-                    follow.show(&event);
+                    follow.show(&event)
                 }
-                result = &mut result => {
-                    // The worker sent its last events before its result,
-                    // on one connection: they are here already.
+                _ = ask.tick() => true,
+            };
+            if !finished {
+                continue;
+            }
+            match queue.result(&key).await {
+                Ok(Some((result, _))) => {
+                    // The worker sent its last events before its result, on
+                    // one connection: they are here already.
                     while let Some(Some(event)) = events.next().now_or_never() {
                         follow.show(&event);
                     }
-                    let started = follow.started;
-                    return result.map(|result| Sent { result, started }).map_err(failed);
+                    return Ok(Sent {
+                        result,
+                        started: follow.started,
+                    });
+                }
+                Ok(None) => unreachable_since = None,
+                Err(error) => {
+                    let since = *unreachable_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() > cairn_remote::work::OUTAGE {
+                        return Err(error.to_string());
+                    }
                 }
             }
         }
     }
 }
+
+/// How often a run waiting for a worker asks for the result itself.
+const RESULT_POLL: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// What a run shows of a stage a worker runs, from its live events.
 struct Following<'a> {
@@ -268,9 +286,10 @@ struct Following<'a> {
 }
 
 impl Following<'_> {
-    fn show(&mut self, event: &[u8]) {
+    /// Shows one event; whether it says the result is published.
+    fn show(&mut self, event: &[u8]) -> bool {
         let Ok(event) = serde_json::from_slice::<LiveEvent>(event) else {
-            return;
+            return false;
         };
         match event {
             LiveEvent::Started {
@@ -309,6 +328,8 @@ impl Following<'_> {
                 stage: self.stage.name.clone(),
                 cases,
             }),
+            LiveEvent::Finished => return true,
         }
+        false
     }
 }

@@ -146,6 +146,8 @@ pub enum LiveEvent {
         /// In the order of the reports.
         cases: Vec<TestCase>,
     },
+    /// The job's result is published: read it now.
+    Finished,
 }
 
 impl LiveEvent {

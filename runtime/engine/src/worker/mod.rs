@@ -250,7 +250,11 @@ impl Worker {
             None => "succeeded".to_owned(),
             Some(failure) => format!("failed: {}", failure.message),
         };
-        match through_outage(|| self.queue.publish_result(&key, &result)).await {
+        let published = through_outage(|| self.queue.publish_result(&key, &result)).await;
+        if published.is_ok() {
+            self.queue.emit(&key, LiveEvent::Finished.encode()).await;
+        }
+        match published {
             Ok(Written::Stored) => {
                 self.finished.fetch_add(1, Ordering::Relaxed);
                 self.say(format!("{stage} ({}): {ended}", key.short()));
@@ -315,6 +319,7 @@ impl Worker {
             tracing::warn!(%error, "cannot publish a failure");
             return;
         }
+        self.queue.emit(key, LiveEvent::Finished.encode()).await;
         let _ = delivery.drop_job().await;
     }
 
