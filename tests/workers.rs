@@ -501,3 +501,38 @@ fn killing_the_queue_leader_of_a_three_server_cluster_mid_pipeline_loses_nothing
     let new_leader = cluster.leader_of("cairn-jobs").expect("a new leader");
     assert_ne!(new_leader, leader);
 }
+
+#[test]
+fn hundreds_of_stages_spread_over_two_workers_all_land() {
+    // Each stage reads and returns a few blobs: a server-side consumer per
+    // read or per wait (they linger for 30 s) would exhaust the server's
+    // consumers long before the end.
+    const STAGES: usize = 400;
+    let server = TestNats::start();
+    let _workers = [
+        Worker::start(&server.url, "w1", &[]),
+        Worker::start(&server.url, "w2", &[]),
+    ];
+    let mut pipeline = String::new();
+    let mut files = Vec::new();
+    for index in 0..STAGES {
+        pipeline.push_str(&format!(
+            "[stages.s{index}]\nuses = \"{{probe}}\"\ninputs = [\"in/{index}.txt\"]\nargs = [\"upper\", \"/src/in/{index}.txt\", \"/out/{index}.txt\"]\n"
+        ));
+        files.push((format!("in/{index}.txt"), format!("stage {index} says hello\n")));
+    }
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(path, text)| (path.as_str(), text.as_str()))
+        .collect();
+    let checkout = Checkout::with(&pipeline, &files);
+    let (finished, events) = checkout.run(&["--workers", "--remote", &server.url, "-j", "8"]);
+    assert_eq!(finished.code, Some(0), "{}", finished.stderr);
+    let statuses = statuses(&events);
+    assert_eq!(statuses.len(), STAGES);
+    assert!(statuses.values().all(|status| status == "succeeded"), "{statuses:?}");
+    assert_eq!(
+        read(&checkout.dir.path().join("cairn-out/s399/399.txt")),
+        "STAGE 399 SAYS HELLO\n"
+    );
+}

@@ -82,10 +82,21 @@ fn main() {
         );
         return;
     };
-    no_op_with_remote(&server);
-    tree_throughput(&server);
-    dispatch_overhead(&server);
-    spread_over_workers(&server);
+    // `cargo bench -p cairn --bench remote -- dispatch spread` runs those.
+    let only: Vec<String> = std::env::args().skip(1).filter(|arg| !arg.starts_with('-')).collect();
+    let wanted = |name: &str| only.is_empty() || only.iter().any(|part| name.contains(part.as_str()));
+    if wanted("no-op") {
+        no_op_with_remote(&server);
+    }
+    if wanted("tree") {
+        tree_throughput(&server);
+    }
+    if wanted("dispatch") {
+        dispatch_overhead(&server);
+    }
+    if wanted("spread") {
+        spread_over_workers(&server);
+    }
 }
 
 /// A `cairn worker` with a cache of its own, stopped when dropped.

@@ -28,7 +28,16 @@ const PARALLEL_BLOBS: usize = 8;
 pub struct SharedCache {
     backend: Arc<dyn Backend>,
     read_only: bool,
+    /// Blobs the backend was seen to hold, and when: not asked about again
+    /// for [`PRESENT_FOR`] (a run sending a thousand stages to workers
+    /// sends their one component once, and asks once).
+    present: Arc<std::sync::Mutex<std::collections::HashMap<Digest, std::time::Instant>>>,
 }
+
+/// How long a blob seen on the backend is taken to be there still. Short,
+/// because `cairn cache gc --remote` may remove it meanwhile; an entry
+/// naming a collected blob is a miss, and is healed by the next writer.
+const PRESENT_FOR: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// What sharing a result did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,7 +109,11 @@ pub enum SharedError {
 impl SharedCache {
     /// Shares through `backend`; only reads when `read_only`.
     pub fn new(backend: Arc<dyn Backend>, read_only: bool) -> Self {
-        Self { backend, read_only }
+        Self {
+            backend,
+            read_only,
+            present: Arc::default(),
+        }
     }
 
     /// The backend.
@@ -184,11 +197,38 @@ impl SharedCache {
     /// Sends `bytes` (whose digest is `digest`) unless the backend has
     /// them: a job's component.
     pub async fn share_blob(&self, digest: Digest, bytes: &[u8]) -> Result<bool, SharedError> {
-        if self.backend.has_blob(&digest).await? {
+        if self.backend_has(&digest).await? {
             return Ok(false);
         }
         self.backend.put_blob(&digest, bytes.to_vec()).await?;
+        self.seen(digest);
         Ok(true)
+    }
+
+    /// Whether the backend holds `digest`, asked unless it was seen there
+    /// lately.
+    async fn backend_has(&self, digest: &Digest) -> Result<bool, RemoteError> {
+        let lately = self
+            .present
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(digest)
+            .is_some_and(|seen| seen.elapsed() < PRESENT_FOR);
+        if lately {
+            return Ok(true);
+        }
+        let has = self.backend.has_blob(digest).await?;
+        if has {
+            self.seen(*digest);
+        }
+        Ok(has)
+    }
+
+    fn seen(&self, digest: Digest) {
+        self.present
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(digest, std::time::Instant::now());
     }
 
     /// The blob `digest` (a job's component), from `store` or brought into
@@ -290,12 +330,13 @@ impl SharedCache {
     async fn upload(&self, store: &Store, blobs: Vec<Digest>) -> Result<(usize, u64), SharedError> {
         let sent: Vec<u64> = futures_util::stream::iter(blobs)
             .map(|digest| async move {
-                if self.backend.has_blob(&digest).await? {
+                if self.backend_has(&digest).await? {
                     return Ok::<_, SharedError>(None);
                 }
                 let bytes = store.read(&digest)?;
                 let size = bytes.len() as u64;
                 self.backend.put_blob(&digest, bytes).await?;
+                self.seen(digest);
                 Ok(Some(size))
             })
             .buffer_unordered(PARALLEL_BLOBS)
@@ -328,6 +369,7 @@ impl SharedCache {
             });
         }
         store.put_bytes(&bytes)?;
+        self.seen(digest);
         Ok(Some(bytes))
     }
 

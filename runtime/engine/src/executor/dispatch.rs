@@ -174,15 +174,20 @@ impl StageExecutor {
         // sending again after a server was lost (a cluster electing a new
         // leader) repeats nothing.
         let submitted = through_outage(|| async {
-            shared.share_tree(&self.store, inputs).await?;
-            shared.share_blob(component.digest, &bytes).await?;
-            for outputs in prepared.parts.needs.values() {
-                shared.share_tree(&self.store, *outputs).await?;
-            }
+            let shared_all = async {
+                shared.share_tree(&self.store, inputs).await?;
+                shared.share_blob(component.digest, &bytes).await?;
+                for outputs in prepared.parts.needs.values() {
+                    shared.share_tree(&self.store, *outputs).await?;
+                }
+                Ok::<_, cairn_remote::SharedError>(())
+            };
+            let (shared_all, earlier) = tokio::join!(shared_all, queue.result(&key));
+            shared_all?;
             // A result already there is an earlier job's failure (a success
             // would have been found in the shared cache): this run tries
             // again.
-            let generation = match queue.result(&key).await? {
+            let generation = match earlier? {
                 Some((_, revision)) => {
                     queue.clear_result(&key).await?;
                     revision
