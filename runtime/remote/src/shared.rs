@@ -255,6 +255,21 @@ impl SharedCache {
         if self.backend.entry(Table::Actions, key).await?.is_some() {
             return Ok(Shared::AlreadyThere);
         }
+        self.share_new_action(store, key, entry).await
+    }
+
+    /// [`SharedCache::share_action`] without asking first whether the
+    /// entry is there: for a result made because it was not (a worker's
+    /// job), where asking costs a round trip and almost never saves one.
+    pub async fn share_new_action(
+        &self,
+        store: &Store,
+        key: &Digest,
+        entry: &ActionEntry,
+    ) -> Result<Shared, SharedError> {
+        if self.read_only {
+            return Ok(Shared::ReadOnly);
+        }
         let tree = Tree::load(store, &entry.outputs)?;
         let mut blobs: Vec<Digest> = file_digests(&tree).collect();
         blobs.push(entry.outputs);

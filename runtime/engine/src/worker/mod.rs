@@ -414,7 +414,7 @@ impl Worker {
         self.store
             .put_action(&key, &entry)
             .map_err(|error| format!("cannot store its result: {error}"))?;
-        through_outage(|| self.shared.share_action(&self.store, &key, &entry))
+        through_outage(|| self.shared.share_new_action(&self.store, &key, &entry))
             .await
             .map_err(|error| format!("cannot share its result: {error}"))?;
         Ok(JobResult {
