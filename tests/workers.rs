@@ -536,3 +536,33 @@ fn hundreds_of_stages_spread_over_two_workers_all_land() {
         "STAGE 399 SAYS HELLO\n"
     );
 }
+
+#[test]
+fn a_job_purged_from_the_queue_is_sent_again_by_the_next_run() {
+    let server = TestNats::start();
+    let checkout = Checkout::with(LONG, &[]);
+    // A run queues the job while no worker is there, and dies.
+    let requester = Requester::start(&checkout, &server.url);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while server.with_client(async |jetstream| match jetstream.get_stream("cairn-jobs").await {
+        Ok(mut stream) => stream.info().await.map_or(0, |info| info.state.messages),
+        Err(_) => 0,
+    }) == 0
+    {
+        assert!(Instant::now() < deadline, "the job was never queued");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    requester.kill();
+    // An operator empties the queue; the server still remembers the job's
+    // id for its duplicate window.
+    server.with_client(async |jetstream| {
+        let stream = jetstream.get_stream("cairn-jobs").await.expect("the queue");
+        stream.purge().await.expect("purged");
+    });
+    let worker = Worker::start(&server.url, "w1", &[]);
+    // Bounded: without sending it again, the run would wait for ever.
+    let (finished, events) = Requester::start(&checkout, &server.url).finish();
+    assert_eq!(finished.code, Some(0), "{finished:?}");
+    assert_eq!(statuses(&events)["long"], "succeeded");
+    assert_eq!(worker.started(), 1, "{}", worker.log());
+}
