@@ -109,6 +109,11 @@ pub(crate) struct ExecutionArgs {
 
     #[command(flatten)]
     shared: super::remote::SharedCacheArgs,
+
+    /// Send stages to the worker pool (`cairn worker`) through the shared
+    /// cache's server instead of running them here, as `[remote] execute`.
+    #[arg(long = "workers", env = "CAIRN_WORKERS")]
+    workers: bool,
 }
 
 impl ExecutionArgs {
@@ -163,7 +168,7 @@ impl ExecutionArgs {
             monitor: Default::default(),
             always_run: Vec::new(),
             history: Some(cairn::runs::Retention::from_env()?),
-            shared: self.shared.request(),
+            shared: self.shared.request(self.workers),
         })
     }
 

@@ -25,29 +25,21 @@ pub(crate) struct SharedCacheArgs {
     /// untrusted changes, such as pull requests from forks).
     #[arg(long = "remote-read-only", env = "CAIRN_REMOTE_READ_ONLY")]
     read_only: bool,
-
-    /// Send stages to the worker pool (`cairn worker`) through the shared
-    /// cache's server instead of running them here, as `[remote] execute`.
-    #[arg(long = "workers", env = "CAIRN_WORKERS")]
-    workers: bool,
 }
 
 impl SharedCacheArgs {
     /// The flags as if given `--remote URL` (or none).
     pub(crate) fn new(url: Option<String>) -> Self {
-        Self {
-            url,
-            read_only: false,
-            workers: false,
-        }
+        Self { url, read_only: false }
     }
 
-    /// What the engine is asked for.
-    pub(crate) fn request(&self) -> SharedCacheRequest {
+    /// What the engine is asked for; `workers` sends stages to the
+    /// worker pool (only commands that run stages have `--workers`).
+    pub(crate) fn request(&self, workers: bool) -> SharedCacheRequest {
         SharedCacheRequest {
             url: self.url.clone(),
             read_only: self.read_only,
-            workers: self.workers,
+            workers,
             replicas: None,
         }
     }
@@ -106,7 +98,7 @@ pub(crate) fn with_shared<T>(
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
         let cache = shared
-            .request()
+            .request(false)
             .open(pipeline.as_ref(), queue)
             .await?
             .context("no shared cache is named: give --remote nats://HOST:PORT, set CAIRN_REMOTE, or add `[remote] url` to cairn.toml")?;

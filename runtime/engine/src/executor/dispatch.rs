@@ -67,12 +67,10 @@ impl StageExecutor {
         let Some(reason) = reason else {
             return true;
         };
-        observer.log(&LogLine {
-            source: LogSource::Host,
-            level: Level::Info,
-            text: format!("runs on this machine, not on a worker: {reason}"),
-            unterminated: false,
-        });
+        observer.log(&host_line(
+            Level::Info,
+            format!("runs on this machine, not on a worker: {reason}"),
+        ));
         false
     }
 
@@ -199,14 +197,7 @@ impl StageExecutor {
         .await
         .map_err(|error| format!("cannot send it to a worker: {}", error_chain(&error)))?;
         clock.mark("upload");
-        let say = |level: Level, text: String| {
-            observer.log(&LogLine {
-                source: LogSource::Host,
-                level,
-                text,
-                unterminated: false,
-            })
-        };
+        let say = |level: Level, text: String| observer.log(&host_line(level, text));
         if submitted.duplicate {
             say(
                 Level::Info,
@@ -304,18 +295,16 @@ impl Following<'_> {
             } => {
                 if delivery != self.delivery {
                     self.delivery = delivery;
-                    self.observer.log(&LogLine {
-                        source: LogSource::Host,
-                        level: Level::Info,
-                        text: match delivery {
+                    self.observer.log(&host_line(
+                        Level::Info,
+                        match delivery {
                             1 => format!("runs on worker {worker}"),
                             _ => format!(
                                 "runs on worker {worker}: handed out again (delivery {delivery}), the worker \
                                  before stopped answering"
                             ),
                         },
-                        unterminated: false,
-                    });
+                    ));
                 }
                 if attempt > self.attempt || !self.started {
                     self.attempt = attempt;

@@ -480,9 +480,14 @@ fn shareable(stage: &Stage) -> bool {
 
 /// A line from cairn itself in a stage's log.
 fn notice(text: String) -> LogLine {
+    host_line(Level::Warn, text)
+}
+
+/// A line from cairn itself in a stage's log, at `level`.
+fn host_line(level: Level, text: String) -> LogLine {
     LogLine {
         source: LogSource::Host,
-        level: Level::Warn,
+        level,
         text,
         unterminated: false,
     }

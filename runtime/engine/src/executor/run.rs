@@ -16,12 +16,7 @@ impl StageExecutor {
     ) -> Result<Ran, (StageError, u32)> {
         let failed = |error: StageError| (error, 1);
         if let Some(reason) = &prepared.not_reused {
-            observer.log(&LogLine {
-                source: LogSource::Host,
-                level: Level::Info,
-                text: format!("runs every time: {reason}"),
-                unterminated: false,
-            });
+            observer.log(&host_line(Level::Info, format!("runs every time: {reason}")));
         }
         let snapshot = self
             .snapshot_inputs(&prepared.inputs)
