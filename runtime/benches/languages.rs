@@ -14,7 +14,7 @@ use std::sync::Arc;
 use cairn::observer::Silent;
 use cairn::stage_build::{self, Language};
 use cairn::{CacheDir, Runtime, Sandbox, scaffold};
-use support::{load_costs, measure, measure_async, report};
+use support::{load_costs, measure, measure_async, report, report_load_costs};
 
 fn main() {
     let executor = tokio::runtime::Builder::new_multi_thread()
@@ -44,14 +44,9 @@ fn main() {
         let bytes: Arc<[u8]> = built.bytes;
         println!("\n{language}: {:.2} MB component", bytes.len() as f64 / 1e6);
         executor.block_on(async {
-            let (compile, cached, warm_root) = load_costs(&bytes, 3).await;
-            report("first load: compile with Cranelift", &compile, None);
-            report(
-                "later load: deserialize from the compiled cache",
-                &cached,
-                Some(&compile),
-            );
-            let warm = CacheDir::open(warm_root.path()).expect("cache");
+            let costs = load_costs(&bytes, 3).await;
+            report_load_costs(&costs);
+            let warm = CacheDir::open(costs.warm.path()).expect("cache");
             let runtime = Runtime::new(&warm).expect("runtime");
             let component = runtime.load(bytes.clone()).await.expect("loads");
             let mut sandbox = Sandbox::new("hello", [0; 32]);

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use cairn::observer::Silent;
 use cairn::{CacheDir, LoadedComponent, Runtime, Sandbox};
 use cairn_guest_build::GuestBuild;
-use support::{executor, load_costs, measure_async, native_baseline, report};
+use support::{executor, load_costs, measure_async, native_baseline, report, report_load_costs};
 
 const RUNS: usize = 300;
 
@@ -60,13 +60,7 @@ fn main() {
         bytes.len() as f64 / 1e6
     );
     executor.block_on(async {
-        let (compile, deserialize, _warm) = load_costs(&bytes, 3).await;
-        report("first load: compile with Cranelift", &compile, None);
-        report(
-            "later load: deserialize from the compiled cache",
-            &deserialize,
-            Some(&compile),
-        );
+        report_load_costs(&load_costs(&bytes, 3).await);
     });
 }
 

@@ -130,30 +130,88 @@ pub fn report(what: &str, samples: &[Duration], baseline: Option<&[Duration]>) {
     );
 }
 
-/// What loading `bytes` costs: `compiles` first loads (each in a fresh
-/// compiled cache, so Cranelift runs) and 20 later loads (each a new
-/// `Runtime` over a warm compiled cache, which deserializes). Returns both,
-/// and the warm cache for running the component afterwards.
-pub async fn load_costs(bytes: &Arc<[u8]>, compiles: usize) -> (Vec<Duration>, Vec<Duration>, tempfile::TempDir) {
-    let compile = measure_async_n(compiles, || async {
-        let fresh = tempfile::tempdir().expect("tempdir");
-        let runtime = Runtime::new(&CacheDir::open(fresh.path()).expect("cache")).expect("runtime");
-        assert!(runtime.load(bytes.clone()).await.expect("loads").compiled_now());
+/// What loading one component costs, each load in a new `Runtime`.
+pub struct LoadCosts {
+    /// First loads, each in a fresh compiled cache: Cranelift runs.
+    pub compile: Vec<Duration>,
+    /// The first later load of each compiled entry: its digest is checked
+    /// in full, as it is the first time an entry is loaded (3 entries).
+    pub checked: Vec<Duration>,
+    /// Later loads from the bytes, over a warm compiled cache whose entry's
+    /// check is sealed: hashing the bytes, an `fstat`, mapping (20 runs).
+    pub later: Vec<Duration>,
+    /// Later loads by a known digest, as `cairn run` loads a `.wasm` whose
+    /// digest it remembers by its stamp: the bytes are never read (20 runs).
+    pub by_digest: Vec<Duration>,
+    /// The warm cache, for running the component afterwards.
+    pub warm: tempfile::TempDir,
+}
+
+/// Measures [`LoadCosts`] for `bytes`, with `compiles` first loads.
+pub async fn load_costs(bytes: &Arc<[u8]>, compiles: usize) -> LoadCosts {
+    let fresh: Vec<tempfile::TempDir> = (0..compiles).map(|_| tempfile::tempdir().expect("tempdir")).collect();
+    let mut caches = fresh.iter();
+    let compile = measure_async_n(compiles, || {
+        let root = caches.next().expect("one cache a compile");
+        async move {
+            let runtime = Runtime::new(&CacheDir::open(root.path()).expect("cache")).expect("runtime");
+            assert!(runtime.load(bytes.clone()).await.expect("loads").compiled_now());
+        }
     })
     .await;
-    let warm_root = tempfile::tempdir().expect("tempdir");
+    // An entry's check is sealed by its stamp only once the stamp is older
+    // than the racy window (two seconds): wait as a later run would.
+    std::thread::sleep(Duration::from_millis(2_100));
+    let mut caches = fresh.iter();
+    let checked = measure_async_n(compiles, || {
+        let root = caches.next().expect("one cache a compile");
+        async move {
+            let runtime = Runtime::new(&CacheDir::open(root.path()).expect("cache")).expect("runtime");
+            assert!(!runtime.load(bytes.clone()).await.expect("loads").compiled_now());
+        }
+    })
+    .await;
+    let warm_root = fresh.into_iter().next().expect("at least one compile");
     let warm = CacheDir::open(warm_root.path()).expect("cache");
-    Runtime::new(&warm)
-        .expect("runtime")
-        .load(bytes.clone())
-        .await
-        .expect("loads");
-    let cached = measure_async_n(20, || async {
+    let later = measure_async_n(20, || async {
         let runtime = Runtime::new(&warm).expect("runtime");
         assert!(!runtime.load(bytes.clone()).await.expect("loads").compiled_now());
     })
     .await;
-    (compile, cached, warm_root)
+    let digest = cairn_core::Digest::of(bytes);
+    let by_digest = measure_async_n(20, || async {
+        let runtime = Runtime::new(&warm).expect("runtime");
+        let unread = async { panic!("a cached component's bytes were read") };
+        assert!(!runtime.load_known(digest, unread).await.expect("loads").compiled_now());
+    })
+    .await;
+    LoadCosts {
+        compile,
+        checked,
+        later,
+        by_digest,
+        warm: warm_root,
+    }
+}
+
+/// Prints [`LoadCosts`], each later load against compiling.
+pub fn report_load_costs(costs: &LoadCosts) {
+    report("first load: compile with Cranelift", &costs.compile, None);
+    report(
+        "first later load: check the entry's digest, map it",
+        &costs.checked,
+        Some(&costs.compile),
+    );
+    report(
+        "later load: hash the bytes, fstat the entry, map it",
+        &costs.later,
+        Some(&costs.compile),
+    );
+    report(
+        "later load by digest (cairn run): fstat, map",
+        &costs.by_digest,
+        Some(&costs.compile),
+    );
 }
 
 /// Prints the medians of a baseline and of what is measured against it,

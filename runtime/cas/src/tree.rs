@@ -8,6 +8,7 @@
 //! digest on every machine: that is what makes a stage's inputs and outputs
 //! comparable across runs, checkouts and hosts.
 
+use std::collections::HashSet;
 use std::fs;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
@@ -226,15 +227,31 @@ impl Tree {
             let path = path.to_owned();
             move |source| TreeError::Store(StoreError::Io { path, source })
         };
-        fs::create_dir_all(dest).map_err(io_error(dest))?;
+        // One `mkdir` for `dest`, made or (a scratch folder) already there.
+        match fs::create_dir(dest) {
+            Err(error) if error.kind() != io::ErrorKind::AlreadyExists => {
+                fs::create_dir_all(dest).map_err(io_error(dest))?;
+            }
+            _ => {}
+        }
+        // Folders made so far: each is made once, not asked for again with
+        // every file in it.
+        let mut made: HashSet<PathBuf> = HashSet::from([dest.to_owned()]);
+        let mut make = |folder: &Path| -> Result<(), TreeError> {
+            if !made.contains(folder) {
+                fs::create_dir_all(folder).map_err(io_error(folder))?;
+                made.insert(folder.to_owned());
+            }
+            Ok(())
+        };
         for entry in &self.entries {
             let path = dest.join(&entry.path);
             match &entry.kind {
-                EntryKind::Directory => fs::create_dir_all(&path).map_err(io_error(&path))?,
+                EntryKind::Directory => make(&path)?,
                 EntryKind::File { digest, executable, .. } => {
                     store.verify(digest)?;
                     if let Some(parent) = path.parent() {
-                        fs::create_dir_all(parent).map_err(io_error(parent))?;
+                        make(parent)?;
                     }
                     let blob = store.blob_path(digest);
                     match how {
@@ -245,7 +262,7 @@ impl Tree {
                 }
                 EntryKind::Symlink { target } => {
                     if let Some(parent) = path.parent() {
-                        fs::create_dir_all(parent).map_err(io_error(parent))?;
+                        make(parent)?;
                     }
                     std::os::unix::fs::symlink(target, &path).map_err(io_error(&path))?;
                 }

@@ -106,6 +106,10 @@ pub fn to_component(bytes: &[u8]) -> Result<Cow<'_, [u8]>, LoadError> {
 /// Why a file could not be turned into a runnable component.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
+    /// The component's bytes could not be had: unreadable, or changed since
+    /// they were hashed (loading by digest reads them only when needed).
+    #[error("{0}")]
+    Source(String),
     /// The bytes are not WebAssembly at all.
     #[error("not a WebAssembly file (it does not start with the `\\0asm` magic number)")]
     NotWasm,

@@ -19,6 +19,8 @@ pub mod network;
 pub mod observer;
 pub mod once_map;
 pub mod outcome;
+pub mod scratch;
+pub mod stamp;
 pub mod threads;
 pub mod units;
 

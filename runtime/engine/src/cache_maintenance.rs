@@ -144,9 +144,11 @@ pub fn verify(cache: &CacheDir) -> Result<VerifyReport, StoreError> {
         }
     }
     for path in files_under(&cache.compiled()) {
-        report.compiled += 1;
-        if !cairn_sandbox::compiled_entry_intact(&path) {
-            let _ = fs::remove_file(&path);
+        // Each entry is a `.cwasm` and its `.seal`: count it once.
+        if path.extension().is_some_and(|extension| extension == "cwasm") {
+            report.compiled += 1;
+        }
+        if !cairn_sandbox::verify_compiled_entry(&path) {
             report.corrupt_compiled.push(path.display().to_string());
         }
     }

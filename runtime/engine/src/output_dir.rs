@@ -13,6 +13,7 @@ use std::sync::Once;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::workspace::{Stamp, open_folder, stamp_at};
+use cairn_core::scratch::ScratchSpace;
 
 /// `cairn-out/`, held open: checking that a thousand published folders are
 /// still as cairn left them then resolves each path from there, not from `/`.
@@ -78,26 +79,29 @@ fn at(path: &Path) -> impl FnOnce(io::Error) -> PublishError + '_ {
 /// On one file system this is two renames (the old tree aside, the new one
 /// in) and never leaves a half-written `to`; across file systems the new tree
 /// is first copied beside `to`, then renamed in.
-pub fn replace(from: &Path, to: &Path) -> Result<(), PublishError> {
+///
+/// The replaced tree's folder goes to `recycle`, emptied, when given: the
+/// next stage's `/out` is then a rename, not a `mkdir`.
+pub fn replace(from: &Path, to: &Path, recycle: Option<&ScratchSpace>) -> Result<(), PublishError> {
     let parent = to.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(parent).map_err(at(parent))?;
     // Another process may publish the same folder at the same moment; when
     // its tree lands between our two renames, move it aside too and retry.
+    // The renames are tried first: the parent is made only when one says it
+    // is missing (once a run, not once a stage).
     let mut attempts = 0;
     loop {
         attempts += 1;
-        let aside = match fs::symlink_metadata(to) {
-            Ok(_) => {
-                let aside = sibling(to, "old");
-                match fs::rename(to, &aside) {
-                    Ok(()) => Some(aside),
-                    Err(error) if error.kind() == io::ErrorKind::NotFound => None,
-                    Err(error) => return Err(at(to)(error)),
-                }
-            }
-            Err(_) => None,
+        let aside = sibling(to, "old");
+        let aside = match fs::rename(to, &aside) {
+            Ok(()) => Some(aside),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => None,
+            Err(error) => return Err(at(to)(error)),
         };
         let moved = match fs::rename(from, to) {
+            Err(error) if error.kind() == io::ErrorKind::NotFound && !parent.is_dir() => {
+                fs::create_dir_all(parent).map_err(at(parent))?;
+                fs::rename(from, to).map_err(at(to))
+            }
             Err(error) if error.kind() == io::ErrorKind::CrossesDevices => {
                 let staged = sibling(to, "new");
                 copy_tree(from, &staged).and_then(|()| fs::rename(&staged, to).map_err(at(to)))
@@ -107,7 +111,11 @@ pub fn replace(from: &Path, to: &Path) -> Result<(), PublishError> {
         match moved {
             Ok(()) => {
                 if let Some(aside) = aside {
-                    fs::remove_dir_all(&aside).map_err(at(&aside))?;
+                    match recycle {
+                        Some(space) => space.adopt(&aside),
+                        None => fs::remove_dir_all(&aside),
+                    }
+                    .map_err(at(&aside))?;
                 }
                 return Ok(());
             }
@@ -242,7 +250,7 @@ mod tests {
         let (from, to) = (scratch.path().join("from"), scratch.path().join("out/stage"));
         tree(&from, &[("a.txt", "new"), ("sub/b.txt", "b")]);
         tree(&to, &[("a.txt", "old"), ("stale.txt", "gone")]);
-        replace(&from, &to).expect("replace");
+        replace(&from, &to, None).expect("replace");
         assert_eq!(fs::read_to_string(to.join("a.txt")).expect("read"), "new");
         assert_eq!(fs::read_to_string(to.join("sub/b.txt")).expect("read"), "b");
         assert!(!to.join("stale.txt").exists());

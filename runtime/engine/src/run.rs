@@ -25,6 +25,7 @@ use crate::workspace::{OUTPUT_FOLDER, Workspace, WorkspaceError};
 use cairn_cas::{Store, StoreError};
 use cairn_component::{BinaryFormat, Digest, LoadError};
 use cairn_core::cache_dir::CacheDir;
+use cairn_core::scratch::ScratchSpace;
 use cairn_oci::OciError;
 use cairn_oci::resolve::{self, RemoteComponents, ResolveOptions};
 use cairn_pipeline::{self as pipeline, Diagnostic, Graph, LoadFailure, Pipeline, Uses};
@@ -332,12 +333,12 @@ pub async fn execute(
     let source_date_epoch = source_date_epoch()?;
     let pipeline = Arc::clone(&prepared.pipeline);
     let store = Arc::new(Store::open(&cache).map_err(RunError::Cache)?);
-    let scratch = cache.scratch().map_err(|error| {
+    let scratch = ScratchSpace::new(cache.scratch().map_err(|error| {
         RunError::Cache(StoreError::Io {
             path: cache.root().to_owned(),
             source: std::io::Error::other(error.to_string()),
         })
-    })?;
+    })?);
     if let Some(unknown) = settings
         .deploy
         .approve
@@ -394,7 +395,7 @@ pub async fn execute(
         settings.deploy.clone(),
         Arc::clone(&reporter),
         Arc::clone(&store),
-        scratch.clone(),
+        scratch.dir().to_owned(),
     ));
     let reporter: Arc<dyn Reporter> = Arc::new(Tracking {
         inner: reporter,
@@ -434,7 +435,7 @@ pub async fn execute(
         })?;
     let state = Arc::new(RwLock::new(state));
     let executor = Arc::new(StageExecutor {
-        runtime: LazyRuntime::new(cache.clone(), settings.trust),
+        runtime: LazyRuntime::new(cache.clone(), settings.trust).sharing(Arc::clone(&scratch)),
         pipeline: Arc::clone(&pipeline),
         components,
         workspace: Arc::clone(&prepared.workspace),
@@ -566,6 +567,7 @@ pub async fn execute(
         // Freeing a workspace of many files and a pipeline of many stages
         // takes a millisecond or two of a core the process is about to
         // give back, with everything it holds, as it exits.
+        executor.release_scratch();
         std::mem::forget((executor, prepared, pipeline, state));
     }
     Ok(results)

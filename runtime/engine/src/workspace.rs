@@ -7,7 +7,6 @@
 //! Each file comes with its [`Stamp`], so a file whose stamp has not changed
 //! since it was last hashed is not read again.
 
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use std::collections::HashMap;
@@ -16,14 +15,15 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::borrow::Cow;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use globset::{Glob, GlobBuilder};
 use ignore::Match;
 use ignore::gitignore::Gitignore;
 use rayon::iter::{IntoParallelIterator, IntoParallelRefIterator, ParallelIterator};
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, RawDir, Statx, StatxFlags, StatxTimestamp};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, RawDir, StatxFlags};
 use serde::{Deserialize, Serialize};
+
+pub use cairn_core::stamp::{RACY_WINDOW, Stamp, racy_after};
 
 /// The folder cairn publishes stage outputs to, inside the workspace.
 pub const OUTPUT_FOLDER: &str = "cairn-out";
@@ -55,70 +55,6 @@ pub enum WorkspaceError {
         /// What is wrong with it.
         message: String,
     },
-}
-
-/// What identifies a file's state without reading it: if none of these
-/// changed, neither did its contents (the rule git's index uses). The change
-/// time is included because tools can set the modification time back.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Stamp {
-    /// Size in bytes.
-    pub size: u64,
-    /// Modification time, in nanoseconds since the epoch.
-    pub modified: i64,
-    /// Status change time, in nanoseconds since the epoch.
-    pub changed: i64,
-    /// Inode number.
-    pub inode: u64,
-    /// Permission bits and file type.
-    pub mode: u32,
-}
-
-impl Stamp {
-    /// The stamp of `metadata`.
-    pub fn of(metadata: &std::fs::Metadata) -> Self {
-        Self {
-            size: metadata.len(),
-            modified: metadata.mtime() * 1_000_000_000 + metadata.mtime_nsec(),
-            changed: metadata.ctime() * 1_000_000_000 + metadata.ctime_nsec(),
-            inode: metadata.ino(),
-            mode: metadata.mode(),
-        }
-    }
-
-    /// The stamp of what `statx` said (asked for at least the basic stats):
-    /// the same as [`Stamp::of`] for the same file.
-    pub fn of_statx(status: &Statx) -> Self {
-        let nanoseconds = |time: &StatxTimestamp| time.tv_sec * 1_000_000_000 + i64::from(time.tv_nsec);
-        Self {
-            size: status.stx_size,
-            modified: nanoseconds(&status.stx_mtime),
-            changed: nanoseconds(&status.stx_ctime),
-            inode: status.stx_ino,
-            mode: u32::from(status.stx_mode),
-        }
-    }
-
-    /// Whether the thing was last changed before `racy_after` (see
-    /// [`racy_after`]), so that any later change shows in its stamp.
-    pub fn settled(&self, racy_after: i64) -> bool {
-        self.modified < racy_after && self.changed < racy_after
-    }
-
-    /// Whether the executable bit is set.
-    pub fn executable(&self) -> bool {
-        self.mode & 0o111 != 0
-    }
-
-    /// Whether it is a symbolic link (stamps never follow links).
-    pub fn is_symlink(&self) -> bool {
-        self.mode & 0o170_000 == 0o120_000
-    }
-
-    /// Whether it is a regular file.
-    pub fn is_regular(&self) -> bool {
-        self.mode & 0o170_000 == 0o100_000
-    }
 }
 
 /// One workspace file.
@@ -558,20 +494,6 @@ impl Walk<'_> {
     }
 }
 
-/// A file or folder changed this recently may change again within the same
-/// clock tick without its stamp changing ("racily clean", in git's words):
-/// what is known of it is used, but not remembered by its stamp.
-pub const RACY_WINDOW: Duration = Duration::from_secs(2);
-
-/// The time before which a stamp can be trusted, in nanoseconds since the
-/// epoch: [`RACY_WINDOW`] ago.
-pub fn racy_after() -> i64 {
-    SystemTime::now()
-        .checked_sub(RACY_WINDOW)
-        .and_then(|time| time.duration_since(UNIX_EPOCH).ok())
-        .map_or(i64::MAX, |since| i64::try_from(since.as_nanos()).unwrap_or(i64::MAX))
-}
-
 /// Lists one folder: files within reach are stated and kept, sub-folders
 /// within reach walked in parallel (split among the pool's threads as they
 /// come free, not one task each), ignored entries skipped. `inside` says
@@ -838,6 +760,7 @@ fn compile(glob: &str) -> Result<Glob, WorkspaceError> {
 #[cfg(test)]
 mod tests {
     use std::fs;
+    use std::time::{Duration, SystemTime};
 
     use super::*;
 

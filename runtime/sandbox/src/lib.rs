@@ -36,7 +36,7 @@ use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 pub use cairn_core::{BoundExceeded, Clock, Limits, Outcome};
-pub use compiled_cache::entry_intact as compiled_entry_intact;
+pub use compiled_cache::verify_entry as verify_compiled_entry;
 pub(crate) use failure::CAPTURED_FRAMES;
 pub use failure::StageFailure;
 pub use host_tools::{INSTALL_HINT as TOOL_SANDBOX_HINT, MAX_PROCESSES, ToolGrant, sandbox_path as tool_sandbox_path};
@@ -48,6 +48,7 @@ pub use runtime::{LoadedComponent, Runtime, RuntimeError};
 pub use secret_mask::MASK;
 
 use cairn_core::observer::{Annotation, LogSource, StageObserver};
+use cairn_core::scratch::{ScratchFolder, ScratchSpace};
 use host_api::{HostApi, StagePre};
 use limits::MemoryLimiter;
 use logs::LogCapture;
@@ -197,7 +198,7 @@ pub struct StageRun {
     /// The part of `duration` instantiating took (all of it when the stage
     /// never got past instantiating).
     pub instantiation: Duration,
-    outputs: tempfile::TempDir,
+    outputs: ScratchFolder,
 }
 
 impl StageRun {
@@ -293,19 +294,13 @@ pub(crate) async fn run(
     engine: &Engine,
     entry: &Entry,
     sandbox: &Sandbox,
-    scratch: &Path,
+    scratch: &Arc<ScratchSpace>,
     http_client: &Arc<HttpClient>,
     observer: Arc<dyn StageObserver>,
 ) -> Result<StageRun, SandboxError> {
-    let scratch_error = scratch_error(scratch);
-    let outputs = tempfile::Builder::new()
-        .prefix("out-")
-        .tempdir_in(scratch)
-        .map_err(scratch_error)?;
-    let tmp = tempfile::Builder::new()
-        .prefix("tmp-")
-        .tempdir_in(scratch)
-        .map_err(scratch_error)?;
+    let scratch_error = scratch_error(scratch.dir());
+    let outputs = scratch.folder("out").map_err(scratch_error)?;
+    let tmp = scratch.folder("tmp").map_err(scratch_error)?;
 
     let mask = Arc::new(SecretMask::new(&masked_values(sandbox)));
     let capture = Arc::new(LogCapture::new(
@@ -323,7 +318,7 @@ pub(crate) async fn run(
         builder.env(key, value);
     }
     let needed = needed_folders(sandbox, scratch)?;
-    let root = root_skeleton(scratch)?;
+    let root = root_skeleton(scratch.dir())?;
     grant_files(
         &mut builder,
         sandbox,
@@ -502,15 +497,12 @@ fn scratch_error(scratch: &Path) -> impl Fn(std::io::Error) -> SandboxError + Co
 /// folder per needed stage, shown at `/in` so that the stage can list what
 /// it was handed; each `/in/<name>` is a preopen of its own, which path
 /// resolution prefers as the longer prefix.
-fn needed_folders(sandbox: &Sandbox, scratch: &Path) -> Result<Option<tempfile::TempDir>, SandboxError> {
+fn needed_folders(sandbox: &Sandbox, scratch: &Arc<ScratchSpace>) -> Result<Option<ScratchFolder>, SandboxError> {
     if sandbox.inputs.is_empty() {
         return Ok(None);
     }
-    let scratch_error = scratch_error(scratch);
-    let folder = tempfile::Builder::new()
-        .prefix("in-")
-        .tempdir_in(scratch)
-        .map_err(scratch_error)?;
+    let scratch_error = scratch_error(scratch.dir());
+    let folder = scratch.folder("in").map_err(scratch_error)?;
     for name in sandbox.inputs.keys() {
         if !valid_input_name(name) {
             return Err(SandboxError::InputName(name.clone()));
@@ -587,7 +579,7 @@ fn grant_files(
     builder: &mut WasiCtxBuilder,
     sandbox: &Sandbox,
     root: &Path,
-    needed: Option<&tempfile::TempDir>,
+    needed: Option<&ScratchFolder>,
     out: &Path,
     tmp: &Path,
 ) -> Result<(), SandboxError> {

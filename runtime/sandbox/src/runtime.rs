@@ -7,7 +7,6 @@
 //! pre-instantiated handle so that running a stage costs an instantiation,
 //! not a compilation.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -16,7 +15,7 @@ use std::time::Duration;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, OptLevel};
 
-use crate::compiled_cache::{Compiled, CompiledCache};
+use crate::compiled_cache::{Code, CompiledCache};
 use crate::errors::error_chain;
 use crate::network::{HttpClient, Trust};
 use crate::{Entry, ModuleState, Sandbox, SandboxError, StageRun, StageState};
@@ -24,6 +23,7 @@ use cairn_component::{BinaryFormat, ComponentKind, Digest, LoadError, check_is_p
 use cairn_core::cache_dir::{CacheDir, CacheDirError};
 use cairn_core::observer::StageObserver;
 use cairn_core::once_map::OnceMap;
+use cairn_core::scratch::ScratchSpace;
 
 /// How often the epoch advances: the granularity of preemption, and so of
 /// how promptly a runaway stage notices its deadline.
@@ -77,7 +77,7 @@ pub struct Runtime {
     engine: Engine,
     linkers: Linkers,
     compiled: Option<CompiledCache>,
-    scratch: PathBuf,
+    scratch: Arc<ScratchSpace>,
     loaded: OnceMap<Digest, Arc<LoadedComponent>>,
     http: Arc<HttpClient>,
     _ticker: EpochTicker,
@@ -96,7 +96,7 @@ impl Runtime {
         let linkers = Linkers::new(&engine).map_err(|error| RuntimeError::Engine(error_chain(&error)))?;
         Ok(Self {
             compiled: Some(CompiledCache::new(&cache.compiled(), &engine)),
-            scratch: cache.scratch()?,
+            scratch: ScratchSpace::new(cache.scratch()?),
             linkers,
             loaded: OnceMap::default(),
             http: Arc::new(HttpClient::new(trust)),
@@ -111,17 +111,49 @@ impl Runtime {
     /// process; later loads of the same bytes return the same component.
     pub async fn load(&self, bytes: Arc<[u8]>) -> Result<Arc<LoadedComponent>, LoadError> {
         let digest = Digest::of(&bytes);
+        self.load_known(digest, async move { Ok(bytes) }).await
+    }
+
+    /// [`Runtime::load`] for bytes whose digest is already known, awaiting
+    /// `bytes` only when the compiled cache does not have them: a stage
+    /// whose component's digest is remembered by its stamp starts without
+    /// reading (and hashing) 14 to 18 MB of JavaScript or Python engine.
+    /// The caller vouches that the bytes have the digest `digest`.
+    pub async fn load_known<F>(&self, digest: Digest, bytes: F) -> Result<Arc<LoadedComponent>, LoadError>
+    where
+        F: Future<Output = Result<Arc<[u8]>, LoadError>> + Send,
+    {
         self.loaded
             .get_or_try_init(digest, || async {
-                let engine = self.engine.clone();
-                let linkers = self.linkers.clone();
-                let compiled = self.compiled.clone();
-                tokio::task::spawn_blocking(move || load(&engine, &linkers, compiled.as_ref(), digest, &bytes))
+                let (engine, linkers, compiled) = (self.engine.clone(), self.linkers.clone(), self.compiled.clone());
+                let cached = blocking(move || {
+                    let cached = compiled.as_ref()?.load(&engine, &digest)?;
+                    Some(ready(&engine, &linkers, digest, cached.code, cached.source_size, false))
+                })
+                .await;
+                if let Some(loaded) = cached {
+                    return loaded.map(Arc::new);
+                }
+                let bytes = bytes.await?;
+                let (engine, linkers, compiled) = (self.engine.clone(), self.linkers.clone(), self.compiled.clone());
+                blocking(move || compile(&engine, &linkers, compiled.as_ref(), digest, &bytes))
                     .await
-                    .map_err(|error| LoadError::Compile(format!("the compiler thread failed: {error}")))?
                     .map(Arc::new)
             })
             .await
+    }
+
+    /// This runtime, its stages taking their `/out` and `/tmp` from
+    /// `scratch`, which the caller's own scratch folders share.
+    pub fn sharing_scratch(mut self, scratch: Arc<ScratchSpace>) -> Self {
+        self.scratch = scratch;
+        self
+    }
+
+    /// Removes the scratch folders kept for the next stage: a process that
+    /// exits without dropping the runtime calls this first.
+    pub fn release_scratch(&self) {
+        self.scratch.drain();
     }
 
     /// Runs a loaded component in the sandbox `sandbox` describes, reporting
@@ -173,33 +205,53 @@ impl Linkers {
     }
 }
 
-/// Decodes, compiles (or deserializes) and checks one component or
-/// preview1 module. A plain function of its arguments, so nothing the
-/// compiled-cache key does not cover can slip into what gets cached.
-fn load(
+/// Decodes and compiles `bytes` (named `digest`), saves the compiled code
+/// in `cache`, and readies it. A plain function of its arguments, so nothing
+/// the compiled-cache key does not cover can slip into what gets cached. A
+/// core module is saved only once it has passed the preview1 check, so code
+/// found in the cache need not be checked again.
+fn compile(
     engine: &Engine,
     linkers: &Linkers,
     cache: Option<&CompiledCache>,
     digest: Digest,
     bytes: &[u8],
 ) -> Result<LoadedComponent, LoadError> {
-    let format = BinaryFormat::detect(bytes).ok_or(LoadError::NotWasm)?;
-    let (kind, entry, compiled_now) = match format {
+    let compile_error = |error: wasmtime::Error| LoadError::Compile(error_chain(&error));
+    let code = match BinaryFormat::detect(bytes).ok_or(LoadError::NotWasm)? {
         BinaryFormat::CoreModule => {
             check_is_preview1_command(bytes)?;
-            let (module, compiled_now) = compile(cache, digest, || wasmtime::Module::new(engine, bytes), engine)?;
-            let pre = linkers
-                .module
-                .instantiate_pre(&module)
-                .map_err(|error| LoadError::Imports(error_chain(&error)))?;
-            (ComponentKind::Preview1Command, Entry::Module(pre), compiled_now)
+            Code::Module(wasmtime::Module::new(engine, bytes).map_err(compile_error)?)
         }
-        BinaryFormat::Component => {
-            let (component, compiled_now) = compile(cache, digest, || Component::new(engine, bytes), engine)?;
-            let pre = linkers
-                .component
-                .instantiate_pre(&component)
-                .map_err(|error| LoadError::Imports(error_chain(&error)))?;
+        BinaryFormat::Component => Code::Component(Component::new(engine, bytes).map_err(compile_error)?),
+    };
+    let size = bytes.len() as u64;
+    if let Some(cache) = cache
+        && let Err(error) = cache.store(&digest, &code, size)
+    {
+        tracing::warn!(%error, "cannot save the compiled code; it will be compiled again next time");
+    }
+    ready(engine, linkers, digest, code, size, true)
+}
+
+/// Checks compiled code's imports against what cairn provides and finds its
+/// entry point: a component ready to instantiate.
+fn ready(
+    engine: &Engine,
+    linkers: &Linkers,
+    digest: Digest,
+    code: Code,
+    size: u64,
+    compiled_now: bool,
+) -> Result<LoadedComponent, LoadError> {
+    let imports_error = |error: wasmtime::Error| LoadError::Imports(error_chain(&error));
+    let (kind, entry) = match code {
+        Code::Module(module) => {
+            let pre = linkers.module.instantiate_pre(&module).map_err(imports_error)?;
+            (ComponentKind::Preview1Command, Entry::Module(pre))
+        }
+        Code::Component(component) => {
+            let pre = linkers.component.instantiate_pre(&component).map_err(imports_error)?;
             let kind = classify(engine, &component)?;
             let entry = match kind {
                 ComponentKind::Stage => Entry::stage(pre),
@@ -215,36 +267,23 @@ fn load(
                 world: kind.world(),
                 reason: error_chain(&error),
             })?;
-            (kind, entry, compiled_now)
+            (kind, entry)
         }
     };
     Ok(LoadedComponent {
         digest,
         kind,
-        size: bytes.len(),
+        size: usize::try_from(size).unwrap_or(usize::MAX),
         compiled_now,
         entry,
     })
 }
 
-/// The compiled form of the bytes named `digest`, from the cache or from
-/// `compile` (then saved); and whether Cranelift ran.
-fn compile<C: Compiled>(
-    cache: Option<&CompiledCache>,
-    digest: Digest,
-    compile: impl FnOnce() -> wasmtime::Result<C>,
-    engine: &Engine,
-) -> Result<(C, bool), LoadError> {
-    if let Some(compiled) = cache.and_then(|cache| cache.load(engine, &digest)) {
-        return Ok((compiled, false));
-    }
-    let compiled = compile().map_err(|error| LoadError::Compile(error_chain(&error)))?;
-    if let Some(cache) = cache
-        && let Err(error) = cache.store(&digest, &compiled)
-    {
-        tracing::warn!(%error, "cannot save the compiled code; it will be compiled again next time");
-    }
-    Ok((compiled, true))
+/// `work` on a thread that may block, its panic carried over.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))
 }
 
 /// Decides from the component's exports how it is entered.

@@ -255,7 +255,7 @@ impl RunArgs {
                         }
                         None => {
                             let destination = Path::new("cairn-out").join(&name);
-                            output_dir::replace(run.outputs(), &destination)?;
+                            output_dir::replace(run.outputs(), &destination, None)?;
                             destination
                         }
                     };

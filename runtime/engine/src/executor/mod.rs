@@ -25,7 +25,6 @@ pub use dispatch::WorkerPool;
 pub(crate) use run::{Attempts, store_outputs};
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Instant;
 
@@ -39,10 +38,12 @@ use crate::stage_key::{KeyParts, Placement};
 use crate::state::{EncodedParts, Published, RunRecord, WorkspaceState};
 use crate::workspace::Workspace;
 use cairn_cas::{ActionEntry, Entry, EntryKind, Materialize, Store, StoreError, Tree, TreeError};
+use cairn_component::LoadError;
 use cairn_core::Digest;
 use cairn_core::cache_dir::CacheDir;
 use cairn_core::events::{PhaseClock, TestCounts};
 use cairn_core::observer::{Annotation, Level, LogLine, LogSource, StageObserver};
+use cairn_core::scratch::{ScratchFolder, ScratchSpace};
 use cairn_pipeline::{ClockGrant, Pipeline, Reference, Stage, Template, Uses};
 use cairn_report::{Event, Reporter, Status};
 use cairn_sandbox::runtime::{LoadedComponent, Runtime, RuntimeError};
@@ -62,6 +63,7 @@ pub struct CacheMode {
 pub struct LazyRuntime {
     cache: CacheDir,
     trust: Trust,
+    scratch: Option<Arc<ScratchSpace>>,
     cell: tokio::sync::OnceCell<Arc<Runtime>>,
 }
 
@@ -72,15 +74,35 @@ impl LazyRuntime {
         Self {
             cache,
             trust,
+            scratch: None,
             cell: tokio::sync::OnceCell::new(),
         }
     }
 
+    /// The runtime's stages take their `/out` and `/tmp` from `scratch`, as
+    /// the run's `/src` snapshots do: a folder one use gave back, the next
+    /// takes, whichever it is.
+    pub fn sharing(mut self, scratch: Arc<ScratchSpace>) -> Self {
+        self.scratch = Some(scratch);
+        self
+    }
+
     pub(crate) async fn get(&self) -> Result<Arc<Runtime>, RuntimeError> {
         self.cell
-            .get_or_try_init(|| async { Runtime::with_trust(&self.cache, self.trust.clone()).map(Arc::new) })
+            .get_or_try_init(|| async {
+                let runtime = Runtime::with_trust(&self.cache, self.trust.clone())?;
+                Ok(Arc::new(match &self.scratch {
+                    Some(scratch) => runtime.sharing_scratch(Arc::clone(scratch)),
+                    None => runtime,
+                }))
+            })
             .await
             .cloned()
+    }
+
+    /// The runtime, if it was started.
+    fn started(&self) -> Option<&Arc<Runtime>> {
+        self.cell.get()
     }
 }
 
@@ -101,8 +123,8 @@ pub struct StageExecutor {
     pub store: Arc<Store>,
     /// What is remembered about this workspace.
     pub state: Arc<RwLock<WorkspaceState>>,
-    /// Where stages' scratch folders are made.
-    pub scratch: PathBuf,
+    /// Where stages' `/src` snapshots are made (and kept for reuse).
+    pub scratch: Arc<ScratchSpace>,
     /// `cairn-out/` of the workspace.
     pub output_root: OutputRoot,
     /// Secret values.
@@ -271,6 +293,15 @@ impl Executor for StageExecutor {
 }
 
 impl StageExecutor {
+    /// Removes the scratch folders kept for the next stage, the run's and
+    /// the runtime's: a run that exits without dropping calls this first.
+    pub fn release_scratch(&self) {
+        self.scratch.drain();
+        if let Some(runtime) = self.runtime.started() {
+            runtime.release_scratch();
+        }
+    }
+
     /// Runs or reuses one stage, marking its phases on `clock`.
     async fn execute_measured(&self, index: usize, upstream: Upstream, clock: &mut PhaseClock) -> StageResult {
         let started = clock.started();

@@ -15,7 +15,7 @@ impl StageExecutor {
             }
         }
         let folder = self.output_root.to_publish(&stage.name);
-        if let Err(error) = output_dir::replace(ran.run.outputs(), &folder) {
+        if let Err(error) = output_dir::replace(ran.run.outputs(), &folder, Some(&self.scratch)) {
             return self.fail(stage, error_chain(&error), ran.attempts, started, Some(prepared.key));
         }
         let published = Published::record(&folder, produced.outputs);

@@ -36,17 +36,14 @@ impl StageExecutor {
     pub(super) async fn restore(&self, stage: &Stage, entry: &ActionEntry) -> Result<(), TreeError> {
         let store = Arc::clone(&self.store);
         let outputs = entry.outputs;
-        let scratch = self.scratch.clone();
+        let scratch = Arc::clone(&self.scratch);
         let folder = self.output_root.to_publish(&stage.name);
         let published = tokio::task::spawn_blocking(move || -> Result<Published, TreeError> {
             let tree = Tree::load(&store, &outputs)?;
-            let staging = tempfile::Builder::new()
-                .prefix("restore-")
-                .tempdir_in(&scratch)
-                .map_err(StoreError::io(&scratch))?;
+            let staging = scratch.folder("restore").map_err(StoreError::io(scratch.dir()))?;
             let tree_root = staging.path().join("tree");
             tree.materialize(&store, &tree_root, Materialize::Copy)?;
-            output_dir::replace(&tree_root, &folder).map_err(|error| StoreError::Io {
+            output_dir::replace(&tree_root, &folder, Some(&scratch)).map_err(|error| StoreError::Io {
                 path: error.path,
                 source: error.source,
             })?;

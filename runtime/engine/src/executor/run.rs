@@ -42,19 +42,25 @@ impl StageExecutor {
             limits: stage.limits,
         };
         let sandbox = prepared.parts.sandbox(&prepared.key, placement).map_err(failed)?;
-        let bytes = component
-            .bytes()
-            .await
-            .map_err(|error| failed(error.to_string().into()))?;
         let runtime = self
             .runtime
             .get()
             .await
             .map_err(|error| failed(error.to_string().into()))?;
+        // The bytes are read only if the compiled cache lacks the component.
+        let bytes = async {
+            component
+                .bytes()
+                .await
+                .map_err(|error| LoadError::Source(error.to_string()))
+        };
         let loaded = runtime
-            .load(bytes)
+            .load_known(component.digest, bytes)
             .await
-            .map_err(|error| failed(format!("cannot load its component: {error}").into()))?;
+            .map_err(|error| match error {
+                LoadError::Source(message) => failed(message.into()),
+                error => failed(format!("cannot load its component: {error}").into()),
+            })?;
         clock.mark("compile");
         let attempts = Attempts {
             stage: &stage.name,
@@ -72,20 +78,17 @@ impl StageExecutor {
 
     /// Copies the input files into the store (checking they are still what
     /// was hashed) and links them into a read-only snapshot for `/src`.
-    pub(super) async fn snapshot_inputs(&self, indices: &[usize]) -> Result<Option<tempfile::TempDir>, String> {
+    pub(super) async fn snapshot_inputs(&self, indices: &[usize]) -> Result<Option<ScratchFolder>, String> {
         if indices.is_empty() {
             return Ok(None);
         }
         let inputs = self.inputs_tree(indices)?;
         let store = Arc::clone(&self.store);
         let workspace = Arc::clone(&self.workspace);
-        let scratch = self.scratch.clone();
+        let scratch = Arc::clone(&self.scratch);
         tokio::task::spawn_blocking(move || {
             store_inputs(&store, &workspace, &inputs)?;
-            let snapshot = tempfile::Builder::new()
-                .prefix("src-")
-                .tempdir_in(&scratch)
-                .map_err(StoreError::io(&scratch))?;
+            let snapshot = scratch.folder("src").map_err(StoreError::io(scratch.dir()))?;
             inputs.materialize(&store, snapshot.path(), Materialize::Link)?;
             Ok(Some(snapshot))
         })
