@@ -385,7 +385,6 @@ mod tests {
     }
 
     proptest::proptest! {
-        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
         /// Fuzz target: a damaged seal never lets an entry load as other
         /// than it was sealed.
         #[test]

@@ -26,6 +26,7 @@ use tokio::task::JoinSet;
 use crate::executor::{Attempts, LazyRuntime, store_outputs};
 use crate::stage_key::Placement;
 use cairn_cas::{Materialize, Store, StoreError};
+use cairn_component::LoadError;
 use cairn_core::Digest;
 use cairn_core::cache_dir::CacheDir;
 use cairn_core::events::PhaseClock;
@@ -330,11 +331,17 @@ impl Worker {
         let started = Instant::now();
         let key = job.key;
         let parts = &job.parts;
-        let component = self
-            .shared
-            .fetch_checked(&self.store, parts.component)
-            .await
-            .map_err(|error| format!("cannot fetch its component: {error}"))?;
+        let runtime = self.runtime.get().await.map_err(|error| error.to_string())?;
+        // The component is fetched only when this machine has not compiled
+        // it yet: a 14-18 MB JavaScript or Python component once a worker.
+        let fetch = async {
+            self.shared
+                .fetch_checked(&self.store, parts.component)
+                .await
+                .map(Arc::from)
+                .map_err(|error| LoadError::Source(format!("cannot fetch its component: {error}")))
+        };
+        let loaded = runtime.load_known(parts.component, fetch).await;
         let folder = tempfile::Builder::new()
             .prefix("job-")
             .tempdir_in(&self.scratch)
@@ -376,9 +383,9 @@ impl Worker {
             Ok(sandbox) => sandbox,
             Err(error) => return Ok(failed(error.message, error.hint, 1)),
         };
-        let runtime = self.runtime.get().await.map_err(|error| error.to_string())?;
-        let loaded = match runtime.load(Arc::from(component)).await {
+        let loaded = match loaded {
             Ok(loaded) => loaded,
+            Err(LoadError::Source(message)) => return Err(message),
             Err(error) => return Ok(failed(format!("cannot load its component: {error}"), None, 1)),
         };
         let live = Arc::new(LiveStream::start(
