@@ -14,13 +14,19 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use support::{cairn_run, median, paired_ratio, run};
+use support::{cairn_run, compare, run};
 
-const PACKAGES: usize = 1_000;
 const FILES: usize = 11;
 const RUNS: usize = 15;
 
 fn main() {
+    // `CAIRN_BENCH_PACKAGES`: fewer packages than the no-op benchmark's
+    // 1,000. Turborepo's first build runs `npm run build` in each, about a
+    // second of CPU apiece; on 2 cores the full workspace takes most of an hour.
+    let packages: usize = std::env::var("CAIRN_BENCH_PACKAGES")
+        .ok()
+        .and_then(|count| count.parse().ok())
+        .unwrap_or(1_000);
     if which::which("npm").is_err() {
         println!("npm is not installed: the Turborepo comparison is skipped (apt-get install npm)");
         return;
@@ -42,9 +48,9 @@ fn main() {
     let (cairn_root, turbo_root) = (base.path().join("cairn"), base.path().join("turbo"));
     for root in [&cairn_root, &turbo_root] {
         std::fs::create_dir(root).expect("mkdir");
-        support::write_no_op_workspace(root, PACKAGES, FILES);
+        support::write_no_op_workspace(root, packages, FILES);
     }
-    write_turbo_workspace(&turbo_root);
+    write_turbo_workspace(&turbo_root, packages);
     let turbo = || {
         let mut command = Command::new(&turbo_bin);
         command
@@ -64,7 +70,7 @@ fn main() {
     run(&mut cairn_run(&cairn_root, cache.path()));
     let cached = turbo().output().expect("turbo runs");
     assert!(
-        String::from_utf8_lossy(&cached.stdout).contains(&format!("{PACKAGES} cached, {PACKAGES} total")),
+        String::from_utf8_lossy(&cached.stdout).contains(&format!("{packages} cached, {packages} total")),
         "turbo's second run is not fully cached:\n{}",
         String::from_utf8_lossy(&cached.stdout)
     );
@@ -75,27 +81,18 @@ fn main() {
         cairn_times.push(run(&mut cairn_run(&cairn_root, cache.path())));
         turbo_times.push(run(&mut turbo()));
     }
-    println!("{PACKAGES} packages of {FILES} files, all built, median of {RUNS} alternating runs");
-    println!(
-        "  turbo run build (fully cached)          {:>8.1} ms",
-        median(&turbo_times).as_secs_f64() * 1e3
-    );
-    println!(
-        "  cairn run -j 2 (nothing to do)          {:>8.1} ms",
-        median(&cairn_times).as_secs_f64() * 1e3
-    );
-    println!(
-        "  cairn / turbo                           {:>8.3}x, paired {:.3}x",
-        median(&cairn_times).as_secs_f64() / median(&turbo_times).as_secs_f64(),
-        paired_ratio(&cairn_times, &turbo_times)
+    compare(
+        &format!("{packages} packages of {FILES} files, all built"),
+        ("turbo run build (fully cached)", &turbo_times),
+        ("cairn run -j 2 (nothing to do)", &cairn_times),
     );
 }
 
 /// Makes the packages of `root` npm workspaces whose `build` does what the
 /// cairn stage does, with Turborepo's task settings and a git repository
 /// (Turborepo hashes files through git).
-fn write_turbo_workspace(root: &Path) {
-    let names: Vec<String> = (0..PACKAGES).map(|index| format!("\"pkg{index}\"")).collect();
+fn write_turbo_workspace(root: &Path, packages: usize) {
+    let names: Vec<String> = (0..packages).map(|index| format!("\"pkg{index}\"")).collect();
     // Turborepo wants to know which package manager (and version) to trust.
     let npm = Command::new("npm").arg("--version").output().expect("npm runs");
     let npm = String::from_utf8_lossy(&npm.stdout).trim().to_owned();
@@ -112,7 +109,7 @@ fn write_turbo_workspace(root: &Path) {
         r#"{"tasks":{"build":{"inputs":["f*.txt"],"outputs":["out.txt"]}}}"#,
     )
     .expect("write");
-    for index in 0..PACKAGES {
+    for index in 0..packages {
         std::fs::write(
             root.join(format!("pkg{index}/package.json")),
             format!("{{\"name\":\"pkg{index}\",\"version\":\"1.0.0\",\"scripts\":{{\"build\":\"tr a-z A-Z < f0.txt > out.txt\"}}}}"),

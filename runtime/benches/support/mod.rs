@@ -215,7 +215,8 @@ pub fn report_load_costs(costs: &LoadCosts) {
 }
 
 /// Prints the medians of a baseline and of what is measured against it,
-/// and their ratio: the three lines every whole-command comparison prints.
+/// and their ratio (of medians, and paired when the runs alternated): the
+/// three lines every whole-command comparison prints.
 pub fn compare(title: &str, baseline: (&str, &[Duration]), measured: (&str, &[Duration])) {
     let (baseline_name, baseline_samples) = baseline;
     let (measured_name, measured_samples) = measured;
@@ -224,9 +225,10 @@ pub fn compare(title: &str, baseline: (&str, &[Duration]), measured: (&str, &[Du
     println!("  {baseline_name:<44} {:>8.1} ms", baseline_median.as_secs_f64() * 1e3);
     println!("  {measured_name:<44} {:>8.1} ms", measured_median.as_secs_f64() * 1e3);
     println!(
-        "  {:<44} {:>8.2}x",
+        "  {:<44} {:>8.3}x, paired {:.3}x",
         "ratio",
-        measured_median.as_secs_f64() / baseline_median.as_secs_f64()
+        measured_median.as_secs_f64() / baseline_median.as_secs_f64(),
+        paired_ratio(measured_samples, baseline_samples)
     );
 }
 
