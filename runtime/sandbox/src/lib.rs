@@ -202,8 +202,9 @@ pub struct StageRun {
 }
 
 impl StageRun {
-    /// The host folder holding what the stage wrote to `/out`. It is removed
-    /// when the run is dropped; move its contents out first to keep them.
+    /// The host folder holding what the stage wrote to `/out`. It is emptied
+    /// (and kept for a later stage) when the run is dropped; move it or its
+    /// contents out first to keep them.
     pub fn outputs(&self) -> &Path {
         self.outputs.path()
     }
