@@ -144,11 +144,11 @@ pub fn verify(cache: &CacheDir) -> Result<VerifyReport, StoreError> {
         }
     }
     for path in files_under(&cache.compiled()) {
-        // Each entry is a `.cwasm` and its `.seal`: count it once.
-        if path.extension().is_some_and(|extension| extension == "cwasm") {
-            report.compiled += 1;
-        }
-        if !cairn_sandbox::verify_compiled_entry(&path) {
+        let Some(intact) = cairn_sandbox::verify_compiled_entry(&path) else {
+            continue;
+        };
+        report.compiled += 1;
+        if !intact {
             report.corrupt_compiled.push(path.display().to_string());
         }
     }

@@ -132,6 +132,18 @@ pub enum RemoteError {
     },
 }
 
+impl RemoteError {
+    /// `doing` on `server` failed with `error`: what every operation after
+    /// connecting reports.
+    pub(crate) fn operation(server: &str, doing: impl Into<String>, error: impl std::fmt::Display) -> Self {
+        Self::Operation {
+            server: server.to_owned(),
+            doing: doing.into(),
+            reason: error.to_string(),
+        }
+    }
+}
+
 /// A place blobs and first-writer-wins entries can be shared through.
 ///
 /// Backends store bytes as they are given; checking what comes back is

@@ -135,11 +135,7 @@ impl NatsBackend {
         let client = connect(settings).await?;
         let jetstream = jetstream::new(client.clone());
         let server = settings.url.clone();
-        let failed = |doing: &str, error: &dyn std::fmt::Display| RemoteError::Operation {
-            server: server.clone(),
-            doing: doing.to_owned(),
-            reason: error.to_string(),
-        };
+        let failed = |doing: &str, error: &dyn std::fmt::Display| RemoteError::operation(&server, doing, error);
         let blobs = match jetstream.get_object_store(BLOBS_BUCKET).await {
             Ok(store) => store,
             Err(_) => jetstream
@@ -259,11 +255,7 @@ impl NatsBackend {
     }
 
     fn failed(&self, doing: impl Into<String>, error: impl std::fmt::Display) -> RemoteError {
-        RemoteError::Operation {
-            server: self.server.clone(),
-            doing: doing.into(),
-            reason: error.to_string(),
-        }
+        RemoteError::operation(&self.server, doing, error)
     }
 
     async fn stream_status(

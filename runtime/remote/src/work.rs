@@ -140,11 +140,7 @@ impl WorkQueue {
     /// with `replicas` copies of each message.
     pub(crate) async fn open(server: String, client: async_nats::Client, replicas: usize) -> Result<Self, RemoteError> {
         let jetstream = jetstream::new(client.clone());
-        let failed = |doing: &str, error: &dyn std::fmt::Display| RemoteError::Operation {
-            server: server.clone(),
-            doing: doing.to_owned(),
-            reason: error.to_string(),
-        };
+        let failed = |doing: &str, error: &dyn std::fmt::Display| RemoteError::operation(&server, doing, error);
         jetstream
             .get_or_create_stream(stream::Config {
                 name: JOBS_STREAM.to_owned(),
@@ -186,11 +182,7 @@ impl WorkQueue {
     }
 
     fn failed(&self, doing: impl Into<String>, error: impl std::fmt::Display) -> RemoteError {
-        RemoteError::Operation {
-            server: self.server.clone(),
-            doing: doing.into(),
-            reason: error.to_string(),
-        }
+        RemoteError::operation(&self.server, doing, error)
     }
 
     /// The server, for messages.
@@ -436,11 +428,7 @@ pub struct JobConsumer {
 impl JobConsumer {
     /// The next job, waiting for one at most `wait`.
     pub async fn next(&self, wait: Duration) -> Result<Option<Delivery>, RemoteError> {
-        let failed = |error: &dyn std::fmt::Display| RemoteError::Operation {
-            server: self.server.clone(),
-            doing: "take a job".to_owned(),
-            reason: error.to_string(),
-        };
+        let failed = |error: &dyn std::fmt::Display| RemoteError::operation(&self.server, "take a job", error);
         let mut batch = self
             .consumer
             .batch()
@@ -489,11 +477,7 @@ impl Delivery {
         self.message
             .ack_with(kind)
             .await
-            .map_err(|error| RemoteError::Operation {
-                server: self.server.clone(),
-                doing: doing.to_owned(),
-                reason: error.to_string(),
-            })
+            .map_err(|error| RemoteError::operation(&self.server, doing, error))
     }
 
     /// Says the job is still being worked on, so it is not handed out again.
@@ -504,11 +488,10 @@ impl Delivery {
 
     /// Says the job is done (its result published): it leaves the queue.
     pub async fn done(&self) -> Result<(), RemoteError> {
-        self.message.double_ack().await.map_err(|error| RemoteError::Operation {
-            server: self.server.clone(),
-            doing: "finish a job".to_owned(),
-            reason: error.to_string(),
-        })
+        self.message
+            .double_ack()
+            .await
+            .map_err(|error| RemoteError::operation(&self.server, "finish a job", error))
     }
 
     /// Gives the job back to be handed to a worker again after `delay`.

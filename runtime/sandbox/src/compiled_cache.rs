@@ -101,12 +101,7 @@ impl CompiledCache {
     /// The compiled code for `digest`, if a sound entry exists.
     pub(crate) fn load(&self, engine: &Engine, digest: &Digest) -> Option<Cached> {
         let code_path = self.path(digest, CODE);
-        let seal = match fs::read(self.path(digest, SEAL)) {
-            Ok(bytes) => serde_json::from_slice::<Seal>(&bytes).ok(),
-            Err(error) if error.kind() == io::ErrorKind::NotFound => None,
-            Err(_) => return None,
-        };
-        let Some(seal) = seal else {
+        let Some(mut seal) = read_seal(&self.path(digest, SEAL)).ok()? else {
             // No entry, or a `.cwasm` without a readable seal (torn, or
             // written by a cairn that kept its digest inside the file).
             if code_path.exists() {
@@ -134,12 +129,8 @@ impl CompiledCache {
                 return None;
             }
             if stamp.settled(racy_after()) {
-                let sealed = Seal {
-                    checked: Some(stamp),
-                    ..seal
-                };
-                self.write_seal(digest, &sealed);
-                return self.map(engine, digest, &opened, &sealed);
+                seal.checked = Some(stamp);
+                self.write_seal(digest, &seal);
             }
         }
         self.map(engine, digest, &opened, &seal)
@@ -206,6 +197,16 @@ impl CompiledCache {
     }
 }
 
+/// The seal at `path`: none when there is none or it does not parse (then
+/// its entry is damaged); an error when it cannot be read just now.
+fn read_seal(path: &Path) -> io::Result<Option<Seal>> {
+    match fs::read(path) {
+        Ok(bytes) => Ok(serde_json::from_slice(&bytes).ok()),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
 fn seal_bytes(seal: &Seal) -> Vec<u8> {
     serde_json::to_vec(seal).unwrap_or_default()
 }
@@ -239,30 +240,27 @@ fn opened_path(file: &File, path: &Path) -> PathBuf {
     path.to_owned()
 }
 
-/// Checks the compiled-cache entry `path` names (its `.cwasm` or its
-/// `.seal`) in full, for `cairn cache verify`: its seal, length and digest.
-/// A damaged entry is removed; false then. Other files, and entries already
-/// removed, are left alone.
-pub fn verify_entry(path: &Path) -> bool {
-    let extension = path.extension().and_then(|extension| extension.to_str());
-    if !matches!(extension, Some(CODE | SEAL)) {
-        return true;
-    }
+/// Checks a compiled-cache entry in full, for `cairn cache verify`: its
+/// seal, length and digest. An entry is checked through its `.cwasm` (so its
+/// code is hashed once); a `.seal` counts as an entry only when its `.cwasm`
+/// is missing. `Some(intact)` for an entry, a damaged one removed; `None`
+/// for any other file, and for a file no longer there.
+pub fn verify_entry(path: &Path) -> Option<bool> {
     let (code, seal) = (path.with_extension(CODE), path.with_extension(SEAL));
-    if !code.exists() && !seal.exists() {
-        return true;
-    }
-    let intact = fs::read(&seal)
-        .ok()
-        .and_then(|bytes| serde_json::from_slice::<Seal>(&bytes).ok())
-        .is_some_and(|sealed| {
+    let intact = match path.extension().and_then(|extension| extension.to_str()) {
+        Some(CODE) => read_seal(&seal).ok().flatten().is_some_and(|sealed| {
             fs::metadata(&code).is_ok_and(|metadata| metadata.len() == sealed.length)
                 && digest_of_file(&code).is_ok_and(|digest| digest == sealed.digest)
-        });
+        }),
+        // A seal whose code is gone (an entry removed a moment ago is
+        // neither: it is not reported twice).
+        Some(SEAL) if !code.exists() && seal.exists() => false,
+        _ => return None,
+    };
     if !intact {
         remove_entry(path);
     }
-    intact
+    Some(intact)
 }
 
 /// A short name for everything about `engine` that decides whether compiled
@@ -375,13 +373,23 @@ mod tests {
         let cache = CompiledCache::new(root.path(), &engine());
         let digest = stored(&cache);
         let code = cache.path(&digest, CODE);
-        assert!(verify_entry(&code) && verify_entry(&code.with_extension(SEAL)));
+        assert_eq!(verify_entry(&code), Some(true));
+        assert_eq!(verify_entry(&code.with_extension(SEAL)), None, "checked with its code");
         let mut bytes = fs::read(&code).expect("read");
         bytes[0] ^= 1;
         fs::write(&code, bytes).expect("write");
-        assert!(!verify_entry(&code.with_extension(SEAL)));
+        assert_eq!(verify_entry(&code), Some(false));
         assert!(!code.exists() && !code.with_extension(SEAL).exists());
-        assert!(verify_entry(&code), "an entry already removed is not reported twice");
+        assert_eq!(
+            verify_entry(&code.with_extension(SEAL)),
+            None,
+            "an entry already removed is not reported twice"
+        );
+
+        let orphan = root.path().join("orphan.seal");
+        fs::write(&orphan, b"{}").expect("write");
+        assert_eq!(verify_entry(&orphan), Some(false));
+        assert!(!orphan.exists(), "an orphaned seal is removed");
     }
 
     proptest::proptest! {

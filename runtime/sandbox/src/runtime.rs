@@ -150,12 +150,6 @@ impl Runtime {
         self
     }
 
-    /// Removes the scratch folders kept for the next stage: a process that
-    /// exits without dropping the runtime calls this first.
-    pub fn release_scratch(&self) {
-        self.scratch.drain();
-    }
-
     /// Runs a loaded component in the sandbox `sandbox` describes, reporting
     /// what it logs to `observer` as it happens.
     pub async fn run(

@@ -99,11 +99,6 @@ impl LazyRuntime {
             .await
             .cloned()
     }
-
-    /// The runtime, if it was started.
-    fn started(&self) -> Option<&Arc<Runtime>> {
-        self.cell.get()
-    }
 }
 
 /// Everything the stages of one run share.
@@ -293,13 +288,11 @@ impl Executor for StageExecutor {
 }
 
 impl StageExecutor {
-    /// Removes the scratch folders kept for the next stage, the run's and
-    /// the runtime's: a run that exits without dropping calls this first.
+    /// Removes the scratch folders kept for the next stage (the runtime
+    /// shares them, see [`LazyRuntime::sharing`]): a run that exits without
+    /// dropping calls this first.
     pub fn release_scratch(&self) {
         self.scratch.drain();
-        if let Some(runtime) = self.runtime.started() {
-            runtime.release_scratch();
-        }
     }
 
     /// Runs or reuses one stage, marking its phases on `clock`.
